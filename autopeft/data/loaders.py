@@ -1,0 +1,347 @@
+"""Loading labelled text-classification data: built-ins, CSV, JSON Lines, JSON, save_to_disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from autopeft.data.builtin import BUILTIN_DATASETS, read_builtin
+from autopeft.exceptions import DatasetError, UnsupportedError
+
+__all__ = ["TextDataset", "load_dataset"]
+
+Record = tuple[str, Mapping[str, Any]]
+"""One input row: where it is (``"data.csv: row 3 (line 4)"``) and its fields."""
+
+_INT_LABEL = re.compile(r"[+-]?\d+")
+_FORMATS = ".csv, .jsonl, .json or a directory written by datasets' save_to_disk"
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """An immutable labelled text-classification dataset.
+
+    Attributes:
+        name: A display name (the built-in name, or the file's stem).
+        texts: The example texts.
+        labels: One label id per text, an index into ``label_names``.
+        label_names: The sorted unique label strings (integer labels sorted numerically).
+    """
+
+    name: str
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    label_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for field in ("texts", "labels", "label_names"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        if len(self.texts) != len(self.labels):
+            raise DatasetError(
+                f"dataset {self.name!r}: {len(self.texts)} texts but {len(self.labels)} labels; "
+                "expected one label per text"
+            )
+        bad = next((x for x in self.labels if not 0 <= x < len(self.label_names)), None)
+        if bad is not None:
+            raise DatasetError(
+                f"dataset {self.name!r}: label id {bad} out of range; "
+                f"expected 0..{len(self.label_names) - 1}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> TextDataset:
+        """Returns the examples at ``indices`` (in that order), keeping ``label_names``.
+
+        Args:
+            indices: Positions into this dataset, each in ``0 .. len(self) - 1``.
+            name: The subset's name; defaults to this dataset's name.
+
+        Raises:
+            DatasetError: If an index is out of range.
+        """
+        positions = [int(i) for i in indices]
+        bad = next((i for i in positions if not 0 <= i < len(self)), None)
+        if bad is not None:
+            raise DatasetError(
+                f"dataset {self.name!r}: index {bad} out of range; expected 0..{len(self) - 1}"
+            )
+        return TextDataset(
+            name=self.name if name is None else name,
+            texts=tuple(self.texts[i] for i in positions),
+            labels=tuple(self.labels[i] for i in positions),
+            label_names=self.label_names,
+        )
+
+
+def load_dataset(
+    source: str,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    base_dir: Path | None = None,
+) -> TextDataset:
+    """Loads a labelled text dataset.
+
+    Args:
+        source: A key of ``BUILTIN_DATASETS`` (the column arguments are then ignored), or a
+            path to a ``.csv`` file with a header row, a ``.jsonl`` file (one JSON object per
+            line), a ``.json`` file (a list of objects), or a directory written by
+            ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk`` (its ``train``
+            split, or else all splits concatenated). Built-in names win over paths.
+        text_column: The column (field) holding the text.
+        label_column: The column (field) holding the label, a string or an integer.
+        base_dir: The directory that relative paths resolve against (default: the working
+            directory).
+
+    Returns:
+        The dataset; labels are mapped to ids by sorted unique string value, integer labels
+        sorted numerically. Built-ins are parsed once per process and cached.
+
+    Raises:
+        DatasetError: If the source is not found, has an unsupported format, lacks a column,
+            has a row with an empty text or a missing label, or has fewer than two labels.
+        UnsupportedError: If a save_to_disk directory is given and ``datasets`` is missing.
+    """
+    if source in BUILTIN_DATASETS:
+        return _builtin_dataset(source)
+    if text_column == label_column:
+        raise DatasetError(
+            f"text column and label column are both {text_column!r}; expected two columns"
+        )
+    path = _resolve(source, base_dir)
+    if path.is_dir():
+        return _load_saved(path, text_column, label_column)
+    return _load_file(path, text_column, label_column)
+
+
+@cache
+def _builtin_dataset(name: str) -> TextDataset:
+    texts, labels = read_builtin(name)
+    return _make_dataset(name, texts, labels, f"built-in dataset {name!r}")
+
+
+def _resolve(source: str, base_dir: Path | None) -> Path:
+    if not source.strip():
+        raise DatasetError(f"dataset source is empty; expected a built-in name or {_FORMATS}")
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.exists():
+        return path
+    if path.suffix or len(Path(source).parts) > 1:
+        resolved = path.absolute()
+        where = "" if str(resolved) == source else f" (resolved to {resolved})"
+        raise DatasetError(f"dataset file {source}{where} not found")
+    known = ", ".join(sorted(BUILTIN_DATASETS))
+    raise DatasetError(
+        f"unknown dataset {source!r}: not a built-in name and no file {path}; "
+        f"built-in datasets are: {known}"
+    )
+
+
+def _load_file(path: Path, text_column: str, label_column: str) -> TextDataset:
+    readers: dict[str, Callable[[Path, tuple[str, str]], Iterator[Record]]] = {
+        ".csv": _csv_records,
+        ".jsonl": _jsonl_records,
+        ".json": _json_records,
+    }
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise DatasetError(f"{path}: unsupported file type {path.suffix!r}; expected {_FORMATS}")
+    try:
+        records = reader(path, (text_column, label_column))
+        return _from_records(path.stem, records, text_column, label_column, str(path))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except csv.Error as err:
+        raise DatasetError(f"{path}: malformed CSV ({err}); expected a CSV file") from err
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from err
+
+
+def _csv_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames
+        if not header:
+            raise DatasetError(f"{path}: file is empty; expected a header row naming the columns")
+        for column in columns:
+            if column not in header:
+                raise DatasetError(
+                    f"{path}: column {column!r} not found; columns are: {', '.join(header)}"
+                )
+        for number, row in enumerate(reader, start=1):
+            yield f"{path}: row {number} (line {reader.line_num})", row
+
+
+def _jsonl_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}: line {number}"
+            yield where, _as_object(_parse_json(line, where), where)
+
+
+def _json_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
+    items = _parse_json(path.read_text(encoding="utf-8-sig"), str(path))
+    if not isinstance(items, list):
+        raise DatasetError(
+            f"{path}: top-level JSON value is {type(items).__name__}; expected a list of objects"
+            " (use .jsonl for one object per line)"
+        )
+    for number, item in enumerate(items, start=1):
+        where = f"{path}: row {number}"
+        yield where, _as_object(item, where)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DatasetError(
+            f"{where}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from err
+
+
+def _as_object(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise DatasetError(f"{where}: a JSON {type(value).__name__}; expected a JSON object")
+    return value
+
+
+def _load_saved(path: Path, text_column: str, label_column: str) -> TextDataset:
+    markers = ("dataset_dict.json", "state.json")
+    if not any((path / marker).is_file() for marker in markers):
+        raise DatasetError(
+            f"{path}: a directory without dataset_dict.json or state.json; expected {_FORMATS}"
+        )
+    table = _saved_table(path)
+    for column in (text_column, label_column):
+        if column not in table.column_names:
+            raise DatasetError(
+                f"{path}: column {column!r} not found; columns are: {', '.join(table.column_names)}"
+            )
+    labels = _saved_labels(table, label_column)
+    records = (
+        (f"{path}: row {number}", {text_column: text, label_column: label})
+        for number, (text, label) in enumerate(
+            zip(table[text_column], labels, strict=True), start=1
+        )
+    )
+    return _from_records(path.name, records, text_column, label_column, str(path))
+
+
+def _saved_table(path: Path) -> Any:
+    """Returns the ``datasets.Dataset`` saved at ``path`` (a DatasetDict's train or all splits)."""
+    try:
+        import datasets
+    except ImportError as err:
+        raise UnsupportedError(
+            f"{path}: reading a save_to_disk directory needs the 'datasets' package; "
+            "run: pip install 'autopeft[datasets]'"
+        ) from err
+    try:
+        loaded = datasets.load_from_disk(str(path))
+        if not isinstance(loaded, datasets.DatasetDict):
+            return loaded
+        if "train" in loaded:
+            return loaded["train"]
+        if not loaded:
+            raise DatasetError(f"{path}: a DatasetDict with no splits; expected at least one")
+        return datasets.concatenate_datasets(list(loaded.values()))
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot load the saved dataset ({err})") from err
+
+
+def _saved_labels(table: Any, label_column: str) -> list[Any]:
+    """Returns the label column, with ``ClassLabel`` ids replaced by their names."""
+    import datasets
+
+    values = list(table[label_column])
+    feature = table.features[label_column]
+    if not isinstance(feature, datasets.ClassLabel):
+        return values
+    return [None if value is None or value < 0 else feature.int2str(value) for value in values]
+
+
+def _from_records(
+    name: str, records: Iterable[Record], text_column: str, label_column: str, origin: str
+) -> TextDataset:
+    texts: list[str] = []
+    labels: list[str] = []
+    for where, record in records:
+        texts.append(_text_of(record, text_column, where))
+        labels.append(_label_of(record, label_column, where))
+    return _make_dataset(name, texts, labels, origin)
+
+
+def _field(record: Mapping[str, Any], column: str, where: str) -> Any:
+    if column not in record:
+        fields = ", ".join(str(key) for key in record)
+        raise DatasetError(f"{where}: field {column!r} not found; fields are: {fields}")
+    return record[column]
+
+
+def _text_of(record: Mapping[str, Any], column: str, where: str) -> str:
+    value = _field(record, column, where)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DatasetError(f"{where}: column {column!r} is empty; expected a non-empty text")
+    if not isinstance(value, str):
+        raise DatasetError(
+            f"{where}: column {column!r} is {value!r} ({type(value).__name__}); expected a string"
+        )
+    return value
+
+
+def _label_of(record: Mapping[str, Any], column: str, where: str) -> str:
+    value = _field(record, column, where)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DatasetError(
+            f"{where}: column {column!r} is missing; expected a label (a string or an integer)"
+        )
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    raise DatasetError(
+        f"{where}: column {column!r} is {value!r} ({type(value).__name__}); "
+        "expected a label (a string or an integer)"
+    )
+
+
+def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
+    unique = set(names)
+    if all(_INT_LABEL.fullmatch(name) for name in unique):
+        return tuple(sorted(unique, key=lambda name: (int(name), name)))
+    return tuple(sorted(unique))
+
+
+def _make_dataset(
+    name: str, texts: Sequence[str], labels: Sequence[str], origin: str
+) -> TextDataset:
+    if not texts:
+        raise DatasetError(f"{origin}: no examples; expected labelled texts")
+    label_names = _sorted_label_names(labels)
+    if len(label_names) < 2:
+        raise DatasetError(
+            f"{origin}: only one label ({label_names[0]!r}); expected at least 2 distinct labels"
+        )
+    ids = {label: index for index, label in enumerate(label_names)}
+    return TextDataset(
+        name=name,
+        texts=tuple(texts),
+        labels=tuple(ids[label] for label in labels),
+        label_names=label_names,
+    )

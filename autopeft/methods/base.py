@@ -1,0 +1,145 @@
+"""The method contract: how a searched point becomes a real ``peft`` config.
+
+To add a method, subclass :class:`Method` in ``autopeft/methods/<name>.py``, decorate it with
+``@register_method("<name>")`` and list the module in ``registry._BUILTIN``. Override exactly:
+
+* :attr:`parameters` — the parameter names the method understands, and which may be ``per``;
+* :meth:`check_space` — method rules on the space file (ranges, required parameters);
+* :meth:`cell_sizes` — the per-(layer, module type) sizes of a point (0 = no adapter there);
+* :meth:`count_params` — the exact number of trainable adapter parameters, before building;
+* :meth:`build_config` — the ``peft`` config object;
+* :meth:`verify` — check a built model against :meth:`count_params` and :meth:`cell_sizes`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+    from torch import nn
+
+    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.schema import SearchSpace
+
+Cell = tuple[int, str]
+
+# Parameters every method accepts: they configure training or placement, not the adapter.
+COMMON_PARAMETERS = frozenset({"learning_rate", "target_modules"})
+
+
+@dataclass(frozen=True)
+class CompiledConfig:
+    """A point compiled for one model: everything a worker needs to run the trial.
+
+    Attributes:
+        method: Registry name of the method.
+        peft_config: JSON-able dict; :func:`config_from_json` rebuilds the ``peft`` config.
+        placement: Layer -> {module type -> size} for the cells that get an adapter.
+        module_sizes: Full module name -> size, the same cells as the model names them.
+        trainable_params: Exact adapter parameters (classification head excluded).
+        training: Per-trial training overrides (``learning_rate``).
+    """
+
+    method: str
+    peft_config: dict[str, Any]
+    placement: dict[int, dict[str, int]]
+    module_sizes: dict[str, int]
+    trainable_params: int
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """Base class of every PEFT method autopeft can search."""
+
+    name: ClassVar[str]
+    #: Parameter name -> whether it may vary per layer / per cell (``per:``).
+    parameters: ClassVar[dict[str, bool]]
+
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise :class:`autopeft._yaml.FieldIssue` for a parameter this method cannot take.
+
+        The base rule: every parameter is known, and only per-cell-capable ones use ``per``.
+        """
+        from autopeft._yaml import FieldIssue
+        from autopeft.space.schema import ParamSpec
+
+        allowed = set(self.parameters) | COMMON_PARAMETERS
+        for name, value in space.parameters.items():
+            if name not in allowed:
+                raise FieldIssue(
+                    ("parameters", name),
+                    f"unknown parameter for method {self.name!r}; allowed: "
+                    + ", ".join(sorted(allowed)),
+                )
+            per = value.per if isinstance(value, ParamSpec) else "study"
+            if per != "study" and not self.parameters.get(name, False):
+                raise FieldIssue(("parameters", name, "per"), f"{name} cannot vary per {per}", per)
+
+    @abstractmethod
+    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+        """Size of the adapter at every active cell (only sizes > 0)."""
+
+    @abstractmethod
+    def count_params(self, bound: BoundSpace, point: Point) -> int:
+        """Exact trainable adapter parameters of ``point`` (classification head excluded)."""
+
+    @abstractmethod
+    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+        """The ``peft`` config of ``point``."""
+
+    @abstractmethod
+    def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
+        """Raise ``RuntimeError`` if the built model disagrees with the compiled arithmetic."""
+
+    def min_params(self, bound: BoundSpace) -> int:
+        """The fewest trainable parameters any valid point can have (for budget checks)."""
+        return 0
+
+    def compile(self, bound: BoundSpace, point: Point, task_type: str) -> CompiledConfig:
+        """Compile ``point`` into a :class:`CompiledConfig`."""
+        placement: dict[int, dict[str, int]] = {}
+        module_sizes: dict[str, int] = {}
+        order = {m: i for i, m in enumerate(bound.layout.modules)}
+        cells = sorted(
+            self.cell_sizes(bound, point).items(), key=lambda c: (c[0][0], order[c[0][1]])
+        )
+        for (layer, module), size in cells:
+            placement.setdefault(layer, {})[module] = size
+            module_sizes[bound.layout.site(layer, module).name] = size
+        training = {}
+        if "learning_rate" in point or "learning_rate" in bound.space.constants():
+            training["learning_rate"] = float(bound.value(point, "learning_rate"))
+        config = self.build_config(bound, point, task_type)
+        return CompiledConfig(
+            self.name,
+            config_to_json(config),
+            placement,
+            module_sizes,
+            self.count_params(bound, point),
+            training,
+        )
+
+
+def config_to_json(config: PeftConfig) -> dict[str, Any]:
+    """A ``peft`` config as plain JSON data (sets become sorted lists, enums their values)."""
+    return json.loads(json.dumps(config.to_dict(), default=_json_default, sort_keys=True))
+
+
+def config_from_json(data: dict[str, Any]) -> PeftConfig:
+    """Rebuild the ``peft`` config of :func:`config_to_json`."""
+    from peft import get_peft_config
+
+    return get_peft_config(dict(data))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot serialise {type(value).__name__}")

@@ -1,0 +1,169 @@
+"""LoRA (Hu et al., 2021, https://arxiv.org/abs/2106.09685) with a rank per (layer, module) cell.
+
+Parameters: ``rank`` (int >= 0, may be ``per: layer`` or ``per: [layer, module]``; 0 = no
+adapter in that cell), ``alpha`` (the absolute ``lora_alpha``) or ``alpha_ratio`` (``lora_alpha =
+ratio * rank`` per cell; default 2), ``dropout`` (in [0, 1)), plus the common ``target_modules``
+and ``learning_rate``.
+
+Compilation follows the verified peft rules: only cells with rank > 0 go in ``target_modules``,
+as exact full module names; ``r`` is the most common rank and the other cells are listed in
+``rank_pattern``/``alpha_pattern`` under their exact full names, which never overlap.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from autopeft._yaml import FieldIssue
+from autopeft.methods.base import Cell, CompiledConfig, Method
+from autopeft.methods.registry import register_method
+from autopeft.space.schema import ParamSpec
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from torch import nn
+
+    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.schema import SearchSpace
+
+DEFAULT_ALPHA_RATIO = 2.0
+
+
+@register_method("lora")
+class LoraMethod(Method):
+    """Low-rank adapters ``W + (alpha / r) * B @ A`` on linear leaves."""
+
+    parameters: ClassVar[dict[str, bool]] = {
+        "rank": True,
+        "alpha": False,
+        "alpha_ratio": False,
+        "dropout": False,
+    }
+
+    def check_space(self, space: SearchSpace) -> None:
+        super().check_space(space)
+        params = space.parameters
+        if "rank" not in params:
+            raise FieldIssue(("parameters",), "method 'lora' needs a `rank` parameter")
+        if "alpha" in params and "alpha_ratio" in params:
+            raise FieldIssue(
+                ("parameters", "alpha_ratio"), "give `alpha` or `alpha_ratio`, not both"
+            )
+        _check_range(params, "rank", 0, 4096, integer=True)
+        _check_range(params, "alpha", 0, None)
+        _check_range(params, "alpha_ratio", 0, None, open_low=True)
+        _check_range(params, "dropout", 0, 1, open_high=True)
+        _check_range(params, "learning_rate", 0, None, open_low=True)
+
+    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+        targets = bound.target_modules(point)
+        sizes = {}
+        for layer, module in bound.searched_cells:
+            if module in targets:
+                rank = int(bound.value(point, "rank", layer, module))
+                if rank > 0:
+                    sizes[(layer, module)] = rank
+        return sizes
+
+    def count_params(self, bound: BoundSpace, point: Point) -> int:
+        total = 0
+        for (layer, module), rank in self.cell_sizes(bound, point).items():
+            site = bound.layout.site(layer, module)
+            total += rank * (site.in_features + site.out_features)
+        return total
+
+    def min_params(self, bound: BoundSpace) -> int:
+        spec = bound.space.parameters["rank"]
+        ranks = spec.values() if isinstance(spec, ParamSpec) else (spec,)
+        positive = [int(r) for r in ranks or () if int(r) > 0]
+        if not positive:
+            bound.fail(("parameters", "rank"), "allows no rank above 0, so no adapter", spec)
+        sites = [bound.layout.site(layer, m) for layer, m in bound.searched_cells]
+        return min(positive) * min(s.in_features + s.out_features for s in sites)
+
+    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoraConfig:
+        from peft import LoraConfig
+
+        sizes = {
+            bound.layout.site(*cell).name: r for cell, r in self.cell_sizes(bound, point).items()
+        }
+        for name, rank in sizes.items():
+            site = next(s for s in bound.layout.sites if s.name == name)
+            if rank > min(site.in_features, site.out_features):
+                raise ValueError(f"rank {rank} exceeds the dimensions of {name}")
+        r = Counter(sizes.values()).most_common(1)[0][0]
+        kwargs: dict[str, Any] = {
+            "task_type": task_type,
+            "target_modules": sorted(sizes),
+            "r": r,
+            "rank_pattern": {n: k for n, k in sorted(sizes.items()) if k != r},
+            "lora_dropout": float(bound.value(point, "dropout", default=0.0)),
+            "bias": "none",
+        }
+        alpha = bound.value(point, "alpha")
+        if alpha is not None:
+            kwargs["lora_alpha"] = float(alpha)
+        else:
+            ratio = float(bound.value(point, "alpha_ratio", default=DEFAULT_ALPHA_RATIO))
+            kwargs["lora_alpha"] = ratio * r
+            kwargs["alpha_pattern"] = {n: ratio * k for n, k in kwargs["rank_pattern"].items()}
+        return LoraConfig(**kwargs)
+
+    def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
+        expected = compiled.module_sizes
+        found: dict[str, int] = {}
+        for name, module in model.named_modules():
+            lora_a = getattr(module, "lora_A", None)
+            if lora_a is not None and "default" in lora_a:
+                short = name.split("base_model.model.", 1)[-1]
+                found[short] = lora_a["default"].weight.shape[0]
+        if found != expected:
+            raise RuntimeError(
+                f"built LoRA ranks {found} differ from the compiled ranks {expected}"
+            )
+        counted = sum(
+            p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad
+        )
+        if counted != compiled.trainable_params:
+            raise RuntimeError(
+                f"built model has {counted} LoRA parameters, compiled arithmetic says "
+                f"{compiled.trainable_params}"
+            )
+
+
+def _check_range(
+    params: dict[str, Any],
+    name: str,
+    low: float,
+    high: float | None,
+    *,
+    integer: bool = False,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> None:
+    if name not in params:
+        return
+    spec = params[name]
+    values = (
+        [spec.low, spec.high]
+        if isinstance(spec, ParamSpec) and spec.choices is None
+        else (list(spec.choices) if isinstance(spec, ParamSpec) and spec.choices else [spec])
+    )
+    lo_word = ">" if open_low else ">="
+    hi_word = "<" if open_high else "<="
+    rule = f"{name} values must be {lo_word} {low}" + (
+        f" and {hi_word} {high}" if high is not None else ""
+    )
+    for v in values:
+        bad_type = (
+            not isinstance(v, int | float)
+            or isinstance(v, bool)
+            or (integer and not float(v).is_integer())
+        )
+        too_low = not bad_type and (v <= low if open_low else v < low)
+        too_high = not bad_type and high is not None and (v >= high if open_high else v > high)
+        if bad_type or too_low or too_high:
+            kind = "integers" if integer else "numbers"
+            loc: tuple[str, ...] = ("parameters", name)
+            raise FieldIssue(loc, f"{rule} ({kind})", v)

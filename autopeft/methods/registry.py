@@ -1,0 +1,42 @@
+"""Method registry: name -> :class:`~autopeft.methods.base.Method`, imported on first use."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from autopeft.exceptions import SearchSpaceError
+from autopeft.methods.base import Method
+
+# Built-in methods: name -> module that registers it (imported lazily).
+_BUILTIN: dict[str, str] = {"lora": "autopeft.methods.lora"}
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator registering a :class:`Method` under ``name``; duplicates are rejected."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name]!r}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def method_names() -> list[str]:
+    """Every known method name, built-in or registered."""
+    return sorted(set(_BUILTIN) | set(_REGISTRY))
+
+
+def get_method(name: str) -> Method:
+    """A fresh instance of the method ``name``; unknown names list the valid ones."""
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+    if name not in _REGISTRY:
+        raise SearchSpaceError(
+            f"unknown method {name!r}; known methods: {', '.join(method_names())}"
+        )
+    return _REGISTRY[name]()

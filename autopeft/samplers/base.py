@@ -1,0 +1,57 @@
+"""The sampler contract: propose feasible points given what has been observed.
+
+A sampler sees the whole history (complete, failed and still-running trials) on every call and
+keeps no state that the database does not, so a resumed study proposes exactly what an
+uninterrupted one would. Proposals must be feasible: inside the space, at least one adapter,
+and within ``max_trainable_params`` (:meth:`BoundSpace.is_feasible`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopeft.space.bound import BoundSpace, Point
+from autopeft.storage.records import Objective
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A trial as a sampler sees it.
+
+    Attributes:
+        point: The searched point.
+        state: ``COMPLETE``, ``FAIL`` or ``RUNNING``.
+        values: Objective name -> value for complete trials, else empty.
+        infeasible: A failure caused by the configuration (to be avoided, not retried).
+    """
+
+    point: Point
+    state: str
+    values: dict[str, float]
+    infeasible: bool = False
+
+
+class Sampler(ABC):
+    """Base class of samplers. Subclasses take ``**options`` from the study spec.
+
+    Args:
+        bound: The space bound to the model (dimensions, budget, exact parameter counts).
+        objectives: The study's objectives, in order.
+        seed: Seeds every random choice; the same seed and history give the same proposals.
+    """
+
+    def __init__(
+        self, bound: BoundSpace, objectives: Sequence[Objective], seed: int, **options: Any
+    ) -> None:
+        if options:
+            raise TypeError(f"unknown options {sorted(options)}")
+        self.bound = bound
+        self.objectives = list(objectives)
+        self.seed = seed
+
+    @abstractmethod
+    def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
+        """``n`` feasible points to evaluate next; ``history`` includes running trials."""

@@ -1,0 +1,180 @@
+"""A search space bound to a model: concrete dimensions, budget, and compilation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from autopeft.exceptions import SearchSpaceError
+from autopeft.methods.base import CompiledConfig, Method
+from autopeft.methods.layout import BUILTIN_PRESETS, ModelLayout
+from autopeft.space.schema import ParamSpec, SearchSpace
+
+Point = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched coordinate, e.g. ``rank.3.v`` (param ``rank``, layer 3, module ``v``)."""
+
+    name: str
+    param: str
+    spec: ParamSpec
+    layer: int | None = None
+    module: str | None = None
+
+
+class BoundSpace:
+    """A :class:`SearchSpace` on a concrete :class:`ModelLayout` with its method.
+
+    Construction validates everything that needs the model: preset names, module types, sizes
+    that fit the modules, and that the budget admits at least one configuration.
+    """
+
+    def __init__(
+        self, space: SearchSpace, layout: ModelLayout, method: Method, where: str = ""
+    ) -> None:
+        self.space = space
+        self.layout = layout
+        self.method = method
+        self._where = where or f"search space {space.name!r}"
+        self.presets = {**BUILTIN_PRESETS, **space.module_presets}
+        self.modules = self._cell_modules()
+        self.dimensions = tuple(self._expand())
+        smallest = method.min_params(self)
+        if smallest > space.max_trainable_params:
+            self.fail(
+                ("max_trainable_params",),
+                f"is below the smallest configuration of this model ({smallest:,} parameters)",
+                space.max_trainable_params,
+            )
+
+    # -- values of a point ------------------------------------------------------------------
+    def value(
+        self,
+        point: Point,
+        param: str,
+        layer: int | None = None,
+        module: str | None = None,
+        default: Any = None,
+    ) -> Any:
+        """The value of ``param`` at a cell, whether the parameter is constant, global,
+        per layer or per cell; ``default`` if the space does not have it."""
+        spec = self.space.parameters.get(param)
+        if spec is None:
+            return default
+        if not isinstance(spec, ParamSpec):
+            return spec
+        return point[self.dim_name(param, spec, layer, module)]
+
+    def target_modules(self, point: Point) -> tuple[str, ...]:
+        """The module types a point places adapters on."""
+        chosen = self.value(point, "target_modules", default="all_linear")
+        return self._resolve(chosen)
+
+    @staticmethod
+    def dim_name(param: str, spec: ParamSpec, layer: int | None, module: str | None) -> str:
+        if spec.per == "cell":
+            return f"{param}.{layer}.{module}"
+        return f"{param}.{layer}" if spec.per == "layer" else param
+
+    def check_point(self, point: Point) -> None:
+        """Raise :class:`SearchSpaceError` unless ``point`` has exactly this space's dimensions,
+        each inside its domain."""
+        names = {d.name for d in self.dimensions}
+        extra, missing = set(point) - names, names - set(point)
+        if extra or missing:
+            raise SearchSpaceError(
+                f"point does not match {self._where}: "
+                f"unknown {sorted(extra)}, missing {sorted(missing)}"
+            )
+        for dim in self.dimensions:
+            if not dim.spec.contains(point[dim.name]):
+                raise SearchSpaceError(
+                    f"{dim.name}={point[dim.name]!r} is outside {self._where}: expected "
+                    + dim.spec.describe()
+                )
+
+    # -- method delegates ---------------------------------------------------------------
+    def count_params(self, point: Point) -> int:
+        """Exact trainable adapter parameters of ``point``."""
+        return self.method.count_params(self, point)
+
+    def is_feasible(self, point: Point) -> bool:
+        """Whether ``point`` places at least one adapter and fits the parameter budget."""
+        if not self.method.cell_sizes(self, point):
+            return False
+        return self.count_params(point) <= self.space.max_trainable_params
+
+    def compile(self, point: Point, task_type: str = "SEQ_CLS") -> CompiledConfig:
+        """Compile a point; it must be feasible."""
+        self.check_point(point)
+        if not self.is_feasible(point):
+            raise SearchSpaceError(
+                f"point is infeasible in {self._where} (no adapter or over budget)"
+            )
+        return self.method.compile(self, point, task_type)
+
+    @cached_property
+    def searched_cells(self) -> tuple[tuple[int, str], ...]:
+        """Every (layer, module type) cell a per-cell parameter spans."""
+        return tuple((layer, m) for layer in range(self.layout.num_layers) for m in self.modules)
+
+    def fail(self, loc: tuple[str | int, ...], message: str, value: Any) -> None:
+        """Raise a located :class:`SearchSpaceError` for this space's file."""
+        key = ".".join(map(str, loc))
+        raise SearchSpaceError(f"{self._where}: {key}: {message} (got {value!r})")
+
+    # -- construction ----------------------------------------------------------------------
+    def _resolve(self, chosen: Any) -> tuple[str, ...]:
+        if isinstance(chosen, str):
+            if chosen not in self.presets:
+                self.fail(
+                    ("parameters", "target_modules"),
+                    "unknown module preset; presets: " + ", ".join(sorted(self.presets)),
+                    chosen,
+                )
+            return self.layout.resolve_preset(tuple(self.presets[chosen]))
+        unknown = [m for m in chosen if m not in self.layout.modules]
+        if unknown:
+            self.fail(
+                ("parameters", "target_modules"),
+                f"module type {unknown[0]!r} is not in this model; its module types are "
+                + ", ".join(self.layout.modules),
+                list(chosen),
+            )
+        return self.layout.resolve_preset(tuple(chosen))
+
+    def _cell_modules(self) -> tuple[str, ...]:
+        spec = self.space.parameters.get("target_modules", "all_linear")
+        options = spec.choices if isinstance(spec, ParamSpec) else (spec,)
+        union: set[str] = set()
+        for option in options or ():
+            resolved = self._resolve(option)
+            if not resolved:
+                self.fail(
+                    ("parameters", "target_modules"),
+                    "preset matches no module of this model, whose module types are "
+                    + ", ".join(self.layout.modules),
+                    option,
+                )
+            union.update(resolved)
+        return tuple(m for m in self.layout.modules if m in union)
+
+    def _expand(self) -> list[Dimension]:
+        dims = []
+        for param, spec in self.space.searched().items():
+            if spec.per == "cell":
+                dims += [
+                    Dimension(self.dim_name(param, spec, layer, m), param, spec, layer, m)
+                    for layer, m in self.searched_cells
+                ]
+            elif spec.per == "layer":
+                dims += [
+                    Dimension(self.dim_name(param, spec, layer, None), param, spec, layer)
+                    for layer in range(self.layout.num_layers)
+                ]
+            else:
+                dims.append(Dimension(param, param, spec))
+        return dims

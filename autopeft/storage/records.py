@@ -1,0 +1,64 @@
+"""Plain, immutable views of stored trials: what reports, exports and the CLI read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of a study: a measured name and the direction that is better."""
+
+    name: str
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as stored: its searched point, its compiled placement and its measurements.
+
+    Attributes:
+        number: The Optuna trial number within the study (0-based, unique).
+        state: ``COMPLETE``, ``FAIL``, ``RUNNING`` or ``WAITING``.
+        values: Objective name -> value, for complete trials (empty otherwise).
+        params: The searched point (dimension name -> value), as the sampler proposed it.
+        method: The PEFT method name (``lora``, ...).
+        placement: Layer index -> {module type -> size}; only cells with size > 0.
+        metrics: Every other measurement: ``head_params``, ``train_seconds``, ``eval_seconds``,
+            ``setup_seconds``, ``peak_memory_bytes``, ...
+        peft_config: The compiled peft config as a JSON-able dict (what export writes).
+        fail_reason: Why a failed trial failed; None otherwise.
+        infeasible: The failure came from the configuration itself (out of memory, ...).
+        interrupted: The trial's driver died; its point is re-run and it does not count.
+        module_sizes: Full module name -> adapter size, as the model names the modules.
+    """
+
+    number: int
+    state: str
+    values: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    method: str = ""
+    placement: dict[int, dict[str, int]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    peft_config: dict[str, Any] = field(default_factory=dict)
+    fail_reason: str | None = None
+    infeasible: bool = False
+    interrupted: bool = False
+    module_sizes: dict[str, int] = field(default_factory=dict)
+
+    def placement_summary(self) -> str:
+        """Compact per-layer placement, e.g. ``L0:q4,v8 L2:v2`` (empty layers omitted)."""
+        return placement_summary(self.placement)
+
+
+def placement_summary(placement: dict[int, dict[str, int]]) -> str:
+    """``L0:q4,v8 L2:v2`` for a layer -> {module type -> size} mapping; ``-`` when empty."""
+    parts = [
+        f"L{layer}:" + ",".join(f"{m}{r}" for m, r in cells.items())
+        for layer, cells in sorted(placement.items())
+        if cells
+    ]
+    return " ".join(parts) if parts else "-"

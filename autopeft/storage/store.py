@@ -1,0 +1,329 @@
+"""The SQL store: Optuna's RDB storage for studies and trials, our tables beside it.
+
+The database is the source of truth. One process (the driver) writes; that is safe on SQLite
+and on PostgreSQL. Thread-safety: a :class:`Store` may be used from one thread at a time.
+Stored rows are never rewritten except to move a trial RUNNING -> COMPLETE/FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopeft.exceptions import StorageError, StudyError
+from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
+
+if TYPE_CHECKING:
+    import optuna
+    from sqlalchemy.orm import Session
+
+    from autopeft.methods.base import CompiledConfig
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Store:
+    """Open ``url`` (any SQLAlchemy URL; ``sqlite:///file.db`` by default).
+
+    Args:
+        url: The database URL.
+        create: Whether a missing SQLite file may be created (False for read-only commands,
+            so a typo in a path says so instead of creating an empty database).
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        import optuna
+        from sqlalchemy import create_engine
+
+        self.url = url
+        _check_sqlite_path(url, create)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            self.optuna = optuna.storages.RDBStorage(url)
+            self.engine = create_engine(url)
+            Base.metadata.create_all(self.engine)
+            with self.session() as s:
+                self._migrate(s)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot open storage {url!r}: {_reason(exc)}") from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction on our tables: committed on success, rolled back on error."""
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlalchemy.orm import Session
+
+        try:
+            with Session(self.engine) as s, s.begin():
+                yield s
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error on {self.url!r}: {_reason(exc)}") from exc
+
+    def _migrate(self, s: Session) -> None:
+        row = s.query(SchemaRow).one_or_none()
+        if row is None:
+            s.add(SchemaRow(version=SCHEMA_VERSION))
+        elif row.version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.url!r} was written by a newer autopeft (schema {row.version} > "
+                f"{SCHEMA_VERSION}); upgrade autopeft"
+            )
+
+    # -- studies -----------------------------------------------------------------------------
+    def study_names(self) -> list[str]:
+        """Names of autopeft studies in this database, oldest first."""
+        with self.session() as s:
+            return [r.name for r in s.query(StudyRow).order_by(StudyRow.created_at)]
+
+    def study_row(self, name: str) -> StudyRow:
+        """Our row of study ``name``; :class:`StudyError` listing the known names otherwise."""
+        with self.session() as s:
+            row = s.get(StudyRow, name)
+            if row is None:
+                known = ", ".join(self.study_names()) or "none"
+                raise StudyError(f"no study named {name!r} in {self.url!r}; studies: {known}")
+            s.expunge(row)
+            return row
+
+    def create_study(self, name: str, objectives: list[Objective], row: dict[str, str]) -> None:
+        """Create the Optuna study and our row together; neither exists if either fails."""
+        import optuna
+
+        directions = [o.direction for o in objectives]
+        study = optuna.create_study(study_name=name, storage=self.optuna, directions=directions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.name for o in objectives])
+        try:
+            with self.session() as s:
+                s.add(StudyRow(name=name, created_at=datetime.now(timezone.utc), **row))
+        except Exception:
+            optuna.delete_study(study_name=name, storage=self.optuna)
+            raise
+
+    def optuna_study(self, name: str) -> optuna.Study:
+        """The Optuna study object of ``name``."""
+        import optuna
+
+        return optuna.load_study(study_name=name, storage=self.optuna)
+
+    def objectives(self, name: str) -> list[Objective]:
+        """The objectives of study ``name``, in Optuna's value order."""
+        return [Objective(**o) for o in json.loads(self.study_row(name).objectives_json)]
+
+    # -- trials ------------------------------------------------------------------------------
+    def start_trial(
+        self,
+        name: str,
+        point: dict[str, Any],
+        distributions: dict[str, Any],
+        compiled: CompiledConfig,
+    ) -> int:
+        """Record a RUNNING trial with its point and compiled config; returns its number."""
+        import optuna
+
+        study_id = self.optuna.get_study_id_from_name(name)
+        template = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            params=point,
+            distributions=distributions,
+            user_attrs={"method": compiled.method, "trainable_params": compiled.trainable_params},
+        )
+        trial_id = self.optuna.create_new_trial(study_id, template_trial=template)
+        number = self.optuna.get_trial_number_from_id(trial_id)
+        with self.session() as s:
+            s.add(
+                TrialRow(
+                    study_name=name,
+                    number=number,
+                    trial_id=trial_id,
+                    point_json=json.dumps(point),
+                    compiled_json=json.dumps(compiled.__dict__),
+                    owner=OWNER,
+                    heartbeat_at=time.time(),
+                )
+            )
+        return number
+
+    def heartbeat(self, name: str, number: int) -> None:
+        """Mark a running trial alive now."""
+        with self.session() as s:
+            row = s.get(TrialRow, (name, number))
+            if row is not None:
+                row.heartbeat_at = time.time()
+
+    def complete_trial(
+        self, name: str, number: int, values: list[float], metrics: dict[str, Any]
+    ) -> None:
+        """Move a trial to COMPLETE with its objective values and measurements."""
+        import optuna
+
+        self._finish(name, number, metrics, None, False)
+        trial_id = self._trial_id(name, number)
+        for key in ("peak_memory_mb", "accuracy", "head_params", "train_seconds"):
+            if key in metrics:
+                self.optuna.set_trial_user_attr(trial_id, key, metrics[key])
+        self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, values)
+
+    def fail_trial(
+        self,
+        name: str,
+        number: int,
+        reason: str,
+        *,
+        infeasible: bool = False,
+        interrupted: bool = False,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Move a trial to FAIL with the reason; ``interrupted`` trials are re-run later and do
+        not count against the budget; ``infeasible`` ones are fed back to the sampler."""
+        import optuna
+
+        self._finish(name, number, metrics or {}, reason, infeasible, interrupted)
+        trial_id = self._trial_id(name, number)
+        self.optuna.set_trial_user_attr(trial_id, "fail_reason", reason)
+        self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+
+    def _finish(
+        self,
+        name: str,
+        number: int,
+        metrics: dict[str, Any],
+        reason: str | None,
+        infeasible: bool,
+        interrupted: bool = False,
+    ) -> None:
+        with self.session() as s:
+            row = s.get(TrialRow, (name, number))
+            if row is None:
+                raise StorageError(f"trial {number} of study {name!r} is not in {self.url!r}")
+            row.metrics_json = json.dumps(metrics)
+            row.fail_reason, row.infeasible, row.interrupted = reason, infeasible, interrupted
+
+    def _trial_id(self, name: str, number: int) -> int:
+        with self.session() as s:
+            row = s.get(TrialRow, (name, number))
+            if row is None:
+                raise StorageError(f"trial {number} of study {name!r} is not in {self.url!r}")
+            return row.trial_id
+
+    def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
+        """Fail RUNNING trials whose driver is gone (dead pid on this host, or no heartbeat for
+        ``grace_seconds``) as *interrupted*; returns their numbers."""
+        stale = []
+        for record in self.records(name):
+            if record.state != "RUNNING":
+                continue
+            with self.session() as s:
+                row = s.get(TrialRow, (name, record.number))
+                owner, beat = (row.owner, row.heartbeat_at) if row else ("", 0.0)
+            if _owner_dead(owner) or time.time() - beat > grace_seconds:
+                self.fail_trial(
+                    name,
+                    record.number,
+                    f"interrupted: its driver {owner} stopped",
+                    interrupted=True,
+                )
+                stale.append(record.number)
+        return stale
+
+    def next_retry(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The oldest interrupted trial not yet re-run, as (number, point); None if none."""
+        with self.session() as s:
+            row = (
+                s.query(TrialRow)
+                .filter_by(study_name=name, interrupted=True, retried_by=None)
+                .order_by(TrialRow.number)
+                .first()
+            )
+            return None if row is None else (row.number, dict(json.loads(row.point_json)))
+
+    def mark_retried(self, name: str, number: int, by: int) -> None:
+        """Record that interrupted trial ``number`` is re-run as trial ``by``."""
+        with self.session() as s:
+            row = s.get(TrialRow, (name, number))
+            if row is not None:
+                row.retried_by = by
+
+    def pending_retries(self, name: str) -> int:
+        """How many interrupted trials wait to be re-run."""
+        with self.session() as s:
+            return (
+                s.query(TrialRow)
+                .filter_by(study_name=name, interrupted=True, retried_by=None)
+                .count()
+            )
+
+    def records(self, name: str) -> list[TrialRecord]:
+        """Every trial of study ``name`` joined with our details, by trial number."""
+        study = self.optuna_study(name)
+        objectives = self.objectives(name)
+        with self.session() as s:
+            rows = {r.number: r for r in s.query(TrialRow).filter_by(study_name=name)}
+            return [
+                _record(t, rows.get(t.number), objectives) for t in study.get_trials(deepcopy=False)
+            ]
+
+
+def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> TrialRecord:
+    compiled = json.loads(row.compiled_json) if row else {}
+    metrics = json.loads(row.metrics_json) if row else {}
+    values = {}
+    if trial.values is not None:
+        values = {o.name: float(v) for o, v in zip(objectives, trial.values, strict=True)}
+    placement = {int(k): v for k, v in compiled.get("placement", {}).items()}
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        values=values,
+        params=dict(trial.params),
+        method=compiled.get("method", ""),
+        placement=placement,
+        metrics=metrics,
+        peft_config=compiled.get("peft_config", {}),
+        fail_reason=row.fail_reason if row else trial.user_attrs.get("fail_reason"),
+        infeasible=bool(row and row.infeasible),
+        interrupted=bool(row and row.interrupted),
+        module_sizes=compiled.get("module_sizes", {}),
+    )
+
+
+def _owner_dead(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True  # our own earlier run in this process cannot still be running it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _check_sqlite_path(url: str, create: bool) -> None:
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if not create and not path.is_file():
+        raise StorageError(f"cannot open storage {url!r}: no database file at {path}")
+    if create and not path.parent.exists():
+        raise StorageError(f"cannot open storage {url!r}: directory {path.parent} does not exist")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"

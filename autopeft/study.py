@@ -1,0 +1,273 @@
+"""Create or resume a study and run it: propose, compile, run, record — until the budget.
+
+:func:`prepare_study` validates everything (spec, space, dataset, model, binding, storage URL)
+before anything is written, so bad input never leaves a half-written study behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autopeft.exceptions import StudyError
+from autopeft.progress import Reporter
+from autopeft.samplers import Observation, make_sampler
+from autopeft.space.encode import distribution
+from autopeft.spec import DEFAULT_STORAGE, StudyFiles, load_study
+from autopeft.storage.records import Objective, TrialRecord, placement_summary
+from autopeft.storage.store import Store
+
+if TYPE_CHECKING:
+    from autopeft.data import Splits
+    from autopeft.executors.base import Executor
+    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.trial.runner import TrialRequest, TrialResult
+
+HEARTBEAT_SECONDS = 10.0
+STALE_AFTER_SECONDS = 120.0
+
+
+@dataclass
+class PreparedStudy:
+    """A fully validated study, not yet written anywhere."""
+
+    files: StudyFiles
+    name: str
+    url: str
+    splits: Splits
+    model_path: Path
+    bound: BoundSpace
+    objectives: list[Objective]
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What :func:`run_study` leaves behind."""
+
+    name: str
+    url: str
+    records: list[TrialRecord]
+    objectives: list[Objective]
+
+
+def resolve_storage(url: str | None, spec_url: str | None = None) -> str:
+    """CLI flag, then the spec's ``storage``, then ``$AUTOPEFT_STORAGE``, then the default."""
+    return url or spec_url or os.environ.get("AUTOPEFT_STORAGE") or DEFAULT_STORAGE
+
+
+def prepare_study(
+    path: str | Path, *, storage: str | None = None, name: str | None = None
+) -> PreparedStudy:
+    """Load and cross-check a study spec against its data and model; writes nothing."""
+    from transformers import AutoConfig
+
+    from autopeft.assets import resolve_model
+    from autopeft.data import load_dataset, split_dataset
+    from autopeft.methods.layout import layout_on_meta
+    from autopeft.space.loader import bind_space
+
+    files = load_study(path)
+    spec = files.spec
+    data = load_dataset(
+        spec.dataset.source,
+        text_column=spec.dataset.text_column,
+        label_column=spec.dataset.label_column,
+        base_dir=files.base_dir,
+    )
+    splits = split_dataset(
+        data, validation=spec.split.validation, test=spec.split.test, seed=spec.split.seed
+    )
+    model_path = resolve_model(spec.model.path, files.base_dir)
+    extra = (
+        {"num_hidden_layers": spec.model.num_hidden_layers} if spec.model.num_hidden_layers else {}
+    )
+    config = AutoConfig.from_pretrained(model_path, local_files_only=True, **extra)
+    layout = layout_on_meta(config, len(data.label_names))
+    bound = bind_space(files.space, layout, files.space_path)
+    objectives = [Objective(n, d) for n, d in spec.objective_list()]  # type: ignore[arg-type]
+    make_sampler(spec.sampler.name, bound, objectives, spec.seed, spec.sampler.options)
+    return PreparedStudy(
+        files,
+        name or spec.name,
+        resolve_storage(storage, spec.storage),
+        splits,
+        model_path,
+        bound,
+        objectives,
+    )
+
+
+def run_study(
+    path: str | Path,
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    reporter: Reporter | None = None,
+    executor: Executor | None = None,
+) -> StudyOutcome:
+    """Create the study (or resume it) and run trials until it has ``trials`` finished ones.
+
+    Args:
+        path: The study spec file.
+        trials: Total finished trials wanted (default: the spec's ``n_trials``).
+        storage: Database URL (default: spec, ``$AUTOPEFT_STORAGE``, ``sqlite:///autopeft.db``).
+        name: Study name (default: the spec's ``name``).
+        reporter: Progress hooks (default: silent).
+        executor: Where trials run (default: in this process, per the spec's ``executor``).
+    """
+    prepared = prepare_study(path, storage=storage, name=name)
+    store = Store(prepared.url)
+    _create_or_check(store, prepared)
+    return StudyRunner(prepared, store, reporter or Reporter(), executor).run(
+        trials or prepared.files.spec.n_trials
+    )
+
+
+def _create_or_check(store: Store, p: PreparedStudy) -> None:
+    spec = p.files.spec
+    fingerprint = spec.fingerprint() + p.files.space.model_dump_json()
+    if p.name in store.study_names():
+        if store.study_row(p.name).fingerprint != fingerprint:
+            raise StudyError(
+                f"study {p.name!r} in {p.url!r} was created from a different spec or search space "
+                "(model, data, space, fidelity, objectives or sampler differ); resume it with the "
+                "same files, or start a new study with --name"
+            )
+        return
+    store.create_study(
+        p.name,
+        p.objectives,
+        {
+            "spec_yaml": p.files.path.read_text(encoding="utf-8"),
+            "space_yaml": p.files.space_path.read_text(encoding="utf-8"),
+            "spec_json": spec.model_dump_json(),
+            "fingerprint": fingerprint,
+            "layout_json": json.dumps(p.bound.layout.to_dict()),
+            "objectives_json": json.dumps([o.__dict__ for o in p.objectives]),
+        },
+    )
+
+
+class StudyRunner:
+    """The driver loop; the only writer to the database."""
+
+    def __init__(
+        self, prepared: PreparedStudy, store: Store, reporter: Reporter, executor: Executor | None
+    ) -> None:
+        spec = prepared.files.spec
+        self.p, self.store, self.reporter = prepared, store, reporter
+        self.sampler = make_sampler(
+            spec.sampler.name, prepared.bound, prepared.objectives, spec.seed, spec.sampler.options
+        )
+        self._executor = executor
+        self._beats: dict[int, float] = {}
+        self.distributions = {d.name: distribution(d.spec) for d in prepared.bound.dimensions}
+
+    def run(self, target: int) -> StudyOutcome:
+        name = self.p.name
+        for number in self.store.recover_stale(name, STALE_AFTER_SECONDS):
+            self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
+        executor = self._executor or self._default_executor()
+        self.reporter.study_started(name, min(self._finished(), target), target)
+        try:
+            while self._finished() < target:
+                while len(executor.running()) < executor.capacity and self._wanted(
+                    executor, target
+                ):
+                    executor.submit(self._start_next())
+                for result in executor.poll(timeout=1.0):
+                    self._record(result, target)
+        except BaseException:
+            for number in executor.running():
+                self.store.fail_trial(
+                    name, number, "interrupted: the driver was stopped", interrupted=True
+                )
+            raise
+        finally:
+            executor.close()
+        return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
+
+    def _default_executor(self) -> Executor:
+        from autopeft.executors.inprocess import InProcessExecutor
+        from autopeft.trial.context import build_context, pick_device
+
+        spec = self.p.files.spec
+        self.reporter.message(f"loading {spec.model.path} and tokenizing {spec.dataset.source} ...")
+        context = build_context(
+            self.p.model_path,
+            self.p.splits,
+            spec.fidelity,
+            seed=spec.seed,
+            metric=spec.metric,
+            device=pick_device(spec.executor.device),
+            num_hidden_layers=spec.model.num_hidden_layers,
+        )
+        return InProcessExecutor(context, spec.executor.threads, on_step=self._on_step)
+
+    def _finished(self) -> int:
+        return sum(1 for r in self.store.records(self.p.name) if _counts(r))
+
+    def _wanted(self, executor: Executor, target: int) -> bool:
+        return self._finished() + len(executor.running()) < target
+
+    def _start_next(self) -> TrialRequest:
+        from autopeft.trial.runner import TrialRequest
+
+        retry = self.store.next_retry(self.p.name)
+        point = retry[1] if retry else self._propose()
+        compiled = self.p.bound.compile(point)
+        number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
+        if retry:
+            self.store.mark_retried(self.p.name, retry[0], number)
+        summary = f"{compiled.method} {compiled.trainable_params:,} params " + placement_summary(
+            compiled.placement
+        )
+        self.reporter.trial_started(number, summary, self.p.files.spec.fidelity.max_steps)
+        self._beats[number] = time.monotonic()
+        return TrialRequest(number, compiled, self.p.files.spec.seed)
+
+    def _propose(self) -> Point:
+        history = [
+            Observation(r.params, r.state, r.values, r.infeasible)
+            for r in self.store.records(self.p.name)
+            if r.state in ("COMPLETE", "FAIL", "RUNNING") and not r.interrupted
+        ]
+        return self.sampler.propose(history, 1)[0]
+
+    def _on_step(self, number: int, step: int, total: int) -> None:
+        self.reporter.step(number, step, total)
+        if time.monotonic() - self._beats.get(number, 0.0) > HEARTBEAT_SECONDS:
+            self.store.heartbeat(self.p.name, number)
+            self._beats[number] = time.monotonic()
+
+    def _record(self, result: TrialResult, target: int) -> None:
+        name = self.p.name
+        self._beats.pop(result.number, None)
+        if result.ok:
+            values = [float(result.metrics[o.name]) for o in self.p.objectives]
+            self.store.complete_trial(name, result.number, values, result.metrics)
+            m = result.metrics
+            line = (
+                f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
+                f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MB | "
+                f"{m['train_seconds']:.1f} s"
+            )
+        else:
+            self.store.fail_trial(
+                name,
+                result.number,
+                result.error or "unknown error",
+                infeasible=result.infeasible,
+                metrics=result.metrics,
+            )
+            line = f"FAILED ({'infeasible' if result.infeasible else 'error'}): {result.error}"
+        self.reporter.trial_finished(result.number, line, min(self._finished(), target))
+
+
+def _counts(record: TrialRecord) -> bool:
+    return record.state in ("COMPLETE", "FAIL") and not record.interrupted

