@@ -1,1 +1,48 @@
-"""autopeft: automatic PEFT configuration search."""
+"""autopeft: automatic PEFT configuration search.
+
+The public API re-exported here loads its heavy dependencies (torch, peft, optuna) lazily::
+
+    import autopeft
+    outcome = autopeft.run_study("studies/demo.yaml")
+    config = autopeft.load_peft_config("sqlite:///runs/demo.db", "demo", pick="knee")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from autopeft.exceptions import AutoPeftError, UserInputError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutoPeftError",
+    "UserInputError",
+    "__version__",
+    "export_config",
+    "list_studies",
+    "load_peft_config",
+    "load_space",
+    "load_study",
+    "load_view",
+    "prepare_study",
+    "run_study",
+]
+
+_LAZY = {
+    "run_study": "autopeft.study",
+    "prepare_study": "autopeft.study",
+    "load_study": "autopeft.spec",
+    "load_space": "autopeft.space.loader",
+    "load_peft_config": "autopeft.export",
+    "export_config": "autopeft.export",
+    "list_studies": "autopeft.results",
+    "load_view": "autopeft.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'autopeft' has no attribute {name!r}")

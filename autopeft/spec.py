@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from autopeft._yaml import StrictModel, issue_message, load_model
 from autopeft.exceptions import StudySpecError
@@ -115,21 +115,23 @@ class StudySpec(StrictModel):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
 
-    @model_validator(mode="after")
-    def _check_objectives(self) -> StudySpec:
-        names = [o.name for o in self.objectives]
-        allowed = (self.metric, *MEASURES)
-        for o in self.objectives:
+    @field_validator("objectives")
+    @classmethod
+    def _check_objectives(cls, objectives: tuple[ObjectiveSpec, ...], info: Any) -> Any:
+        metric = info.data.get("metric", "accuracy")
+        names = [o.name for o in objectives]
+        allowed = (metric, *MEASURES)
+        for o in objectives:
             if o.name not in allowed:
                 raise ValueError(f"unknown objective {o.name!r}; allowed: {', '.join(allowed)}")
-            natural = "maximize" if o.name == self.metric else "minimize"
+            natural = "maximize" if o.name == metric else "minimize"
             if o.direction not in (None, natural):
                 raise ValueError(f"objective {o.name!r} must {natural[:-1]}e, got {o.direction!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"objectives must be unique, got {names}")
-        if names and self.metric not in names:
-            raise ValueError(f"objectives must include the metric {self.metric!r}, got {names}")
-        return self
+        if names and metric not in names:
+            raise ValueError(f"objectives must include the metric {metric!r}, got {names}")
+        return objectives
 
     def objective_list(self) -> list[tuple[str, str]]:
         """(name, direction) pairs; default: metric, trainable_params, peak_memory_mb."""

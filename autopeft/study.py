@@ -148,6 +148,7 @@ def _create_or_check(store: Store, p: PreparedStudy) -> None:
             "spec_json": spec.model_dump_json(),
             "fingerprint": fingerprint,
             "layout_json": json.dumps(p.bound.layout.to_dict()),
+            "model_path": str(p.model_path),
             "objectives_json": json.dumps([o.__dict__ for o in p.objectives]),
         },
     )

@@ -55,6 +55,13 @@ class Store:
                 self._migrate(s)
         except StorageError:
             raise
+        except ImportError as exc:
+            hint = (
+                " (for PostgreSQL: pip install 'autopeft[postgres]')" if "postgres" in url else ""
+            )
+            raise StorageError(
+                f"cannot open storage {url!r}: missing database driver{hint}: {_reason(exc)}"
+            ) from None
         except Exception as exc:
             raise StorageError(f"cannot open storage {url!r}: {_reason(exc)}") from None
 

@@ -38,6 +38,7 @@ class StudyRow(Base):
     spec_json: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(Text)
     layout_json: Mapped[str] = mapped_column(Text)
+    model_path: Mapped[str] = mapped_column(Text)
     objectives_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 

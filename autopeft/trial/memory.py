@@ -5,8 +5,10 @@ On CPU there is no such counter: ``tracemalloc`` sees none of torch's allocation
 high-water mark (RSS / VmHWM) never goes down in a long-lived worker. :class:`LiveTensorTracker`
 is a ``TorchDispatchMode`` that counts the bytes of every tensor storage an op creates while it is
 active, subtracts them when the storage is freed (a weakref callback on the storage's Python
-object, which torch keeps alive exactly as long as the storage), and keeps the maximum. It agrees
-to the byte with ``torch.profiler``'s memory timeline.
+object, which torch keeps alive exactly as long as the storage), and keeps the maximum. It matches
+``torch.profiler``'s memory timeline to the byte or within a few bytes (torch 2.13: full
+fine-tuning of a 2-layer BERT exact; LoRA off by 32 B in 15.8 MB), plus the untouched tensors
+in ``seed``, which the profiler cannot see.
 
 Caveats: dispatch modes are thread-local, so only ops of the thread that entered the mode are seen
 (CPU autograd backward runs in that thread, so gradients are counted; DataLoader workers are not).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,9 @@ def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None)
     compiled, fid = request.compiled, ctx.fidelity
     t0 = time.perf_counter()
     torch.manual_seed(request.seed)
-    model = get_peft_model(copy.deepcopy(ctx.model), config_from_json(compiled.peft_config))
+    with warnings.catch_warnings():  # peft calls a deprecated transformers alias
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = get_peft_model(copy.deepcopy(ctx.model), config_from_json(compiled.peft_config))
     get_method(compiled.method).verify(model, compiled)
     model.to(ctx.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -121,14 +124,14 @@ def _train(
     measuring = False
     try:
         for step in range(fid.max_steps):
+            if step == 0:
+                meter.__enter__()
+                measuring = True
             if cursor + fid.batch_size > n:
                 order, cursor = torch.randperm(n, generator=generator), 0
             idx = order[cursor : cursor + fid.batch_size]
             cursor += fid.batch_size
             batch = {k: v[idx].to(ctx.device) for k, v in ctx.train.items()}
-            if step == 0:
-                meter.__enter__()
-                measuring = True
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()

@@ -1,0 +1,244 @@
+"""The ``autopeft`` command line: a thin layer over the Python API.
+
+Every command turns a :class:`~autopeft.exceptions.UserInputError` into one ``error:`` line on
+stderr and exit code 2. Heavy libraries load inside commands, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from autopeft.exceptions import UserInputError
+
+app = typer.Typer(
+    name="autopeft",
+    help="Search PEFT configurations (method, rank, layer placement) for the best accuracy at "
+    "the fewest trainable parameters and the least memory; keep the Pareto front in SQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage", help="Database URL [default: $AUTOPEFT_STORAGE or sqlite:///autopeft.db]"
+    ),
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Pick(str, Enum):
+    max_accuracy = "max-accuracy"
+    min_params = "min-params"
+    knee = "knee"
+
+
+def _friendly(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserInputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+@_friendly
+def validate(
+    file: Annotated[Path, typer.Argument(help="A study spec or a search-space YAML file.")],
+) -> None:
+    """Check a study spec (with its space, dataset and model) or a search-space file."""
+    from autopeft._yaml import read_yaml
+    from autopeft.exceptions import StudySpecError
+
+    data, _ = read_yaml(file, StudySpecError)
+    if "search_space" in data:
+        from autopeft.study import prepare_study
+
+        p = prepare_study(file)
+        dims = len(p.bound.dimensions)
+        typer.echo(
+            f"ok: study {p.name!r}: {p.bound.layout.family} model with {p.bound.layout.num_layers} "
+            f"layers, {len(p.splits.train)}/{len(p.splits.validation)}/{len(p.splits.test)} "
+            f"train/validation/test examples, {dims} search dimensions"
+        )
+    else:
+        from autopeft.space.loader import load_space
+
+        space = load_space(file)
+        typer.echo(
+            f"ok: search space {space.name!r} ({space.method}, "
+            f"{len(space.searched())} searched parameters)"
+        )
+
+
+@app.command()
+@_friendly
+def run(
+    study: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/demo.yaml).")],
+    trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials wanted.")] = None,
+    storage: StorageOpt = None,
+    name: Annotated[str | None, typer.Option(help="Study name [default: the spec's name].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Create a study, or resume it, and run trials until it has its budget of finished trials.
+
+    Ctrl-C stops it; run the same command again to resume: finished trials are kept, the
+    interrupted one is re-run.
+    """
+    from autopeft.progress import Reporter, RichReporter
+    from autopeft.study import run_study
+
+    reporter = Reporter() if quiet else RichReporter()
+    try:
+        outcome = run_study(study, trials=trials, storage=storage, name=name, reporter=reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        typer.echo(
+            "interrupted: finished trials are stored; run the same command to resume", err=True
+        )
+        raise typer.Exit(130) from None
+    reporter.close()
+    _print_front(outcome.name, outcome.url, None)
+
+
+@app.command()
+@_friendly
+def studies(storage: StorageOpt = None) -> None:
+    """List the studies in a database."""
+    from rich.table import Table
+
+    from autopeft.results import list_studies
+
+    table = Table(title="studies")
+    for col in ("name", "trials", "front", "best accuracy", "model", "dataset", "sampler"):
+        table.add_column(col)
+    for v in list_studies(storage):
+        best = max((r.values.get(v.spec["metric"], 0.0) for r in v.complete()), default=None)
+        counts = ", ".join(f"{k.lower()} {n}" for k, n in v.counts().items())
+        table.add_row(
+            v.name,
+            counts,
+            str(len(v.front())),
+            "-" if best is None else f"{best:.4f}",
+            v.spec["model"]["path"],
+            v.spec["dataset"]["source"],
+            v.spec["sampler"]["name"],
+        )
+    _console().print(table)
+
+
+@app.command()
+@_friendly
+def show(
+    name: Annotated[str, typer.Argument(help="Study name.")], storage: StorageOpt = None
+) -> None:
+    """Summarise a study: its spec, trial counts, best values, front and failures."""
+    from autopeft.results import load_view
+
+    v = load_view(name, storage)
+    spec, console = v.spec, _console()
+    console.print(f"[bold]{v.name}[/bold]  ({v.url})")
+    console.print(
+        f"model {spec['model']['path']} | dataset {spec['dataset']['source']} | "
+        f"space {spec['search_space']} | sampler {spec['sampler']['name']} | "
+        f"budget {spec['n_trials']} trials"
+    )
+    console.print("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in v.objectives))
+    console.print(
+        "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
+    )
+    done = v.complete()
+    if done:
+        for o in v.objectives:
+            best = (max if o.direction == "maximize" else min)(r.values[o.name] for r in done)
+            console.print(f"best {o.name}: {best:,.4g}")
+        seconds = sum(r.metrics.get("train_seconds", 0.0) for r in done)
+        console.print(f"Pareto front: {len(v.front())} trials | training time {seconds:,.0f} s")
+    for r in [r for r in v.records if r.state == "FAIL"][-5:]:
+        console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+
+
+@app.command()
+@_friendly
+def front(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOpt = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    plot: Annotated[Path | None, typer.Option(help="Also write the front as a PNG here.")] = None,
+) -> None:
+    """Print the Pareto front (accuracy vs trainable params vs peak memory) of a study."""
+    _print_front(name, storage, plot, format)
+
+
+def _print_front(
+    name: str, storage: str | None, plot: Path | None, fmt: Format = Format.table
+) -> None:
+    from autopeft.report import front_rows, plot_front, plot_history, render_table, write_csv
+    from autopeft.results import load_view
+
+    v = load_view(name, storage)
+    points = v.front()
+    if fmt is Format.json:
+        typer.echo(json.dumps(front_rows(points, v.objectives), indent=2))
+    elif fmt is Format.csv:
+        write_csv(front_rows(points, v.objectives), sys.stdout)
+    else:
+        _console().print(render_table(points, v.objectives, title=f"Pareto front of {name}"))
+    if plot is not None and points:
+        plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
+        history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
+        plot_history(v.records, v.objectives, history)
+        typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
+
+
+@app.command()
+@_friendly
+def export(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for adapter_config.json.")],
+    trial: Annotated[int | None, typer.Option(help="Export this trial number.")] = None,
+    pick: Annotated[Pick | None, typer.Option(help="Or pick from the Pareto front.")] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write a trial's PEFT adapter_config.json, loadable with peft.PeftConfig.from_pretrained."""
+    from autopeft.export import export_config
+
+    path, record = export_config(
+        storage, name, out, trial=trial, pick=pick.value if pick is not None else None
+    )
+    values = ", ".join(f"{k} {v:,.4g}" for k, v in record.values.items())
+    typer.echo(f"exported trial {record.number} ({values}) to {path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

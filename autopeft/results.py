@@ -1,0 +1,90 @@
+"""Read studies back: list them, summarise one, its Pareto front, the trial to export."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from autopeft.exceptions import StudyError, UserInputError
+from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.store import Store
+from autopeft.study import resolve_storage
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A stored study: its spec, objectives and trials."""
+
+    name: str
+    url: str
+    spec: dict[str, Any]
+    model_path: str
+    objectives: list[Objective]
+    records: list[TrialRecord]
+
+    def counts(self) -> dict[str, int]:
+        """Trials by state; interrupted trials (re-run later) are counted apart."""
+        counter = Counter("INTERRUPTED" if r.interrupted else r.state for r in self.records)
+        return dict(sorted(counter.items()))
+
+    def complete(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.state == "COMPLETE"]
+
+    def front(self) -> list[TrialRecord]:
+        """Non-dominated complete trials, best first by the first objective."""
+        from autopeft.report import pareto_front
+
+        return pareto_front(self.records, self.objectives)
+
+
+def open_store(storage: str | None) -> Store:
+    """Open an existing database for reading (a missing SQLite file is an error)."""
+    return Store(resolve_storage(storage), create=False)
+
+
+def list_studies(storage: str | None = None) -> list[StudyView]:
+    """Every autopeft study in the database."""
+    store = open_store(storage)
+    return [_view(store, name) for name in store.study_names()]
+
+
+def load_view(name: str, storage: str | None = None) -> StudyView:
+    """One study; :class:`StudyError` (listing the known names) if it does not exist."""
+    return _view(open_store(storage), name)
+
+
+def _view(store: Store, name: str) -> StudyView:
+    row = store.study_row(name)
+    return StudyView(
+        name,
+        store.url,
+        json.loads(row.spec_json),
+        row.model_path,
+        store.objectives(name),
+        store.records(name),
+    )
+
+
+def choose_trial(
+    view: StudyView, *, trial: int | None = None, pick: str | None = None
+) -> TrialRecord:
+    """The complete trial numbered ``trial``, or the one ``pick`` selects from the front."""
+    from autopeft.report import pick_trial
+
+    if (trial is None) == (pick is None):
+        raise UserInputError(
+            "give exactly one of --trial N or --pick (max-accuracy|min-params|knee)"
+        )
+    if pick is not None:
+        return pick_trial(view.records, view.objectives, pick)
+    for record in view.records:
+        if record.number == trial:
+            if record.state != "COMPLETE":
+                raise StudyError(
+                    f"trial {trial} of study {view.name!r} is {record.state}, not COMPLETE"
+                )
+            return record
+    numbers = [r.number for r in view.complete()]
+    raise StudyError(f"study {view.name!r} has no trial {trial}; complete trials: {numbers}")

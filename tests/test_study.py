@@ -1,0 +1,177 @@
+"""The study loop against a real SQLite store and tiny real models: create, resume, recover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autopeft.exceptions import StudyError
+from autopeft.executors.inprocess import InProcessExecutor
+from autopeft.progress import Reporter
+from autopeft.results import load_view
+from autopeft.study import run_study
+from autopeft.trial.runner import TrialResult
+from tests.conftest import write_study
+
+
+def _url(d: Path) -> str:
+    return f"sqlite:///{d / 'studies.db'}"
+
+
+def test_study_runs_and_records_every_measurement(study_dir: Path) -> None:
+    outcome = run_study(study_dir / "study.yaml")
+    assert [r.state for r in outcome.records] == ["COMPLETE"] * 3
+    for r in outcome.records:
+        assert set(r.values) == {"accuracy", "trainable_params", "peak_memory_mb"}
+        assert 0.0 <= r.values["accuracy"] <= 1.0
+        assert r.values["trainable_params"] == sum(
+            rank * (32 + 32 if m in "qkvo" else 96)
+            for cells in r.placement.values()
+            for m, rank in cells.items()
+        )
+        assert r.values["trainable_params"] <= 4000  # the space's budget
+        assert r.metrics["head_params"] == 32 * 2 + 2  # classifier of the tiny BERT
+        assert (
+            r.metrics["peak_memory_mb"] > 0 and r.metrics["memory_method"] == "live_tensor_tracker"
+        )
+        assert r.metrics["train_seconds"] > 0 and r.module_sizes
+
+
+def test_resume_extends_without_touching_finished_trials(study_dir: Path) -> None:
+    first = run_study(study_dir / "study.yaml", trials=2)
+    second = run_study(study_dir / "study.yaml", trials=4)
+    assert [r.number for r in second.records] == [0, 1, 2, 3]
+    assert [(r.params, r.values) for r in second.records[:2]] == [
+        (r.params, r.values) for r in first.records
+    ]
+    again = run_study(study_dir / "study.yaml", trials=4)  # already done: runs nothing
+    assert len(again.records) == 4
+
+
+def test_same_seed_same_proposals_other_seed_differs(study_dir: Path, tmp_path_factory) -> None:
+    a = run_study(study_dir / "study.yaml", trials=2, name="a")
+    b = run_study(study_dir / "study.yaml", trials=2, name="b")
+    assert [r.params for r in a.records] == [r.params for r in b.records]
+    assert [r.values["accuracy"] for r in a.records] == [r.values["accuracy"] for r in b.records]
+    spec = (study_dir / "study.yaml").read_text().replace("seed: 0", "seed: 1")
+    other = tmp_path_factory.mktemp("other")
+    for f in ("data.csv", "space.yaml"):
+        (other / f).write_bytes((study_dir / f).read_bytes())
+    (other / "study.yaml").write_text(spec.replace(str(study_dir), str(other)))
+    c = run_study(other / "study.yaml", trials=2)
+    assert [r.params for r in c.records] != [r.params for r in a.records]
+
+
+def test_resume_with_a_different_spec_is_refused(study_dir: Path) -> None:
+    run_study(study_dir / "study.yaml", trials=1)
+    spec = study_dir / "study.yaml"
+    spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 5"))
+    with pytest.raises(StudyError, match="different spec"):
+        run_study(spec, trials=2)
+    assert len(load_view("tiny", _url(study_dir)).records) == 1
+
+
+class _StopAt(Reporter):
+    """Raises KeyboardInterrupt (as Ctrl-C would) in the middle of trial ``number``."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+
+    def step(self, number: int, step: int, total: int) -> None:
+        if number == self.number and step == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_then_rerun_completes_and_keeps_finished_trials(study_dir: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study_dir / "study.yaml", reporter=_StopAt(1))
+    view = load_view("tiny", _url(study_dir))
+    assert [(r.state, r.interrupted) for r in view.records] == [("COMPLETE", False), ("FAIL", True)]
+    kept = view.records[0]
+    done = run_study(study_dir / "study.yaml")
+    states = [(r.number, r.state, r.interrupted) for r in done.records]
+    assert states == [
+        (0, "COMPLETE", False),
+        (1, "FAIL", True),
+        (2, "COMPLETE", False),
+        (3, "COMPLETE", False),
+    ]
+    assert done.records[0].values == kept.values
+    assert done.records[2].params == view.records[1].params  # the interrupted point re-ran
+
+
+class _FailSecond(InProcessExecutor):
+    def poll(self, timeout: float | None = None) -> list[TrialResult]:
+        results = super().poll(timeout)
+        return [
+            TrialResult(r.number, False, error="CUDA out of memory", infeasible=True)
+            if r.number == 1
+            else r
+            for r in results
+        ]
+
+
+def test_failed_trial_is_recorded_and_counts_toward_the_budget(
+    study_dir: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("autopeft.executors.inprocess.InProcessExecutor", _FailSecond)
+    outcome = run_study(study_dir / "study.yaml")
+    assert [r.state for r in outcome.records] == ["COMPLETE", "FAIL", "COMPLETE"]
+    failed = outcome.records[1]
+    assert failed.infeasible and failed.fail_reason == "CUDA out of memory"
+
+
+def _mid_trial(db: Path) -> bool:
+    """At least one trial finished and another one running."""
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db) as con:
+            rows = dict(con.execute("select state, count(*) from trials group by state").fetchall())
+    except sqlite3.OperationalError:
+        return False
+    return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1
+
+
+def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    from tests.conftest import SPACE, write_tiny_csv
+
+    write_tiny_csv(tmp_path / "data.csv")
+    (tmp_path / "space.yaml").write_text(SPACE.format(budget=4000))
+    spec = write_study(tmp_path, model=str(tiny_bert_dir), n_trials=4)
+    spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 60"))
+    db = tmp_path / "studies.db"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not _mid_trial(db) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+    killed = load_view("tiny", f"sqlite:///{db}").records
+    before = {r.number: r.values for r in killed if r.state == "COMPLETE"}
+    running = [r for r in killed if r.state == "RUNNING"]
+    assert before and running, "the driver was not killed in the middle of a trial"
+    done = run_study(spec)
+    complete = [r for r in done.records if r.state == "COMPLETE"]
+    assert len(complete) == 4
+    assert all(done.records[n].values == v for n, v in before.items())
+    assert len({r.number for r in done.records}) == len(done.records)
+    interrupted = done.records[running[0].number]
+    assert interrupted.state == "FAIL" and interrupted.interrupted
+    assert any(r.params == interrupted.params for r in complete)  # its point was re-run
