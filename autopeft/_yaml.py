@@ -8,6 +8,7 @@ bad file gets the same kind of message::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,7 +69,7 @@ def read_yaml(path: Path, error: type[UserInputError]) -> tuple[Any, yaml.Node |
         raise error(f"{path}: cannot read file: {exc}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -77,6 +78,21 @@ def read_yaml(path: Path, error: type[UserInputError]) -> tuple[Any, yaml.Node |
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping of keys at the top level, got {_kind(data)}")
     return data, node
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def line_of(node: yaml.Node | None, loc: Loc) -> int | None:
@@ -118,6 +134,10 @@ def _first_problem(path: Path, node: yaml.Node | None, exc: ValidationError) -> 
     loc = [k for k in first["loc"] if not _is_union_tag(k)]
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input", _MISSING)
+    unknown = re.match(r"unknown key '([^']+)'", message)
+    if unknown:
+        loc.append(unknown.group(1))
+        value = _MISSING
     if first["type"] == "missing":
         value = _MISSING
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""

@@ -96,6 +96,9 @@ class Method(ABC):
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
         """Raise ``RuntimeError`` if the built model disagrees with the compiled arithmetic."""
 
+    def check_bound(self, bound: BoundSpace) -> None:  # noqa: B027 - optional hook
+        """Raise (via ``bound.fail``) if the space does not fit the model's module sizes."""
+
     def min_params(self, bound: BoundSpace) -> int:
         """The fewest trainable parameters any valid point can have (for budget checks)."""
         return 0

@@ -45,6 +45,8 @@ FAMILY_ROLES: dict[str, dict[str, str]] = {
     },
 }
 
+KNOWN_MODULES = frozenset(role for roles in FAMILY_ROLES.values() for role in roles)
+
 # Named groups of module types; members the model lacks are dropped ("all_linear" = every leaf).
 BUILTIN_PRESETS: dict[str, tuple[str, ...]] = {
     "qv": ("q", "v"),

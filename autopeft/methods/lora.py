@@ -50,6 +50,9 @@ class LoraMethod(Method):
             raise FieldIssue(
                 ("parameters", "alpha_ratio"), "give `alpha` or `alpha_ratio`, not both"
             )
+        rank = params["rank"]
+        if isinstance(rank, ParamSpec) and rank.type != "int":
+            raise FieldIssue(("parameters", "rank", "type"), "rank must be type int", rank.type)
         _check_range(params, "rank", 0, 4096, integer=True)
         _check_range(params, "alpha", 0, None)
         _check_range(params, "alpha_ratio", 0, None, open_low=True)
@@ -73,14 +76,41 @@ class LoraMethod(Method):
             total += rank * (site.in_features + site.out_features)
         return total
 
+    def check_bound(self, bound: BoundSpace) -> None:
+        """Every rank the space allows must fit every cell it can land on."""
+        largest = max(_ranks(bound))
+        for layer, module in bound.searched_cells:
+            site = bound.layout.site(layer, module)
+            if largest > min(site.in_features, site.out_features):
+                bound.fail(
+                    ("parameters", "rank"),
+                    f"rank {largest} exceeds the smaller dimension of {site.name} "
+                    f"({site.in_features} -> {site.out_features}); use ranks <= "
+                    f"{min(site.in_features, site.out_features)}",
+                    largest,
+                )
+
     def min_params(self, bound: BoundSpace) -> int:
+        """The smallest positive rank on the cheapest placement the sharing of ``rank`` allows:
+        one cell (per cell), one whole layer (per layer) or every targeted cell (global)."""
         spec = bound.space.parameters["rank"]
-        ranks = spec.values() if isinstance(spec, ParamSpec) else (spec,)
-        positive = [int(r) for r in ranks or () if int(r) > 0]
+        positive = [r for r in _ranks(bound) if r > 0]
         if not positive:
             bound.fail(("parameters", "rank"), "allows no rank above 0, so no adapter", spec)
-        sites = [bound.layout.site(layer, m) for layer, m in bound.searched_cells]
-        return min(positive) * min(s.in_features + s.out_features for s in sites)
+        per = spec.per if isinstance(spec, ParamSpec) else "study"
+        costs = []
+        for modules in bound.target_options():
+            layers = [
+                [_width(bound, layer, m) for m in modules]
+                for layer in range(bound.layout.num_layers)
+            ]
+            if per == "cell":
+                costs.append(min(min(cells) for cells in layers))
+            elif per == "layer":
+                costs.append(min(sum(cells) for cells in layers))
+            else:
+                costs.append(sum(sum(cells) for cells in layers))
+        return min(positive) * min(costs)
 
     def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoraConfig:
         from peft import LoraConfig
@@ -88,10 +118,6 @@ class LoraMethod(Method):
         sizes = {
             bound.layout.site(*cell).name: r for cell, r in self.cell_sizes(bound, point).items()
         }
-        for name, rank in sizes.items():
-            site = next(s for s in bound.layout.sites if s.name == name)
-            if rank > min(site.in_features, site.out_features):
-                raise ValueError(f"rank {rank} exceeds the dimensions of {name}")
         r = Counter(sizes.values()).most_common(1)[0][0]
         kwargs: dict[str, Any] = {
             "task_type": task_type,
@@ -130,6 +156,17 @@ class LoraMethod(Method):
                 f"built model has {counted} LoRA parameters, compiled arithmetic says "
                 f"{compiled.trainable_params}"
             )
+
+
+def _ranks(bound: BoundSpace) -> list[int]:
+    spec = bound.space.parameters["rank"]
+    values = spec.values() if isinstance(spec, ParamSpec) else (spec,)
+    return [int(v) for v in values or ()]
+
+
+def _width(bound: BoundSpace, layer: int, module: str) -> int:
+    site = bound.layout.site(layer, module)
+    return site.in_features + site.out_features
 
 
 def _check_range(

@@ -8,7 +8,7 @@ from typing import Any
 
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import CompiledConfig, Method
-from autopeft.methods.layout import BUILTIN_PRESETS, ModelLayout
+from autopeft.methods.layout import BUILTIN_PRESETS, KNOWN_MODULES, ModelLayout
 from autopeft.space.schema import ParamSpec, SearchSpace
 
 Point = dict[str, Any]
@@ -42,6 +42,7 @@ class BoundSpace:
         self.presets = {**BUILTIN_PRESETS, **space.module_presets}
         self.modules = self._cell_modules()
         self.dimensions = tuple(self._expand())
+        method.check_bound(self)
         smallest = method.min_params(self)
         if smallest > space.max_trainable_params:
             self.fail(
@@ -116,6 +117,12 @@ class BoundSpace:
             )
         return self.method.compile(self, point, task_type)
 
+    def target_options(self) -> list[tuple[str, ...]]:
+        """The module types of each value ``target_modules`` can take."""
+        spec = self.space.parameters.get("target_modules", "all_linear")
+        options = spec.choices if isinstance(spec, ParamSpec) else (spec,)
+        return [self._resolve(option) for option in options or ()]
+
     @cached_property
     def searched_cells(self) -> tuple[tuple[int, str], ...]:
         """Every (layer, module type) cell a per-cell parameter spans."""
@@ -129,6 +136,8 @@ class BoundSpace:
     # -- construction ----------------------------------------------------------------------
     def _resolve(self, chosen: Any) -> tuple[str, ...]:
         if isinstance(chosen, str):
+            if chosen in self.space.module_presets:
+                self._check_known(self.space.module_presets[chosen], ("module_presets", chosen))
             if chosen not in self.presets:
                 self.fail(
                     ("parameters", "target_modules"),
@@ -136,22 +145,26 @@ class BoundSpace:
                     chosen,
                 )
             return self.layout.resolve_preset(tuple(self.presets[chosen]))
-        unknown = [m for m in chosen if m not in self.layout.modules]
+        self._check_known(chosen, ("parameters", "target_modules"))
+        return self.layout.resolve_preset(tuple(chosen))
+
+    def _check_known(self, modules: Any, loc: tuple[str | int, ...]) -> None:
+        """Module types absent from this model but known in another family are dropped (so one
+        file serves BERT and Llama); a name known nowhere is a typo."""
+        unknown = [m for m in modules if m not in self.layout.modules and m not in KNOWN_MODULES]
         if unknown:
             self.fail(
-                ("parameters", "target_modules"),
+                loc,
                 f"module type {unknown[0]!r} is not in this model; its module types are "
                 + ", ".join(self.layout.modules),
-                list(chosen),
+                list(modules),
             )
-        return self.layout.resolve_preset(tuple(chosen))
 
     def _cell_modules(self) -> tuple[str, ...]:
         spec = self.space.parameters.get("target_modules", "all_linear")
         options = spec.choices if isinstance(spec, ParamSpec) else (spec,)
         union: set[str] = set()
-        for option in options or ():
-            resolved = self._resolve(option)
+        for option, resolved in zip(options or (), self.target_options(), strict=True):
             if not resolved:
                 self.fail(
                     ("parameters", "target_modules"),

@@ -98,6 +98,11 @@ class ParamSpec(StrictModel):
             raise ValueError("`step` applies to type int only")
         if self.log and (self.step or 1) != 1:
             raise ValueError("log scale and step > 1 cannot be combined")
+        if self.step and (self.high - self.low) % self.step:
+            raise ValueError(
+                f"bounds are inclusive, so high - low must be a multiple of step, but got "
+                f"low={_num(self.low)}, high={_num(self.high)}, step={self.step}"
+            )
 
     def values(self) -> tuple[Scalar, ...] | None:
         """The finite list of values, for choices and int ranges; None for floats."""

@@ -1,0 +1,73 @@
+"""Baseline samplers: seeded, deterministic, always feasible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import transformers
+
+from autopeft.exceptions import SearchSpaceError, UserInputError
+from autopeft.methods.layout import layout_on_meta
+from autopeft.samplers import Observation, make_sampler
+from autopeft.space.loader import bind_space, load_space
+from autopeft.storage.records import Objective
+
+ROOT = Path(__file__).resolve().parent.parent
+OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+
+
+@pytest.fixture(scope="module")
+def bound():
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+    )
+    return bind_space(
+        load_space(ROOT / "search_spaces" / "lora_layerwise.yaml"), layout_on_meta(config, 6)
+    )
+
+
+@pytest.mark.parametrize("name", ["random", "sobol"])
+def test_proposals_are_feasible_and_within_budget(bound, name: str) -> None:
+    sampler = make_sampler(name, bound, OBJECTIVES, seed=0, options={})
+    points = sampler.propose([], 40)
+    assert len(points) == 40
+    for point in points:
+        bound.check_point(point)
+        assert 0 < bound.count_params(point) <= bound.space.max_trainable_params
+    # a real spread of sizes, not one configuration repeated
+    assert len({bound.count_params(p) for p in points}) > 20
+
+
+@pytest.mark.parametrize("name", ["random", "sobol"])
+def test_same_seed_same_points_other_seed_other_points(bound, name: str) -> None:
+    a = make_sampler(name, bound, OBJECTIVES, seed=3, options={}).propose([], 5)
+    b = make_sampler(name, bound, OBJECTIVES, seed=3, options={}).propose([], 5)
+    c = make_sampler(name, bound, OBJECTIVES, seed=4, options={}).propose([], 5)
+    assert a == b and a != c
+
+
+def test_proposal_depends_on_trial_index_so_resume_continues_the_sequence(bound) -> None:
+    sampler = make_sampler("sobol", bound, OBJECTIVES, seed=0, options={})
+    all_at_once = sampler.propose([], 4)
+    history = [Observation(p, "COMPLETE", {"accuracy": 0.5}) for p in all_at_once[:2]]
+    assert sampler.propose(history, 2) == all_at_once[2:]
+
+
+def test_unknown_sampler_and_option(bound) -> None:
+    with pytest.raises(UserInputError, match=r"unknown sampler 'nope'; samplers: random, sobol"):
+        make_sampler("nope", bound, OBJECTIVES, 0, {})
+    with pytest.raises(UserInputError, match=r"sampler 'random': unknown options \['depth'\]"):
+        make_sampler("random", bound, OBJECTIVES, 0, {"depth": 3})
+
+
+def test_a_budget_no_draw_can_meet_is_reported(bound, monkeypatch) -> None:
+    monkeypatch.setattr("autopeft.samplers.random.MAX_ATTEMPTS", 3)
+    tight = bound.space.model_copy(update={"max_trainable_params": 768 * 2})
+    tight_bound = bind_space(tight, bound.layout)
+    with pytest.raises(SearchSpaceError, match="no feasible point in 3 random draws"):
+        make_sampler("random", tight_bound, OBJECTIVES, 0, {}).propose([], 1)
