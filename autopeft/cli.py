@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -31,18 +31,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 StorageOpt = Annotated[
     str | None,
     typer.Option(
-        "--storage", help="Database URL [default: $AUTOPEFT_STORAGE or sqlite:///autopeft.db]"
+        "--storage",
+        help="Database URL (default: $AUTOPEFT_STORAGE, else sqlite:///autopeft.db; "
+        "`run` also reads the spec's `storage`).",
     ),
 ]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
 
 
-class Pick(str, Enum):
+class Pick(StrEnum):
     max_accuracy = "max-accuracy"
     min_params = "min-params"
     knee = "knee"
@@ -102,7 +104,7 @@ def run(
     study: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/demo.yaml).")],
     trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials wanted.")] = None,
     storage: StorageOpt = None,
-    name: Annotated[str | None, typer.Option(help="Study name [default: the spec's name].")] = None,
+    name: Annotated[str | None, typer.Option(help="Study name (default: the spec's name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Create a study, or resume it, and run trials until it has its budget of finished trials.
@@ -158,6 +160,7 @@ def show(
     name: Annotated[str, typer.Argument(help="Study name.")], storage: StorageOpt = None
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""
+    from autopeft.report import format_value
     from autopeft.results import load_view
 
     v = load_view(name, storage)
@@ -166,7 +169,7 @@ def show(
     console.print(
         f"model {spec['model']['path']} | dataset {spec['dataset']['source']} | "
         f"space {spec['search_space']} | sampler {spec['sampler']['name']} | "
-        f"budget {spec['n_trials']} trials"
+        f"spec budget {spec['n_trials']} trials"
     )
     console.print("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in v.objectives))
     console.print(
@@ -176,7 +179,7 @@ def show(
     if done:
         for o in v.objectives:
             best = (max if o.direction == "maximize" else min)(r.values[o.name] for r in done)
-            console.print(f"best {o.name}: {best:,.4g}")
+            console.print(f"best {o.name}: {format_value(o.name, best)}")
         seconds = sum(r.metrics.get("train_seconds", 0.0) for r in done)
         console.print(f"Pareto front: {len(v.front())} trials | training time {seconds:,.0f} s")
     for r in [r for r in v.records if r.state == "FAIL"][-5:]:
@@ -227,11 +230,12 @@ def export(
 ) -> None:
     """Write a trial's PEFT adapter_config.json, loadable with peft.PeftConfig.from_pretrained."""
     from autopeft.export import export_config
+    from autopeft.report import format_value
 
     path, record = export_config(
         storage, name, out, trial=trial, pick=pick.value if pick is not None else None
     )
-    values = ", ".join(f"{k} {v:,.4g}" for k, v in record.values.items())
+    values = ", ".join(f"{k} {format_value(k, v)}" for k, v in record.values.items())
     typer.echo(f"exported trial {record.number} ({values}) to {path}")
 
 

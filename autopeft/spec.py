@@ -76,7 +76,8 @@ class SamplerSpec(StrictModel):
 
 
 class ExecutorSpec(StrictModel):
-    """Where trials run. ``threads``: torch threads per trial (default: all cores)."""
+    """Where trials run. ``threads``: torch intra-op threads for trials (default: torch's own
+    choice, one per physical core). ``device``: ``auto`` uses CUDA when torch sees it."""
 
     name: Literal["inprocess"] = "inprocess"
     threads: int | None = Field(default=None, ge=1)

@@ -255,7 +255,7 @@ class StudyRunner:
             m = result.metrics
             line = (
                 f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
-                f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MB | "
+                f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB | "
                 f"{m['train_seconds']:.1f} s"
             )
         else:

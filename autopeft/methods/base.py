@@ -96,6 +96,11 @@ class Method(ABC):
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
         """Raise ``RuntimeError`` if the built model disagrees with the compiled arithmetic."""
 
+    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+        """An equivalent point with the dimensions ``point`` does not use set to a fixed value
+        (so the surrogate model sees one encoding per distinct adapter). Default: unchanged."""
+        return point
+
     def check_bound(self, bound: BoundSpace) -> None:  # noqa: B027 - optional hook
         """Raise (via ``bound.fail``) if the space does not fit the model's module sizes."""
 

@@ -69,6 +69,20 @@ class LoraMethod(Method):
                     sizes[(layer, module)] = rank
         return sizes
 
+    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+        """Ranks of per-cell dimensions whose module type is not targeted become the smallest
+        rank (they build nothing)."""
+        spec = bound.space.parameters["rank"]
+        if not isinstance(spec, ParamSpec) or spec.per != "cell":
+            return point
+        targets = bound.target_modules(point)
+        lowest = min(_ranks(bound))
+        out = dict(point)
+        for layer, module in bound.searched_cells:
+            if module not in targets:
+                out[bound.dim_name("rank", spec, layer, module)] = lowest
+        return out
+
     def count_params(self, bound: BoundSpace, point: Point) -> int:
         total = 0
         for (layer, module), rank in self.cell_sizes(bound, point).items():

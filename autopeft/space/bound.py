@@ -98,6 +98,10 @@ class BoundSpace:
                 )
 
     # -- method delegates ---------------------------------------------------------------
+    def canonical(self, point: Point) -> Point:
+        """An equivalent point whose unused dimensions take fixed values (see the method)."""
+        return self.method.canonical(self, point)
+
     def count_params(self, point: Point) -> int:
         """Exact trainable adapter parameters of ``point``."""
         return self.method.count_params(self, point)

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +114,7 @@ class Store:
             study.set_metric_names([o.name for o in objectives])
         try:
             with self.session() as s:
-                s.add(StudyRow(name=name, created_at=datetime.now(timezone.utc), **row))
+                s.add(StudyRow(name=name, created_at=datetime.now(UTC), **row))
         except Exception:
             optuna.delete_study(study_name=name, storage=self.optuna)
             raise
@@ -288,7 +288,7 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
     metrics = json.loads(row.metrics_json) if row else {}
     values = {}
     if trial.values is not None:
-        values = {o.name: float(v) for o, v in zip(objectives, trial.values, strict=True)}
+        values = {o.name: _value(o.name, v) for o, v in zip(objectives, trial.values, strict=True)}
     placement = {int(k): v for k, v in compiled.get("placement", {}).items()}
     return TrialRecord(
         number=trial.number,
@@ -304,6 +304,11 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
         interrupted=bool(row and row.interrupted),
         module_sizes=compiled.get("module_sizes", {}),
     )
+
+
+def _value(name: str, value: float) -> float:
+    # parameter counts are integers; Optuna stores every value as a float
+    return int(value) if name == "trainable_params" else float(value)
 
 
 def _owner_dead(owner: str) -> bool:
