@@ -182,6 +182,10 @@ def show(
             console.print(f"best {o.name}: {format_value(o.name, best)}")
         seconds = sum(r.metrics.get("train_seconds", 0.0) for r in done)
         console.print(f"Pareto front: {len(v.front())} trials | training time {seconds:,.0f} s")
+        curve = v.hypervolume()
+        marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
+        progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
+        console.print(f"hypervolume (normalised, see README): {progress} complete trials")
     for r in [r for r in v.records if r.state == "FAIL"][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
 
@@ -215,7 +219,7 @@ def _print_front(
     if plot is not None and points:
         plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
         history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
-        plot_history(v.records, v.objectives, history)
+        plot_history(v.records, v.objectives, history, hypervolume=v.hypervolume())
         typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
 
 

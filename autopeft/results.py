@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.storage.records import Objective, TrialRecord
 from autopeft.storage.store import Store
@@ -21,6 +23,7 @@ class StudyView:
     url: str
     spec: dict[str, Any]
     model_path: str
+    budget: int
     objectives: list[Objective]
     records: list[TrialRecord]
 
@@ -31,6 +34,12 @@ class StudyView:
 
     def complete(self) -> list[TrialRecord]:
         return [r for r in self.records if r.state == "COMPLETE"]
+
+    def hypervolume(self) -> list[float]:
+        """Hypervolume after each complete trial (rule: :mod:`autopeft.samplers.hypervolume`)."""
+        from autopeft.samplers.hypervolume import hypervolume_curve
+
+        return hypervolume_curve(self.objectives, self.records, self.budget)
 
     def front(self) -> list[TrialRecord]:
         """Non-dominated complete trials, best first by the first objective."""
@@ -57,11 +66,13 @@ def load_view(name: str, storage: str | None = None) -> StudyView:
 
 def _view(store: Store, name: str) -> StudyView:
     row = store.study_row(name)
+    budget = int(yaml.safe_load(row.space_yaml)["max_trainable_params"])
     return StudyView(
         name,
         store.url,
         json.loads(row.spec_json),
         row.model_path,
+        budget,
         store.objectives(name),
         store.records(name),
     )

@@ -59,7 +59,7 @@ def test_proposal_depends_on_trial_index_so_resume_continues_the_sequence(bound)
 
 
 def test_unknown_sampler_and_option(bound) -> None:
-    with pytest.raises(UserInputError, match=r"unknown sampler 'nope'; samplers: random, sobol"):
+    with pytest.raises(UserInputError, match=r"unknown sampler 'nope'; samplers: mobo, random, sobol"):
         make_sampler("nope", bound, OBJECTIVES, 0, {})
     with pytest.raises(UserInputError, match=r"sampler 'random': unknown options \['depth'\]"):
         make_sampler("random", bound, OBJECTIVES, 0, {"depth": 3})

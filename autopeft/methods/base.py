@@ -20,8 +20,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from peft import PeftConfig
-    from torch import nn
+    from torch import Tensor, nn
 
     from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
@@ -100,6 +102,11 @@ class Method(ABC):
         """An equivalent point with the dimensions ``point`` does not use set to a fixed value
         (so the surrogate model sees one encoding per distinct adapter). Default: unchanged."""
         return point
+
+    def params_tensor(self, bound: BoundSpace, encoder: Any) -> Callable[[Tensor], Tensor] | None:
+        """Optional vectorised :meth:`count_params` over encoded rows (``... x d`` -> ``...``),
+        for samplers that score many candidates; None means "decode and count one by one"."""
+        return None
 
     def check_bound(self, bound: BoundSpace) -> None:  # noqa: B027 - optional hook
         """Raise (via ``bound.fail``) if the space does not fit the model's module sizes."""

@@ -21,8 +21,10 @@ from autopeft.methods.registry import register_method
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from peft import LoraConfig
-    from torch import nn
+    from torch import Tensor, nn
 
     from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
@@ -82,6 +84,44 @@ class LoraMethod(Method):
             if module not in targets:
                 out[bound.dim_name("rank", spec, layer, module)] = lowest
         return out
+
+    def params_tensor(self, bound: BoundSpace, encoder: Any) -> Callable[[Tensor], Tensor] | None:
+        """Exact parameter counts of encoded rows: sum over cells of rank x (in + out), masked
+        by the cells' membership in the row's ``target_modules`` choice."""
+        import torch
+
+        spec = bound.space.parameters["rank"]
+        column = {d.name: j for j, d in enumerate(encoder.dims)}
+        cells = bound.searched_cells
+        widths = torch.tensor([_width(bound, layer, m) for layer, m in cells], dtype=torch.double)
+        table = torch.tensor(_ranks(bound), dtype=torch.double)
+        if isinstance(spec, ParamSpec) and spec.choices is None and spec.type == "int":
+            return None  # ranges are encoded on a unit scale; use the generic path
+        rank_cols = (
+            [column[bound.dim_name("rank", spec, layer, m)] for layer, m in cells]
+            if isinstance(spec, ParamSpec)
+            else None
+        )
+        targets = bound.space.parameters.get("target_modules", "all_linear")
+        options = bound.target_options()
+        member = torch.tensor(
+            [[float(m in opt) for _, m in cells] for opt in options], dtype=torch.double
+        )
+        target_col = column.get("target_modules") if isinstance(targets, ParamSpec) else None
+
+        def count(x: Tensor) -> Tensor:
+            if rank_cols is None:
+                ranks = table[0].expand(*x.shape[:-1], len(cells))
+            else:
+                index = x[..., rank_cols].round().clamp(0, len(table) - 1).long()
+                ranks = table[index]
+            if target_col is None:
+                mask = member[0]
+            else:
+                mask = member[x[..., target_col].round().clamp(0, len(options) - 1).long()]
+            return (ranks * widths * mask).sum(-1)
+
+        return count
 
     def count_params(self, bound: BoundSpace, point: Point) -> int:
         total = 0

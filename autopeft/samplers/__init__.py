@@ -15,6 +15,7 @@ __all__ = ["SAMPLERS", "Observation", "Sampler", "make_sampler"]
 SAMPLERS: dict[str, str] = {
     "random": "autopeft.samplers.random:RandomSampler",
     "sobol": "autopeft.samplers.random:SobolSampler",
+    "mobo": "autopeft.samplers.mobo:MoboSampler",
 }
 
 
