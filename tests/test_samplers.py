@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,10 @@ def test_proposal_depends_on_trial_index_so_resume_continues_the_sequence(bound)
 
 
 def test_unknown_sampler_and_option(bound) -> None:
-    with pytest.raises(UserInputError, match=r"unknown sampler 'nope'; samplers: mobo, random, sobol"):
+    with pytest.raises(
+        UserInputError,
+        match=r"unknown sampler 'nope'; samplers: gp, mobo, nsga2, random, sobol, tpe",
+    ):
         make_sampler("nope", bound, OBJECTIVES, 0, {})
     with pytest.raises(UserInputError, match=r"sampler 'random': unknown options \['depth'\]"):
         make_sampler("random", bound, OBJECTIVES, 0, {"depth": 3})
@@ -71,3 +75,48 @@ def test_a_budget_no_draw_can_meet_is_reported(bound, monkeypatch) -> None:
     tight_bound = bind_space(tight, bound.layout)
     with pytest.raises(SearchSpaceError, match="no feasible point in 3 random draws"):
         make_sampler("random", tight_bound, OBJECTIVES, 0, {}).propose([], 1)
+
+
+@pytest.fixture(scope="module")
+def small_problem(tmp_path_factory: pytest.TempPathFactory):
+    from autopeft.samplers.synthetic import synthetic_problem
+
+    path = tmp_path_factory.mktemp("small") / "space.yaml"
+    path.write_text(
+        "version: 1\nname: small\nmethod: lora\nmax_trainable_params: 12000\nparameters:\n"
+        "  target_modules: {type: categorical, choices: [qv, attn]}\n"
+        "  rank: {type: int, choices: [0, 2, 4, 8], per: [layer, module]}\n"
+        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+    )
+    return synthetic_problem(load_space(path), seed=0, layers=2)
+
+
+def _run(problem, name: str, seed: int, trials: int) -> list[dict]:
+    problem = dataclasses.replace(problem)  # a fresh noise stream: same values on every run
+    objectives = [*OBJECTIVES, Objective("peak_memory_mb", "minimize")]
+    sampler = make_sampler(name, problem.bound, objectives, seed, {})
+    history: list[Observation] = []
+    for _ in range(trials):
+        point = sampler.propose(history, 1)[0]
+        values = problem.evaluate(point)
+        history.append(
+            Observation(point, "COMPLETE", values)
+            if values
+            else Observation(point, "FAIL", {}, True)
+        )
+    return [h.point for h in history]
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp"])
+def test_optuna_baselines_are_feasible_and_seeded(small_problem, name: str) -> None:
+    trials = 12  # past the 10 startup trials of tpe and gp: model-based proposals included
+    a = _run(small_problem, name, 0, trials)
+    assert a == _run(small_problem, name, 0, trials)
+    assert a != _run(small_problem, name, 1, trials)
+    for point in a:
+        assert small_problem.bound.is_feasible(point)
+
+
+def test_optuna_baseline_rejects_unknown_options(bound) -> None:
+    with pytest.raises(UserInputError, match=r"sampler 'tpe'.*bogus"):
+        make_sampler("tpe", bound, OBJECTIVES, 0, {"bogus": 1})

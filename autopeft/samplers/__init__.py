@@ -16,6 +16,9 @@ SAMPLERS: dict[str, str] = {
     "random": "autopeft.samplers.random:RandomSampler",
     "sobol": "autopeft.samplers.random:SobolSampler",
     "mobo": "autopeft.samplers.mobo:MoboSampler",
+    "tpe": "autopeft.samplers.optuna_samplers:TpeSampler",
+    "nsga2": "autopeft.samplers.optuna_samplers:Nsga2Sampler",
+    "gp": "autopeft.samplers.optuna_samplers:GpSampler",
 }
 
 
