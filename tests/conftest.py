@@ -104,6 +104,25 @@ executor: {{threads: 1, device: cpu}}
 """
 
 
+SMALL_SPACE = (
+    "version: 1\nname: small\nmethod: lora\nmax_trainable_params: 12000\nparameters:\n"
+    "  target_modules: {type: categorical, choices: [qv, attn]}\n"
+    "  rank: {type: int, choices: [0, 2, 4, 8], per: [layer, module]}\n"
+    "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+)
+
+
+@pytest.fixture(scope="session")
+def small_problem(tmp_path_factory: pytest.TempPathFactory):
+    """A synthetic PEFT problem on a 2-layer BERT-like layout: 10 search dimensions."""
+    from autopeft.samplers.synthetic import synthetic_problem
+    from autopeft.space.loader import load_space
+
+    path = tmp_path_factory.mktemp("small") / "space.yaml"
+    path.write_text(SMALL_SPACE)
+    return synthetic_problem(load_space(path), seed=0, layers=2)
+
+
 @pytest.fixture()
 def study_dir(tmp_path: Path, tiny_bert_dir: Path) -> Path:
     """A directory holding data.csv, space.yaml and study.yaml for a tiny BERT study."""

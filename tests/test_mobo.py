@@ -10,8 +10,6 @@ import torch
 from autopeft.samplers import Observation, make_sampler
 from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.hypervolume import Frame, hypervolume, hypervolume_curve
-from autopeft.samplers.synthetic import synthetic_problem
-from autopeft.space.loader import load_space
 from autopeft.storage.records import Objective
 
 OBJECTIVES = [
@@ -22,18 +20,6 @@ OBJECTIVES = [
 CHEAP = {"n_initial": 4, "raw_samples": 32, "mc_samples": 8, "fit_maxiter": 20}
 
 
-@pytest.fixture(scope="module")
-def problem(tmp_path_factory: pytest.TempPathFactory):
-    path = tmp_path_factory.mktemp("space") / "space.yaml"
-    path.write_text(
-        "version: 1\nname: small\nmethod: lora\nmax_trainable_params: 12000\nparameters:\n"
-        "  target_modules: {type: categorical, choices: [qv, attn]}\n"
-        "  rank: {type: int, choices: [0, 2, 4, 8], per: [layer, module]}\n"
-        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
-    )
-    return synthetic_problem(load_space(path), seed=0, layers=2)
-
-
 def _history(problem, points):
     out = []
     for p in points:
@@ -42,65 +28,67 @@ def _history(problem, points):
     return out
 
 
-def _start(problem, seed: int = 0, n: int = 6):
-    sampler = make_sampler("sobol", problem.bound, OBJECTIVES, seed, {})
-    return _history(problem, sampler.propose([], n))
+def _start(small_problem, seed: int = 0, n: int = 6):
+    sampler = make_sampler("sobol", small_problem.bound, OBJECTIVES, seed, {})
+    return _history(small_problem, sampler.propose([], n))
 
 
-def test_encoder_round_trip_and_exact_vectorised_counts(problem) -> None:
-    enc = DesignEncoder(problem.bound)
-    points = make_sampler("random", problem.bound, OBJECTIVES, 0, {}).propose([], 20)
+def test_encoder_round_trip_and_exact_vectorised_counts(small_problem) -> None:
+    enc = DesignEncoder(small_problem.bound)
+    points = make_sampler("random", small_problem.bound, OBJECTIVES, 0, {}).propose([], 20)
     for p in points:
-        assert enc.decode(enc.encode([p])[0]) == problem.bound.canonical(p)
-    count = problem.bound.method.params_tensor(problem.bound, enc)
-    expected = torch.tensor([float(problem.bound.count_params(p)) for p in points]).double()
+        assert enc.decode(enc.encode([p])[0]) == small_problem.bound.canonical(p)
+    count = small_problem.bound.method.params_tensor(small_problem.bound, enc)
+    expected = torch.tensor([float(small_problem.bound.count_params(p)) for p in points]).double()
     assert torch.equal(count(enc.encode(points)), expected)
 
 
-def test_model_based_proposals_are_deterministic_feasible_and_new(problem) -> None:
-    history = _start(problem)
-    a = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 2)
-    b = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 2)
+def test_model_based_proposals_are_deterministic_feasible_and_new(small_problem) -> None:
+    history = _start(small_problem)
+    a = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 2)
+    b = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 2)
     assert a == b  # a restored study (fresh sampler, same history) proposes the same points
     assert a[0] != a[1]  # a batch is distinct
     seen = [h.point for h in history]
     for p in a:
-        assert problem.bound.is_feasible(p) and p not in seen
-        assert problem.bound.count_params(p) <= problem.bound.space.max_trainable_params
-    c = make_sampler("mobo", problem.bound, OBJECTIVES, 1, CHEAP).propose(history, 2)
+        assert small_problem.bound.is_feasible(p) and p not in seen
+        assert small_problem.bound.count_params(p) <= small_problem.bound.space.max_trainable_params
+    c = make_sampler("mobo", small_problem.bound, OBJECTIVES, 1, CHEAP).propose(history, 2)
     assert c != a
 
 
-def test_pending_trials_are_not_proposed_again(problem) -> None:
-    history = _start(problem)
-    sampler = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP)
+def test_pending_trials_are_not_proposed_again(small_problem) -> None:
+    history = _start(small_problem)
+    sampler = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP)
     first = sampler.propose(history, 1)[0]
     second = sampler.propose([*history, Observation(first, "RUNNING", {})], 1)[0]
     assert second != first
 
 
-def test_failures_change_later_proposals(problem) -> None:
-    history = _start(problem)
-    proposed = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 1)[0]
+def test_failures_change_later_proposals(small_problem) -> None:
+    history = _start(small_problem)
+    proposed = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 1)[
+        0
+    ]
     # same history length (same seed); only whether the failure came from the config differs
     crashed = [*history, Observation(proposed, "FAIL", {}, infeasible=False)]
     infeasible = [*history, Observation(proposed, "FAIL", {}, infeasible=True)]
-    a = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose(crashed, 2)
-    b = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose(infeasible, 2)
+    a = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(crashed, 2)
+    b = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(infeasible, 2)
     assert a != b
 
 
-def test_initial_design_is_sobol(problem) -> None:
-    mobo = make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP).propose([], 3)
-    sobol = make_sampler("sobol", problem.bound, OBJECTIVES, 0, {}).propose([], 3)
+def test_initial_design_is_sobol(small_problem) -> None:
+    mobo = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose([], 3)
+    sobol = make_sampler("sobol", small_problem.bound, OBJECTIVES, 0, {}).propose([], 3)
     assert mobo == sobol
 
 
-def test_bad_option_is_a_user_error(problem) -> None:
+def test_bad_option_is_a_user_error(small_problem) -> None:
     from autopeft.exceptions import UserInputError
 
     with pytest.raises(UserInputError, match=r"sampler 'mobo'.*n_initial must be >= 2"):
-        make_sampler("mobo", problem.bound, OBJECTIVES, 0, {"n_initial": 1})
+        make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, {"n_initial": 1})
 
 
 def test_hypervolume_rule() -> None:

@@ -77,20 +77,6 @@ def test_a_budget_no_draw_can_meet_is_reported(bound, monkeypatch) -> None:
         make_sampler("random", tight_bound, OBJECTIVES, 0, {}).propose([], 1)
 
 
-@pytest.fixture(scope="module")
-def small_problem(tmp_path_factory: pytest.TempPathFactory):
-    from autopeft.samplers.synthetic import synthetic_problem
-
-    path = tmp_path_factory.mktemp("small") / "space.yaml"
-    path.write_text(
-        "version: 1\nname: small\nmethod: lora\nmax_trainable_params: 12000\nparameters:\n"
-        "  target_modules: {type: categorical, choices: [qv, attn]}\n"
-        "  rank: {type: int, choices: [0, 2, 4, 8], per: [layer, module]}\n"
-        "  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
-    )
-    return synthetic_problem(load_space(path), seed=0, layers=2)
-
-
 def _run(problem, name: str, seed: int, trials: int) -> list[dict]:
     problem = dataclasses.replace(problem)  # a fresh noise stream: same values on every run
     objectives = [*OBJECTIVES, Objective("peak_memory_mb", "minimize")]

@@ -34,6 +34,11 @@ class Observation:
     infeasible: bool = False
 
 
+def point_key(point: Point) -> tuple[Any, ...]:
+    """A hashable identity of a point (for de-duplication)."""
+    return tuple(sorted(point.items()))
+
+
 class Sampler(ABC):
     """Base class of samplers. Subclasses take ``**options`` from the study spec.
 

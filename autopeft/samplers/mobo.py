@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from autopeft.samplers.base import Observation, Sampler
+from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.hypervolume import Frame
 from autopeft.samplers.random import SobolSampler
@@ -198,7 +198,7 @@ class MoboSampler(Sampler):
         current Pareto set), refine around the best, pick greedily; each pick becomes pending
         for the next, so a batch is jointly useful and has no duplicates."""
         rng = np.random.default_rng(self._seed(history))
-        seen = {_key(h.point) for h in history}
+        seen = {point_key(h.point) for h in history}
         elite = [h.point for h in _front(history, self.objectives)]
         pool = self._pool(elite, rng, seen)
         chosen: list[Point] = []
@@ -210,8 +210,8 @@ class MoboSampler(Sampler):
             pool = _unique(pool + local)
             winner = pool[self._best(acqf, pool)[0]]
             chosen.append(winner)
-            seen.add(_key(winner))
-            pool = [p for p in pool if _key(p) not in seen]
+            seen.add(point_key(winner))
+            pool = [p for p in pool if point_key(p) not in seen]
             pending = acqf.X_pending
             x = self.encoder.encode([winner])
             acqf.set_X_pending(x if pending is None else torch.cat([pending, x]))
@@ -228,7 +228,7 @@ class MoboSampler(Sampler):
                 d.name: from_unit(d.spec, float(u))
                 for d, u in zip(dims, rng.random(len(dims)), strict=True)
             }
-            if self.bound.is_feasible(point) and _key(point) not in seen:
+            if self.bound.is_feasible(point) and point_key(point) not in seen:
                 draws.append(point)
             if len(draws) >= self.raw_samples:
                 break
@@ -246,7 +246,7 @@ class MoboSampler(Sampler):
             child = dict(parents[int(rng.integers(len(parents)))])
             for j in rng.choice(len(dims), size=int(rng.integers(1, 4)), replace=False):
                 child[dims[j].name] = _neighbour(dims[j].spec, child[dims[j].name], rng)
-            if self.bound.is_feasible(child) and _key(child) not in seen:
+            if self.bound.is_feasible(child) and point_key(child) not in seen:
                 out.append(child)
             if len(out) >= count:
                 break
@@ -263,12 +263,8 @@ class MoboSampler(Sampler):
         return int(np.random.default_rng([self.seed, len(history)]).integers(2**31))
 
 
-def _key(point: Point) -> tuple[Any, ...]:
-    return tuple(sorted(point.items()))
-
-
 def _unique(points: list[Point]) -> list[Point]:
-    return list({_key(p): p for p in points}.values())
+    return list({point_key(p): p for p in points}.values())
 
 
 def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> list[Observation]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from autopeft.samplers.base import Observation, Sampler
+from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace, Point
 from autopeft.storage.records import Objective
@@ -89,7 +89,7 @@ class OptunaSampler(Sampler):
 
         TrialState = optuna.trial.TrialState
         for h in history:
-            key = _key(h.point)
+            key = point_key(h.point)
             if h.state not in ("COMPLETE", "FAIL") or key in self._known:
                 continue
             values = [h.values[o.name] for o in self.objectives] if h.state == "COMPLETE" else None
@@ -114,8 +114,8 @@ class OptunaSampler(Sampler):
         for _ in range(MAX_ASKS):
             trial = self._study.ask(dists)
             point = self._from_optuna(trial.params)
-            if self.bound.is_feasible(point) and _key(point) not in self._asked:
-                self._asked[_key(point)] = trial.number
+            if self.bound.is_feasible(point) and point_key(point) not in self._asked:
+                self._asked[point_key(point)] = trial.number
                 return point
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return self._fallback._feasible(index)
@@ -160,7 +160,3 @@ def _build(cls: Any, seed: int, options: dict[str, Any]) -> Any:
             return cls(seed=seed, **options)
         except TypeError as exc:
             raise TypeError(f"{exc}".replace("__init__()", cls.__name__)) from None
-
-
-def _key(point: Point) -> tuple[Any, ...]:
-    return tuple(sorted(point.items()))
