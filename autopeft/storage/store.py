@@ -263,15 +263,6 @@ class Store:
             if row is not None:
                 row.retried_by = by
 
-    def pending_retries(self, name: str) -> int:
-        """How many interrupted trials wait to be re-run."""
-        with self.session() as s:
-            return (
-                s.query(TrialRow)
-                .filter_by(study_name=name, interrupted=True, retried_by=None)
-                .count()
-            )
-
     def records(self, name: str) -> list[TrialRecord]:
         """Every trial of study ``name`` joined with our details, by trial number."""
         study = self.optuna_study(name)
