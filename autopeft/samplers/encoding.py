@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.space.encode import from_unit, to_unit
+from autopeft.space.encode import finite_values, from_unit, to_unit
 
 GRID = 17
 
@@ -37,11 +37,7 @@ class DesignEncoder:
     def __init__(self, bound: BoundSpace) -> None:
         self.bound = bound
         self.dims = bound.dimensions
-        self.finite = [d.spec.values() if d.spec.type != "float" else None for d in self.dims]
-        self.finite = [
-            None if (d.spec.log and d.spec.choices is None) else f
-            for d, f in zip(self.dims, self.finite, strict=True)
-        ]
+        self.finite = [finite_values(d.spec) for d in self.dims]
         self.discrete: dict[int, list[float]] = {}
         self.categorical: dict[int, list[float]] = {}
         for j, (dim, values) in enumerate(zip(self.dims, self.finite, strict=True)):

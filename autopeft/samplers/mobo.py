@@ -35,7 +35,7 @@ from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.hypervolume import Frame
 from autopeft.samplers.random import SobolSampler
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.space.encode import from_unit, to_unit
+from autopeft.space.encode import finite_values, from_unit, to_unit
 from autopeft.storage.records import Objective
 
 KNOWN = "trainable_params"
@@ -205,10 +205,17 @@ class MoboSampler(Sampler):
         for _ in range(n):
             if not pool:
                 break
-            best = self._best(acqf, pool)
-            local = self._mutations([pool[i] for i in best[:4]], rng, seen, self.raw_samples // 2)
-            pool = _unique(pool + local)
-            winner = pool[self._best(acqf, pool)[0]]
+            scores = self._scores(acqf, pool)
+            top = [pool[int(i)] for i in torch.argsort(scores, descending=True)[:4]]
+            known = {point_key(p) for p in pool}
+            local = [
+                p
+                for p in _unique(self._mutations(top, rng, seen, self.raw_samples // 2))
+                if point_key(p) not in known
+            ]
+            if local:
+                pool, scores = pool + local, torch.cat([scores, self._scores(acqf, local)])
+            winner = pool[int(torch.argmax(scores))]
             chosen.append(winner)
             seen.add(point_key(winner))
             pool = [p for p in pool if point_key(p) not in seen]
@@ -252,12 +259,11 @@ class MoboSampler(Sampler):
                 break
         return out
 
-    def _best(self, acqf: Any, pool: list[Point], chunk: int = 256) -> list[int]:
-        """Pool indices by acquisition value, best first."""
+    def _scores(self, acqf: Any, pool: list[Point], chunk: int = 256) -> torch.Tensor:
+        """Acquisition value of every pool point (q = 1 each)."""
         X = self.encoder.encode(pool).unsqueeze(1)
         with torch.no_grad():
-            values = torch.cat([acqf(X[i : i + chunk]) for i in range(0, len(X), chunk)])
-        return [int(i) for i in torch.argsort(values, descending=True)]
+            return torch.cat([acqf(X[i : i + chunk]) for i in range(0, len(X), chunk)])
 
     def _seed(self, history: Sequence[Observation]) -> int:
         return int(np.random.default_rng([self.seed, len(history)]).integers(2**31))
@@ -279,9 +285,8 @@ def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> l
 
 def _neighbour(spec: Any, value: Any, rng: np.random.Generator) -> Any:
     """An adjacent value: the next or previous one of a finite domain, a nearby float."""
-    finite = spec.values()
-    if finite is not None and spec.type != "float":
-        values = list(finite)
+    values = finite_values(spec)
+    if values is not None:
         if spec.type == "categorical":
             return values[int(rng.integers(len(values)))]
         i = values.index(value) if value in values else 0

@@ -16,6 +16,7 @@ from typing import Any
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace, Point
+from autopeft.space.encode import finite_values
 from autopeft.storage.records import Objective
 
 MAX_ASKS = 64
@@ -59,10 +60,10 @@ class OptunaSampler(Sampler):
 
         out = {}
         for d in self.bound.dimensions:
-            values = d.spec.values()
+            values = _ordered(d.spec)
             if d.spec.type == "categorical":
                 out[d.name] = CategoricalDistribution(list(d.spec.choices or ()))
-            elif values is not None and not d.spec.log:
+            elif values is not None:
                 out[d.name] = IntDistribution(0, len(values) - 1)
             else:
                 out[d.name] = distribution(d.spec)
@@ -71,17 +72,15 @@ class OptunaSampler(Sampler):
     def _to_optuna(self, point: Point) -> dict[str, Any]:
         out = {}
         for d in self.bound.dimensions:
-            values = d.spec.values()
-            ordered = d.spec.type != "categorical" and values is not None and not d.spec.log
-            out[d.name] = list(values).index(point[d.name]) if ordered else point[d.name]
+            values = _ordered(d.spec)
+            out[d.name] = values.index(point[d.name]) if values is not None else point[d.name]
         return out
 
     def _from_optuna(self, params: dict[str, Any]) -> Point:
         out = {}
         for d in self.bound.dimensions:
-            values = d.spec.values()
-            ordered = d.spec.type != "categorical" and values is not None and not d.spec.log
-            out[d.name] = values[params[d.name]] if ordered and values else params[d.name]
+            values = _ordered(d.spec)
+            out[d.name] = values[params[d.name]] if values is not None else params[d.name]
         return out
 
     def _sync(self, history: Sequence[Observation]) -> None:
@@ -118,7 +117,7 @@ class OptunaSampler(Sampler):
                 self._asked[point_key(point)] = trial.number
                 return point
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return self._fallback._feasible(index)
+        return self._fallback.draw(index)
 
 
 class TpeSampler(OptunaSampler):
@@ -147,6 +146,11 @@ class GpSampler(OptunaSampler):
         import optuna
 
         return _build(optuna.samplers.GPSampler, seed, {"n_startup_trials": 10, **self.options})
+
+
+def _ordered(spec: Any) -> list[Any] | None:
+    """The values of an ordered finite domain (shown to Optuna as indices); None otherwise."""
+    return None if spec.type == "categorical" else finite_values(spec)
 
 
 def _build(cls: Any, seed: int, options: dict[str, Any]) -> Any:

@@ -23,12 +23,13 @@ class RandomSampler(Sampler):
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         start = len(history)
-        return [self._feasible(start + i) for i in range(n)]
+        return [self.draw(start + i) for i in range(n)]
 
     def _first_unit(self, index: int) -> np.ndarray | None:
         return None
 
-    def _feasible(self, index: int) -> Point:
+    def draw(self, index: int) -> Point:
+        """The feasible point of trial ``index`` (a pure function of the seed and the index)."""
         rng = np.random.default_rng([self.seed, index])
         first = self._first_unit(index)
         dims = self.bound.dimensions

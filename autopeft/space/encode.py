@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def to_unit(spec: ParamSpec, value: Any) -> float:
     """Encode a value of ``spec`` into [0, 1]."""
-    finite = _finite(spec)
+    finite = finite_values(spec)
     if finite is not None:
         index = finite.index(value) if value in finite else _nearest(finite, value)
         return (index + 0.5) / len(finite)
@@ -31,7 +31,7 @@ def to_unit(spec: ParamSpec, value: Any) -> float:
 def from_unit(spec: ParamSpec, u: float) -> Scalar:
     """Decode ``u`` in [0, 1] into a value of ``spec`` (clamped into the domain)."""
     u = min(max(float(u), 0.0), 1.0)
-    finite = _finite(spec)
+    finite = finite_values(spec)
     if finite is not None:
         return finite[min(len(finite) - 1, math.floor(u * len(finite)))]
     lo, hi = _scaled(spec, spec.low), _scaled(spec, spec.high)
@@ -57,7 +57,9 @@ def distribution(spec: ParamSpec) -> BaseDistribution:
     return FloatDistribution(float(spec.low), float(spec.high), log=spec.log)
 
 
-def _finite(spec: ParamSpec) -> list[Scalar] | None:
+def finite_values(spec: ParamSpec) -> list[Scalar] | None:
+    """The values of a finite domain (choices, or a linear int range) in order; None for
+    floats and log-scaled int ranges, which are handled on the unit scale."""
     if spec.choices is not None:
         return list(spec.choices)
     if spec.type == "int" and not spec.log:

@@ -176,8 +176,7 @@ class Store:
         """Move a trial to COMPLETE with its objective values and measurements."""
         import optuna
 
-        self._finish(name, number, metrics, None, False)
-        trial_id = self._trial_id(name, number)
+        trial_id = self._finish(name, number, metrics, None, False)
         for key in ("peak_memory_mb", "accuracy", "head_params", "train_seconds"):
             if key in metrics:
                 self.optuna.set_trial_user_attr(trial_id, key, metrics[key])
@@ -197,8 +196,7 @@ class Store:
         not count against the budget; ``infeasible`` ones are fed back to the sampler."""
         import optuna
 
-        self._finish(name, number, metrics or {}, reason, infeasible, interrupted)
-        trial_id = self._trial_id(name, number)
+        trial_id = self._finish(name, number, metrics or {}, reason, infeasible, interrupted)
         self.optuna.set_trial_user_attr(trial_id, "fail_reason", reason)
         self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
 
@@ -210,19 +208,14 @@ class Store:
         reason: str | None,
         infeasible: bool,
         interrupted: bool = False,
-    ) -> None:
+    ) -> int:
+        """Record the outcome in our row; returns the Optuna trial id."""
         with self.session() as s:
             row = s.get(TrialRow, (name, number))
             if row is None:
                 raise StorageError(f"trial {number} of study {name!r} is not in {self.url!r}")
             row.metrics_json = json.dumps(metrics)
             row.fail_reason, row.infeasible, row.interrupted = reason, infeasible, interrupted
-
-    def _trial_id(self, name: str, number: int) -> int:
-        with self.session() as s:
-            row = s.get(TrialRow, (name, number))
-            if row is None:
-                raise StorageError(f"trial {number} of study {name!r} is not in {self.url!r}")
             return row.trial_id
 
     def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
