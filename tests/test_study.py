@@ -175,3 +175,28 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     interrupted = done.records[running[0].number]
     assert interrupted.state == "FAIL" and interrupted.interrupted
     assert any(r.params == interrupted.params for r in complete)  # its point was re-run
+
+
+def test_a_trial_orphaned_between_the_two_writes_is_recovered(study_dir: Path) -> None:
+    """The driver died after Optuna created the trial but before autopeft's row existed."""
+    import optuna
+
+    from autopeft.storage.store import Store
+
+    first = run_study(study_dir / "study.yaml", trials=1)
+    store = Store(_url(study_dir))
+    point = first.records[0].params
+    dists = {k: v for k, v in store.optuna_study("tiny").trials[0].distributions.items()}
+    orphan = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, params=point, distributions=dists
+    )
+    store.optuna.create_new_trial(store.optuna.get_study_id_from_name("tiny"), orphan)
+    done = run_study(study_dir / "study.yaml", trials=3)
+    states = [(r.number, r.state, r.interrupted) for r in done.records]
+    assert states == [
+        (0, "COMPLETE", False),
+        (1, "FAIL", True),
+        (2, "COMPLETE", False),
+        (3, "COMPLETE", False),
+    ]
+    assert done.records[2].params == point  # the orphan's point was re-run

@@ -212,11 +212,28 @@ class Store:
         """Record the outcome in our row; returns the Optuna trial id."""
         with self.session() as s:
             row = s.get(TrialRow, (name, number))
+            if row is None and interrupted:
+                row = self._orphan_row(name, number)
+                s.add(row)
             if row is None:
                 raise StorageError(f"trial {number} of study {name!r} is not in {self.url!r}")
             row.metrics_json = json.dumps(metrics)
             row.fail_reason, row.infeasible, row.interrupted = reason, infeasible, interrupted
             return row.trial_id
+
+    def _orphan_row(self, name: str, number: int) -> TrialRow:
+        """Our row for an Optuna trial whose driver died between the two writes of
+        :meth:`start_trial`: its point comes from Optuna's params, so it can be re-run."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        trial_id = self.optuna.get_trial_id_from_study_id_trial_number(study_id, number)
+        params = self.optuna.get_trial(trial_id).params
+        return TrialRow(
+            study_name=name,
+            number=number,
+            trial_id=trial_id,
+            point_json=json.dumps(params),
+            compiled_json="{}",
+        )
 
     def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
         """Fail RUNNING trials whose driver is gone (dead pid on this host, or no heartbeat for
