@@ -36,7 +36,11 @@ class StudyView:
         return [r for r in self.records if r.state == "COMPLETE"]
 
     def hypervolume(self) -> list[float]:
-        """Hypervolume after each complete trial (rule: :mod:`autopeft.samplers.hypervolume`)."""
+        """Hypervolume after each complete trial (rule: :mod:`autopeft.samplers.hypervolume`),
+        as the driver stored it; computed here only for trials stored without one."""
+        stored = [r.hypervolume for r in self.complete() if r.values]
+        if all(v is not None for v in stored):
+            return [float(v) for v in stored if v is not None]
         from autopeft.samplers.hypervolume import hypervolume_curve
 
         return hypervolume_curve(self.objectives, self.records, self.budget)

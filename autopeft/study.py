@@ -252,6 +252,7 @@ class StudyRunner:
         if result.ok:
             values = [float(result.metrics[o.name]) for o in self.p.objectives]
             self.store.complete_trial(name, result.number, values, result.metrics)
+            self._store_hypervolume()
             m = result.metrics
             line = (
                 f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
@@ -268,6 +269,16 @@ class StudyRunner:
             )
             line = f"FAILED ({'infeasible' if result.infeasible else 'error'}): {result.error}"
         self.reporter.trial_finished(result.number, line, min(self._finished(), target))
+
+
+    def _store_hypervolume(self) -> None:
+        from autopeft.samplers.hypervolume import hypervolume_updates
+
+        records = self.store.records(self.p.name)
+        budget = self.p.bound.space.max_trainable_params
+        self.store.set_hypervolumes(
+            self.p.name, hypervolume_updates(self.p.objectives, records, budget)
+        )
 
 
 def _counts(record: TrialRecord) -> bool:

@@ -44,6 +44,32 @@ def test_study_runs_and_records_every_measurement(study_dir: Path) -> None:
         assert r.metrics["train_seconds"] > 0 and r.module_sizes
 
 
+def test_hypervolume_after_every_trial_is_stored(study_dir: Path) -> None:
+    from autopeft.samplers.hypervolume import hypervolume_curve
+
+    outcome = run_study(study_dir / "study.yaml")
+    stored = [r.hypervolume for r in outcome.records]
+    assert all(v is not None for v in stored)
+    # what the driver stored trial by trial equals the curve recomputed from scratch
+    assert stored == pytest.approx(hypervolume_curve(outcome.objectives, outcome.records, 4000))
+    assert stored == sorted(stored)  # never moves backwards
+
+
+def test_a_schema_1_database_gains_the_hypervolume_column(tmp_path: Path) -> None:
+    from autopeft.storage.store import Store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url)
+    with sqlite3.connect(tmp_path / "old.db") as db:  # make it look like schema 1
+        db.execute("ALTER TABLE autopeft_trials DROP COLUMN hypervolume")
+        db.execute("UPDATE autopeft_schema SET version = 1")
+    Store(url)
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(autopeft_trials)")]
+        assert "hypervolume" in columns
+        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(2,)]
+
+
 def test_resume_extends_without_touching_finished_trials(study_dir: Path) -> None:
     first = run_study(study_dir / "study.yaml", trials=2)
     second = run_study(study_dir / "study.yaml", trials=4)

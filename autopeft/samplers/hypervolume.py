@@ -86,3 +86,18 @@ def hypervolume_curve(
         return []
     frame = Frame.from_observations(objectives, complete[:frame_trials], budget)
     return [hypervolume(frame, [r.values for r in complete[: i + 1]]) for i in range(len(complete))]
+
+
+def hypervolume_updates(
+    objectives: Sequence[Objective], records: Sequence[Any], budget: int
+) -> dict[int, float]:
+    """Trial number -> hypervolume for the complete records whose stored ``hypervolume``
+    differs from :func:`hypervolume_curve` (the newest one, and while the frame is still being
+    set by the first :data:`FRAME_TRIALS`, the earlier ones too)."""
+    complete = [r for r in records if r.state == "COMPLETE" and r.values]
+    curve = hypervolume_curve(objectives, complete, budget)
+    return {
+        r.number: hv
+        for r, hv in zip(complete, curve, strict=True)
+        if r.hypervolume is None or abs(r.hypervolume - hv) > 1e-12
+    }

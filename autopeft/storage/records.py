@@ -34,6 +34,7 @@ class TrialRecord:
         infeasible: The failure came from the configuration itself (out of memory, ...).
         interrupted: The trial's driver died; its point is re-run and it does not count.
         module_sizes: Full module name -> adapter size, as the model names the modules.
+        hypervolume: The study's hypervolume once this complete trial was in (None otherwise).
     """
 
     number: int
@@ -48,6 +49,7 @@ class TrialRecord:
     infeasible: bool = False
     interrupted: bool = False
     module_sizes: dict[str, int] = field(default_factory=dict)
+    hypervolume: float | None = None
 
     def placement_summary(self) -> str:
         """Compact per-layer placement, e.g. ``L0:q4,v8 L2:v2`` (empty layers omitted)."""

@@ -86,6 +86,12 @@ class Store:
                 f"{self.url!r} was written by a newer autopeft (schema {row.version} > "
                 f"{SCHEMA_VERSION}); upgrade autopeft"
             )
+        elif row.version < SCHEMA_VERSION:
+            from sqlalchemy import text
+
+            if row.version < 2:  # works on SQLite and PostgreSQL alike
+                s.execute(text("ALTER TABLE autopeft_trials ADD COLUMN hypervolume FLOAT"))
+            row.version = SCHEMA_VERSION
 
     # -- studies -----------------------------------------------------------------------------
     def study_names(self) -> list[str]:
@@ -273,6 +279,14 @@ class Store:
             if row is not None:
                 row.retried_by = by
 
+    def set_hypervolumes(self, name: str, values: dict[int, float]) -> None:
+        """Store the study's hypervolume after each of these (complete) trials."""
+        with self.session() as s:
+            for number, value in values.items():
+                row = s.get(TrialRow, (name, number))
+                if row is not None:
+                    row.hypervolume = value
+
     def records(self, name: str) -> list[TrialRecord]:
         """Every trial of study ``name`` joined with our details, by trial number."""
         study = self.optuna_study(name)
@@ -304,6 +318,7 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
         infeasible=bool(row and row.infeasible),
         interrupted=bool(row and row.interrupted),
         module_sizes=compiled.get("module_sizes", {}),
+        hypervolume=row.hypervolume if row else None,
     )
 
 

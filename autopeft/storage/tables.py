@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: autopeft_trials.hypervolume
 
 
 class Base(DeclarativeBase):
@@ -60,3 +60,5 @@ class TrialRow(Base):
     retried_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner: Mapped[str] = mapped_column(String(256), default="")
     heartbeat_at: Mapped[float] = mapped_column(Float, default=0.0)
+    #: The study's hypervolume once this (complete) trial was in (schema 2).
+    hypervolume: Mapped[float | None] = mapped_column(Float, nullable=True)
