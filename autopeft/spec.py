@@ -71,7 +71,7 @@ class ObjectiveSpec(StrictModel):
 class SamplerSpec(StrictModel):
     """Which sampler proposes configurations, and its options."""
 
-    name: str = "sobol"
+    name: str = "mobo"
     options: dict[str, Any] = Field(default_factory=dict)
 
 

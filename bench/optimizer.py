@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import statistics
 import sys
 import time
@@ -52,9 +54,11 @@ def frame_for(problem) -> Frame:
     )
 
 
-def run(name: str, problem, seed: int, trials: int) -> list[dict[str, float] | None]:
+def run(
+    name: str, problem, seed: int, trials: int, options: dict | None = None
+) -> list[dict[str, float] | None]:
     problem = dataclasses.replace(problem)  # fresh noise stream per run
-    sampler = make_sampler(name, problem.bound, OBJECTIVES, seed, {})
+    sampler = make_sampler(name, problem.bound, OBJECTIVES, seed, options or {})
     history: list[Observation] = []
     results: list[dict[str, float] | None] = []
     for _ in range(trials):
@@ -69,17 +73,33 @@ def run(name: str, problem, seed: int, trials: int) -> list[dict[str, float] | N
     return results
 
 
+def cached_run(
+    cache: Path | None, name: str, problem, seed: int, trials: int, options: dict
+) -> list[dict[str, float] | None]:
+    """:func:`run`, or its stored results from an earlier invocation with the same inputs."""
+    if cache is None:
+        return run(name, problem, seed, trials, options)
+    key = json.dumps([name, options, seed, trials], sort_keys=True)
+    path = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return json.loads(path.read_text())["results"]
+    results = run(name, problem, seed, trials, options)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "results": results}))
+    return results
+
+
 def hv_at(frame: Frame, results: list, k: int) -> float:
     return hypervolume(frame, [v for v in results[:k] if v is not None])
 
 
-def latency(name: str, problem, observations: int) -> float:
+def latency(name: str, problem, observations: int, options: dict | None = None) -> float:
     random = make_sampler("random", problem.bound, OBJECTIVES, 0, {})
     history = []
     for p in random.propose([], observations):
         v = problem.evaluate(p)
         history.append(Observation(p, "COMPLETE", v) if v else Observation(p, "FAIL", {}, True))
-    sampler = make_sampler(name, problem.bound, OBJECTIVES, 0, {})
+    sampler = make_sampler(name, problem.bound, OBJECTIVES, 0, options or {})
     sampler.propose(history, 1)  # warm-up: fits from scratch
     point = sampler.propose(history, 1)[0]
     start = time.process_time()
@@ -94,6 +114,22 @@ def main() -> None:
     parser.add_argument("--random-trials", type=int, default=120)
     parser.add_argument("--samplers", default="mobo,random,tpe,nsga2,gp")
     parser.add_argument("--latency", default="50,100,200")
+    parser.add_argument(
+        "--mobo-options", type=json.loads, default={}, help='JSON, e.g. {"mc_samples": 32}'
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="directory of per-(sampler, options, seed, trials) results: runs found there are "
+        "read instead of re-run, so a long comparison can be split over several invocations",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
+    parser.add_argument(
+        "--max-trials",
+        default="",
+        help="per-sampler caps, e.g. gp=40 (Optuna's GP is slow at 80 trials on 2 cores)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     checkpoints = [int(t) for t in args.trials.split(",")]
@@ -101,11 +137,13 @@ def main() -> None:
     space = load_space(ROOT / "search_spaces" / "lora_layerwise.yaml")
     problems = [synthetic_problem(space, seed=s) for s in range(args.seeds)]
     hv: dict[str, dict[int, list[float]]] = {n: {} for n in names}
+    caps = {k: int(v) for k, v in (c.split("=") for c in args.max_trials.split(",") if c)}
     for name in names:
         trials = max(checkpoints + ([args.random_trials] if name == "random" else []))
+        trials = min(trials, caps.get(name, trials))
         for seed, problem in enumerate(problems):
             t0 = time.time()
-            results = run(name, problem, seed, trials)
+            results = cached_run(args.cache, name, problem, seed, trials, _options(name, args))
             for k in sorted({*checkpoints, trials}):
                 hv[name].setdefault(k, []).append(hv_at(frame_for(problem), results, k))
             print(f"# {name} seed {seed}: {trials} trials in {time.time() - t0:.0f} s", flush=True)
@@ -114,7 +152,10 @@ def main() -> None:
     for name in names:
         cells = []
         for k in checkpoints:
-            values = hv[name][k]
+            values = hv[name].get(k)
+            if not values:
+                cells.append("-")
+                continue
             q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
             cells.append(f"{statistics.median(values):.4f} [{q[0]:.3f},{q[2]:.3f}]")
         print(f"{name:8} " + " ".join(f"{c:>22}" for c in cells))
@@ -122,16 +163,26 @@ def main() -> None:
         base = {k: statistics.median(v) for k, v in hv["random"].items()}
         print("\nratio of median HV to random's at the same trial count")
         for name in names:
-            print(
-                f"{name:8} "
-                + " ".join(f"{statistics.median(hv[name][k]) / base[k]:>8.3f}" for k in checkpoints)
-            )
+            print(f"{name:8} " + " ".join(_ratio(hv[name], base, k) for k in checkpoints))
         if args.random_trials in base:
             print(f"\nrandom @{args.random_trials}: {base[args.random_trials]:.4f}")
+    if args.no_latency:
+        return
     print("\nproposal latency, CPU seconds of one warm proposal (1 thread)")
     for name in [n for n in names if n in ("mobo", "gp", "tpe")]:
-        row = [f"{latency(name, problems[0], int(n)):.2f}s@{n}" for n in args.latency.split(",")]
+        row = [
+            f"{latency(name, problems[0], int(n), _options(name, args)):.2f}s@{n}"
+            for n in args.latency.split(",")
+        ]
         print(f"{name:8} " + "  ".join(row), flush=True)
+
+
+def _ratio(hv: dict[int, list[float]], base: dict[int, float], k: int) -> str:
+    return f"{statistics.median(hv[k]) / base[k]:>8.3f}" if k in hv else " " * 8
+
+
+def _options(name: str, args: argparse.Namespace) -> dict:
+    return args.mobo_options if name == "mobo" else {}
 
 
 if __name__ == "__main__":
