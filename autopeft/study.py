@@ -270,7 +270,6 @@ class StudyRunner:
             line = f"FAILED ({'infeasible' if result.infeasible else 'error'}): {result.error}"
         self.reporter.trial_finished(result.number, line, min(self._finished(), target))
 
-
     def _store_hypervolume(self) -> None:
         from autopeft.samplers.hypervolume import hypervolume_updates
 
