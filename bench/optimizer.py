@@ -7,7 +7,8 @@ Every sampler sees the same problems (one per seed: seeded layer/module importan
 Hypervolume uses one fixed frame per problem for every sampler: accuracy in [0.3, 0.95],
 trainable_params in [0, budget], peak memory between its floor and ceiling; 1 = best, the
 reference point is the origin. Prints median [IQR] of HV after each checkpoint, the ratio to
-random, and proposal latency (seconds of one warm proposal) at 50/100/200 observations.
+random, and proposal latency (CPU and wall seconds of one warm proposal) at 50/100/200
+observations.
 Not a test: nothing here asserts.
 """
 
@@ -93,7 +94,9 @@ def hv_at(frame: Frame, results: list, k: int) -> float:
     return hypervolume(frame, [v for v in results[:k] if v is not None])
 
 
-def latency(name: str, problem, observations: int, options: dict | None = None) -> float:
+def latency(
+    name: str, problem, observations: int, options: dict | None = None
+) -> tuple[float, float]:
     random = make_sampler("random", problem.bound, OBJECTIVES, 0, {})
     history = []
     for p in random.propose([], observations):
@@ -102,9 +105,9 @@ def latency(name: str, problem, observations: int, options: dict | None = None) 
     sampler = make_sampler(name, problem.bound, OBJECTIVES, 0, options or {})
     sampler.propose(history, 1)  # warm-up: fits from scratch
     point = sampler.propose(history, 1)[0]
-    start = time.process_time()
+    cpu, wall = time.process_time(), time.perf_counter()
     sampler.propose([*history, Observation(point, "RUNNING", {})], 1)
-    return time.process_time() - start
+    return time.process_time() - cpu, time.perf_counter() - wall
 
 
 def main() -> None:
@@ -125,6 +128,7 @@ def main() -> None:
         "read instead of re-run, so a long comparison can be split over several invocations",
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
+    parser.add_argument("--latency-only", action="store_true", help="only the latency table")
     parser.add_argument(
         "--max-trials",
         default="",
@@ -137,6 +141,8 @@ def main() -> None:
     space = load_space(ROOT / "search_spaces" / "lora_layerwise.yaml")
     problems = [synthetic_problem(space, seed=s) for s in range(args.seeds)]
     hv: dict[str, dict[int, list[float]]] = {n: {} for n in names}
+    if args.latency_only:
+        return latency_table(names, problems[0], args)
     caps = {k: int(v) for k, v in (c.split("=") for c in args.max_trials.split(",") if c)}
     for name in names:
         trials = max(checkpoints + ([args.random_trials] if name == "random" else []))
@@ -166,15 +172,17 @@ def main() -> None:
             print(f"{name:8} " + " ".join(_ratio(hv[name], base, k) for k in checkpoints))
         if args.random_trials in base:
             print(f"\nrandom @{args.random_trials}: {base[args.random_trials]:.4f}")
-    if args.no_latency:
-        return
-    print("\nproposal latency, CPU seconds of one warm proposal (1 thread)")
+    if not args.no_latency:
+        latency_table(names, problems[0], args)
+
+
+def latency_table(names: list[str], problem, args: argparse.Namespace) -> None:
+    print("\nproposal latency of one warm proposal, CPU s / wall s (torch on 1 thread)")
+    counts = [int(n) for n in args.latency.split(",")]
+    print(f"{'sampler':8} " + " ".join(f"{'@' + str(n):>14}" for n in counts))
     for name in [n for n in names if n in ("mobo", "gp", "tpe")]:
-        row = [
-            f"{latency(name, problems[0], int(n), _options(name, args)):.2f}s@{n}"
-            for n in args.latency.split(",")
-        ]
-        print(f"{name:8} " + "  ".join(row), flush=True)
+        cells = [latency(name, problem, n, _options(name, args)) for n in counts]
+        print(f"{name:8} " + " ".join(f"{c:6.2f}/{w:6.2f}s" for c, w in cells), flush=True)
 
 
 def _ratio(hv: dict[int, list[float]], base: dict[int, float], k: int) -> str:
