@@ -46,7 +46,9 @@ class StudyStatus:
         if self.best:
             from autopeft.report import format_value
 
-            parts.append("best " + ", ".join(f"{k} {format_value(k, v)}" for k, v in self.best.items()))
+            parts.append(
+                "best " + ", ".join(f"{k} {format_value(k, v)}" for k, v in self.best.items())
+            )
         if self.hypervolume is not None:
             parts.append(f"HV {self.hypervolume:.4f}")
         return " | ".join(parts)
@@ -84,7 +86,7 @@ def study_status(
 
 
 def _duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 

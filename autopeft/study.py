@@ -193,6 +193,10 @@ class StudyRunner:
         name = self.p.name
         for number in self.store.recover_stale(name, STALE_AFTER_SECONDS):
             self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
+        if self._finished() >= target:  # nothing to run: start no workers
+            if self._executor is not None:
+                self._executor.close()
+            return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
         executor = self._executor or self._default_executor()
         if executor.on_step is None:
             executor.on_step = self._on_step

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autopeft.samplers import make_sampler
 from autopeft.executors.worker import TrialWorker, WorkerSetup
+from autopeft.samplers import make_sampler
 from autopeft.spec import FidelitySpec
 from autopeft.study import prepare_study
 from autopeft.trial.reuse import weights_checksum

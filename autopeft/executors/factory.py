@@ -30,8 +30,9 @@ def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> Executor
         where = ".".join(str(x) for x in first["loc"]) or "executor"
         flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
         message = first["msg"].removeprefix("Value error, ")
-        raise StudySpecError(f"executor{'.' + where if first['loc'] else ''}: {message} "
-                             f"(with {flags})") from None
+        raise StudySpecError(
+            f"executor{'.' + where if first['loc'] else ''}: {message} (with {flags})"
+        ) from None
 
 
 def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:

@@ -74,13 +74,18 @@ class RayExecutor(Executor):
         self.on_step = on_step
         self._message = message or (lambda _text: None)
         self.session = session
-        session.start(workers)
-        self._setup_ref = ray.put(setup)
-        self._actor_class = ray.remote(TrialWorker).options(**session.actor_options())
-        self._slots = [self._new_slot() for _ in range(workers)]
         self._queue: deque[TrialRequest] = deque()
         self._seen: dict[int, int] = {}
-        self._wait_ready(all_of=True)
+        self._slots: list[_Slot] = []
+        try:
+            session.start(workers)
+            self._setup_ref = ray.put(setup)
+            self._actor_class = ray.remote(TrialWorker).options(**session.actor_options())
+            self._slots = [self._new_slot() for _ in range(workers)]
+            self._wait_ready(all_of=True)
+        except BaseException:
+            self.close()  # a failed start must not leave workers or a local Ray instance
+            raise
 
     # -- pool --------------------------------------------------------------------------------
     def _new_slot(self) -> _Slot:
@@ -148,9 +153,13 @@ class RayExecutor(Executor):
             self._wait_ready(all_of=False)
             self._dispatch()
             calls = [s.call for s in self._slots if s.call is not None]
-            if not calls:
-                return []
             wait = max(0.0, min(PROGRESS_SECONDS, deadline - time.monotonic()))
+            if not calls:
+                loading = [s.ready for s in self._slots if s.ready is not None]
+                if not (self._queue and loading) or wait == 0.0:
+                    return []
+                self._ray.wait(loading, num_returns=1, timeout=wait)  # a replacement loads
+                continue
             done, _ = self._ray.wait(calls, num_returns=1, timeout=wait)
             if done:
                 done, _ = self._ray.wait(calls, num_returns=len(calls), timeout=0)
@@ -175,9 +184,8 @@ class RayExecutor(Executor):
             )
         except ray.exceptions.RayActorError as exc:
             self._replace(slot, "died")
-            return TrialResult(
-                request.number, False, error=f"worker died: {_first_line(exc)}", lost=True
-            )
+            reason = f"{type(exc).__name__}: {_first_line(exc)}"
+            return TrialResult(request.number, False, error=f"worker died: {reason}", lost=True)
         except ray.exceptions.RayError as exc:  # e.g. the request could not be shipped
             return TrialResult(request.number, False, error=f"ray error: {_first_line(exc)}")
         scheduling = elapsed - float(result.metrics.get("worker_seconds", elapsed))

@@ -19,6 +19,34 @@ from typing import Any
 
 from autopeft.exceptions import StudyError, UnsupportedError
 
+NICENESS = "RAY_worker_niceness"  # Ray's system config, read from the environment
+
+
+def start_local(num_cpus: int | None = None) -> None:
+    """Start an embedded Ray instance for this process (never attaching to another one).
+
+    Ray starts worker processes at ``nice 15`` by default; trials are the work here, so the
+    raylet is started with ``RAY_worker_niceness=0`` (on a shared machine, niced workers ran
+    ~4x slower than the same trials in process).
+    """
+    import ray
+
+    saved = os.environ.get(NICENESS)
+    os.environ[NICENESS] = "0"  # read by the raylet when it starts, below
+    try:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop(NICENESS, None)
+        else:
+            os.environ[NICENESS] = saved
+
 
 @dataclass
 class RaySession:
@@ -56,13 +84,7 @@ class RaySession:
         if not ray.is_initialized():
             if self.address is None:
                 self._check_local(workers)
-                ray.init(
-                    address="local",
-                    num_cpus=os.cpu_count() or 1,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                )
+                start_local()
             else:
                 self._join()
             self.owned = True

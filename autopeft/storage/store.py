@@ -278,9 +278,7 @@ class Store:
         count = 0
         with self.session() as s:
             while True:
-                row = (
-                    s.query(TrialRow).filter_by(study_name=name, retried_by=number).one_or_none()
-                )
+                row = s.query(TrialRow).filter_by(study_name=name, retried_by=number).one_or_none()
                 if row is None:
                     return count
                 count, number = count + 1, row.number
