@@ -1,7 +1,7 @@
 """Trial throughput: persistent workers vs a fresh process per trial, 1 vs 2 Ray workers.
 
     OMP_WAIT_POLICY=PASSIVE python bench/throughput.py            # demo model, 20 steps/trial
-    python bench/throughput.py --steps 50 --trials 4               # the demo's full fidelity
+    python bench/throughput.py --steps 50 --trials 3               # the demo's full fidelity
 
 Everything runs on the demo study (MiniLM-L6 on TREC-6, ``studies/demo.yaml``), with
 ``max_steps`` cut to ``--steps`` to keep the run short. Prints one table:
@@ -170,7 +170,7 @@ def ray_round_trips() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="max_steps per trial (demo: 50)")
-    parser.add_argument("--trials", type=int, default=3, help="trials per measurement")
+    parser.add_argument("--trials", type=int, default=2, help="per overhead row; x2 per study")
     args = parser.parse_args()
     import ray
     import torch
@@ -184,14 +184,14 @@ def main() -> None:
         start_local()  # the same embedded instance a study starts (workers not niced)
         trips = ray_round_trips()
         one = study_rate(
-            tmp, args.steps, args.trials + 1, "executor: {name: ray, workers: 1, cpus_per_trial: 1}"
+            tmp, args.steps, 2 * args.trials, "executor: {name: ray, workers: 1, cpus_per_trial: 1}"
         )
         two = study_rate(
-            tmp, args.steps, args.trials + 1, "executor: {name: ray, workers: 2, cpus_per_trial: 1}"
+            tmp, args.steps, 2 * args.trials, "executor: {name: ray, workers: 2, cpus_per_trial: 1}"
         )
         ray.shutdown()
         base = study_rate(
-            tmp, args.steps, args.trials + 1, "executor: {name: inprocess, threads: 2}"
+            tmp, args.steps, 2 * args.trials, "executor: {name: inprocess, threads: 2}"
         )
     pct = per["overhead"] / per["trial"]
     fresh_x = new["overhead"] / max(per["overhead"], 1e-9)
@@ -244,7 +244,8 @@ def main() -> None:
         ),
     ]
     print(
-        f"\ndemo model, {args.steps} steps/trial, {args.trials} trials (+1 in studies), "
+        f"\ndemo model, {args.steps} steps/trial, {args.trials} trials per overhead row, "
+        f"{2 * args.trials} per study, "
         f"load {os.getloadavg()[0]:.1f}"
     )
     for label, value, note in rows:
