@@ -140,8 +140,8 @@ class RayExecutor(Executor):
                 return
             if slot.ready is None and slot.trial is None:
                 slot.trial = self._queue.popleft()
+                slot.sent_at = time.monotonic()  # before .remote(): the call may start at once
                 slot.call = slot.actor.run.remote(slot.trial)
-                slot.sent_at = time.monotonic()
 
     def running(self) -> list[int]:
         busy = [s.trial.number for s in self._slots if s.trial is not None]
