@@ -44,6 +44,11 @@ class Format(StrEnum):
     csv = "csv"
 
 
+class ExecutorName(StrEnum):
+    inprocess = "inprocess"
+    ray = "ray"
+
+
 class Pick(StrEnum):
     max_accuracy = "max-accuracy"
     min_params = "min-params"
@@ -106,25 +111,49 @@ def run(
     storage: StorageOpt = None,
     name: Annotated[str | None, typer.Option(help="Study name (default: the spec's name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    executor: Annotated[
+        ExecutorName | None, typer.Option(help="Where trials run (default: the spec's).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Concurrent trials (Ray executor).")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Join a Ray cluster: auto, host:port or ray://host:port."),
+    ] = None,
 ) -> None:
     """Create a study, or resume it, and run trials until it has its budget of finished trials.
 
     Ctrl-C stops it; run the same command again to resume: finished trials are kept, the
-    interrupted one is re-run.
+    interrupted ones are re-run. --executor/--workers/--address override the spec's
+    `executor` block; they may differ between runs of the same study.
     """
     from autopeft.progress import Reporter, RichReporter
     from autopeft.study import run_study
 
+    options = {
+        "name": executor.value if executor is not None else None,
+        "workers": workers,
+        "address": address,
+    }
     reporter = Reporter() if quiet else RichReporter()
     try:
-        outcome = run_study(study, trials=trials, storage=storage, name=name, reporter=reporter)
+        outcome = run_study(
+            study,
+            trials=trials,
+            storage=storage,
+            name=name,
+            reporter=reporter,
+            executor_options=options,
+        )
     except KeyboardInterrupt:
         reporter.close()
         typer.echo(
             "interrupted: finished trials are stored; run the same command to resume", err=True
         )
         raise typer.Exit(130) from None
-    reporter.close()
+    finally:
+        reporter.close()
     _print_front(outcome.name, outcome.url, None)
 
 

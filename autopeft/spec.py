@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from autopeft._yaml import StrictModel, issue_message, load_model
 from autopeft.exceptions import StudySpecError
@@ -76,12 +76,59 @@ class SamplerSpec(StrictModel):
 
 
 class ExecutorSpec(StrictModel):
-    """Where trials run. ``threads``: torch intra-op threads for trials (default: torch's own
-    choice, one per physical core). ``device``: ``auto`` uses CUDA when torch sees it."""
+    """Where trials run (see the README's "Executors").
 
-    name: Literal["inprocess"] = "inprocess"
+    ``inprocess`` runs one trial at a time in the driver; ``ray`` runs ``workers`` concurrent
+    trials on persistent Ray actors, each reserving ``cpus_per_trial`` CPUs and
+    ``gpus_per_trial`` GPUs (a fraction packs several trials on one GPU). ``address``: join an
+    existing Ray cluster (``auto``, ``ray://host:port``, ``host:port``); unset starts a local
+    instance with the study. ``max_retries``: re-runs of a trial whose worker died.
+    ``memory_cap_mb``: a trial whose measured peak memory passes it fails as infeasible.
+    ``threads``: torch intra-op threads per trial (default: ``cpus_per_trial`` on Ray, torch's
+    own choice in process). ``device``: ``auto`` uses CUDA when the worker sees it.
+    """
+
+    name: Literal["inprocess", "ray"] = "inprocess"
+    workers: int = Field(default=1, ge=1)
+    cpus_per_trial: int = Field(default=1, ge=1)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    address: str | None = Field(default=None, min_length=1)
+    max_retries: int = Field(default=2, ge=0)
+    memory_cap_mb: float | None = Field(default=None, gt=0)
     threads: int | None = Field(default=None, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _whole_or_fraction(cls, value: float) -> float:
+        if value > 1 and value != int(value):
+            raise ValueError(f"must be a fraction <= 1 or a whole number of GPUs, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExecutorSpec:
+        if self.name == "inprocess":
+            ray_only = {"workers": self.workers != 1, "address": self.address is not None}
+            ray_only["gpus_per_trial"] = self.gpus_per_trial != 0
+            wrong = [k for k, bad in ray_only.items() if bad]
+            if wrong:
+                raise ValueError(
+                    f"{wrong[0]} needs the ray executor (name: ray); the inprocess executor "
+                    "runs one trial at a time on the driver's device"
+                )
+        if self.gpus_per_trial > 0 and self.device == "cpu":
+            raise ValueError(
+                f"gpus_per_trial={self.gpus_per_trial} but device is 'cpu'; use device "
+                "'auto' or 'cuda', or gpus_per_trial: 0"
+            )
+        return self
+
+    @property
+    def trial_threads(self) -> int | None:
+        """Torch threads per trial: ``threads``, else ``cpus_per_trial`` on Ray."""
+        if self.threads is not None or self.name == "inprocess":
+            return self.threads
+        return self.cpus_per_trial
 
 
 class StudySpec(StrictModel):

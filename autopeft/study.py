@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autopeft.exceptions import StudyError
 from autopeft.progress import Reporter
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from autopeft.data import Splits
     from autopeft.executors.base import Executor
     from autopeft.space.bound import BoundSpace, Point
+    from autopeft.spec import ExecutorSpec
     from autopeft.trial.runner import TrialRequest, TrialResult
 
 HEARTBEAT_SECONDS = 10.0
@@ -109,6 +110,7 @@ def run_study(
     name: str | None = None,
     reporter: Reporter | None = None,
     executor: Executor | None = None,
+    executor_options: dict[str, Any] | None = None,
 ) -> StudyOutcome:
     """Create the study (or resume it) and run trials until it has ``trials`` finished ones.
 
@@ -118,14 +120,18 @@ def run_study(
         storage: Database URL (default: spec, ``$AUTOPEFT_STORAGE``, ``sqlite:///autopeft.db``).
         name: Study name (default: the spec's ``name``).
         reporter: Progress hooks (default: silent).
-        executor: Where trials run (default: in this process, per the spec's ``executor``).
+        executor: Where trials run (default: built from the spec's ``executor``).
+        executor_options: Overrides of the spec's ``executor`` fields (``name``, ``workers``,
+            ``address``, ...; None values ignored). They never change the study's fingerprint.
     """
+    from autopeft.executors.factory import override_executor
+
     prepared = prepare_study(path, storage=storage, name=name)
+    executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
     _create_or_check(store, prepared)
-    return StudyRunner(prepared, store, reporter or Reporter(), executor).run(
-        trials or prepared.files.spec.n_trials
-    )
+    runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
+    return runner.run(trials or prepared.files.spec.n_trials)
 
 
 def _create_or_check(store: Store, p: PreparedStudy) -> None:
@@ -155,10 +161,21 @@ def _create_or_check(store: Store, p: PreparedStudy) -> None:
 
 
 class StudyRunner:
-    """The driver loop; the only writer to the database."""
+    """The driver loop; the only writer to the database.
+
+    It keeps ``executor.capacity`` trials running. Free slots are filled first with re-runs of
+    interrupted trials (a stopped driver, a dead worker), then with one batch of proposals from
+    the sampler, which sees every RUNNING trial as pending. Results are recorded as they come
+    back; running trials get a heartbeat every ``HEARTBEAT_SECONDS``.
+    """
 
     def __init__(
-        self, prepared: PreparedStudy, store: Store, reporter: Reporter, executor: Executor | None
+        self,
+        prepared: PreparedStudy,
+        store: Store,
+        reporter: Reporter,
+        executor: Executor | None,
+        executor_spec: ExecutorSpec | None = None,
     ) -> None:
         spec = prepared.files.spec
         self.p, self.store, self.reporter = prepared, store, reporter
@@ -166,23 +183,35 @@ class StudyRunner:
             spec.sampler.name, prepared.bound, prepared.objectives, spec.seed, spec.sampler.options
         )
         self._executor = executor
+        self.executor_spec = executor_spec or spec.executor
         self._beats: dict[int, float] = {}
+        self._last_beat = time.monotonic()
+        self._clock = (time.monotonic(), 0)  # (start, finished trials at start)
         self.distributions = {d.name: distribution(d.spec) for d in prepared.bound.dimensions}
 
     def run(self, target: int) -> StudyOutcome:
         name = self.p.name
         for number in self.store.recover_stale(name, STALE_AFTER_SECONDS):
             self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
+        if self._finished() >= target:  # nothing to run: start no workers
+            if self._executor is not None:
+                self._executor.close()
+            return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
         executor = self._executor or self._default_executor()
-        self.reporter.study_started(name, min(self._finished(), target), target)
+        if executor.on_step is None:
+            executor.on_step = self._on_step
+        self._clock = (time.monotonic(), min(self._finished(), target))
+        self.reporter.study_started(name, self._clock[1], target)
+        self._report_status(target, executor)
         try:
             while self._finished() < target:
-                while len(executor.running()) < executor.capacity and self._wanted(
-                    executor, target
-                ):
-                    executor.submit(self._start_next())
+                free = executor.capacity - len(executor.running())
+                for request in self._start_batch(min(free, self._wanted(executor, target))):
+                    executor.submit(request)
                 for result in executor.poll(timeout=1.0):
                     self._record(result, target)
+                    self._report_status(target, executor)
+                self._beat_running(executor)
         except BaseException:
             for number in executor.running():
                 self.store.fail_trial(
@@ -194,57 +223,63 @@ class StudyRunner:
         return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
 
     def _default_executor(self) -> Executor:
-        from autopeft.executors.inprocess import InProcessExecutor
-        from autopeft.trial.context import build_context, pick_device
+        from autopeft.executors.factory import make_executor
 
-        spec = self.p.files.spec
-        self.reporter.message(f"loading {spec.model.path} and tokenizing {spec.dataset.source} ...")
-        context = build_context(
-            self.p.model_path,
-            self.p.splits,
-            spec.fidelity,
-            seed=spec.seed,
-            metric=spec.metric,
-            device=pick_device(spec.executor.device),
-            num_hidden_layers=spec.model.num_hidden_layers,
-        )
-        return InProcessExecutor(context, spec.executor.threads, on_step=self._on_step)
+        return make_executor(self.p, self.executor_spec, self._on_step, self.reporter.message)
 
     def _finished(self) -> int:
         return sum(1 for r in self.store.records(self.p.name) if _counts(r))
 
-    def _wanted(self, executor: Executor, target: int) -> bool:
-        return self._finished() + len(executor.running()) < target
+    def _wanted(self, executor: Executor, target: int) -> int:
+        return max(0, target - self._finished() - len(executor.running()))
 
-    def _start_next(self) -> TrialRequest:
+    def _start_batch(self, n: int) -> list[TrialRequest]:
+        """Up to ``n`` new trials: pending re-runs first, then one batch of proposals."""
+        requests: list[TrialRequest] = []
+        while len(requests) < n and (retry := self.store.next_retry(self.p.name)) is not None:
+            requests.append(self._start(retry[1], retry_of=retry[0]))
+        if len(requests) < n:
+            requests += [self._start(point) for point in self._propose(n - len(requests))]
+        return requests
+
+    def _start(self, point: Point, retry_of: int | None = None) -> TrialRequest:
         from autopeft.trial.runner import TrialRequest
 
-        retry = self.store.next_retry(self.p.name)
-        point = retry[1] if retry else self._propose()
         compiled = self.p.bound.compile(point)
         number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
-        if retry:
-            self.store.mark_retried(self.p.name, retry[0], number)
+        if retry_of is not None:
+            self.store.mark_retried(self.p.name, retry_of, number)
         summary = f"{compiled.method} {compiled.trainable_params:,} params " + placement_summary(
             compiled.placement
         )
+        if retry_of is not None:
+            summary += f" (re-run of trial {retry_of})"
         self.reporter.trial_started(number, summary, self.p.files.spec.fidelity.max_steps)
         self._beats[number] = time.monotonic()
         return TrialRequest(number, compiled, self.p.files.spec.seed)
 
-    def _propose(self) -> Point:
+    def _propose(self, n: int) -> list[Point]:
         history = [
             Observation(r.params, r.state, r.values, r.infeasible)
             for r in self.store.records(self.p.name)
             if r.state in ("COMPLETE", "FAIL", "RUNNING") and not r.interrupted
         ]
-        return self.sampler.propose(history, 1)[0]
+        return self.sampler.propose(history, n)
 
     def _on_step(self, number: int, step: int, total: int) -> None:
         self.reporter.step(number, step, total)
         if time.monotonic() - self._beats.get(number, 0.0) > HEARTBEAT_SECONDS:
             self.store.heartbeat(self.p.name, number)
             self._beats[number] = time.monotonic()
+
+    def _beat_running(self, executor: Executor) -> None:
+        """Heartbeat every running trial, also those between training steps (or queued)."""
+        if time.monotonic() - self._last_beat < HEARTBEAT_SECONDS:
+            return
+        for number in executor.running():
+            self.store.heartbeat(self.p.name, number)
+            self._beats[number] = time.monotonic()
+        self._last_beat = time.monotonic()
 
     def _record(self, result: TrialResult, target: int) -> None:
         name = self.p.name
@@ -259,6 +294,10 @@ class StudyRunner:
                 f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB | "
                 f"{m['train_seconds']:.1f} s"
             )
+        elif result.lost and self._may_retry(result.number):
+            reason = f"interrupted: {result.error or 'its worker died'}"
+            self.store.fail_trial(name, result.number, reason, interrupted=True)
+            line = f"LOST ({result.error}); its point is re-queued"
         else:
             self.store.fail_trial(
                 name,
@@ -267,7 +306,8 @@ class StudyRunner:
                 infeasible=result.infeasible,
                 metrics=result.metrics,
             )
-            line = f"FAILED ({'infeasible' if result.infeasible else 'error'}): {result.error}"
+            kind = "infeasible" if result.infeasible else "lost" if result.lost else "error"
+            line = f"FAILED ({kind}): {result.error}"
         self.reporter.trial_finished(result.number, line, min(self._finished(), target))
 
     def _store_hypervolume(self) -> None:
@@ -277,6 +317,29 @@ class StudyRunner:
         budget = self.p.bound.space.max_trainable_params
         self.store.set_hypervolumes(
             self.p.name, hypervolume_updates(self.p.objectives, records, budget)
+        )
+
+    def _may_retry(self, number: int) -> bool:
+        """A trial lost with its worker is re-run until its chain has ``max_retries`` re-runs."""
+        return self.store.retries_before(self.p.name, number) < self.executor_spec.max_retries
+
+    def _report_status(self, target: int, executor: Executor) -> None:
+        if not self.reporter.wants_status:
+            return
+        from autopeft.progress import study_status
+
+        records = self.store.records(self.p.name)
+        start, done_before = self._clock
+        self.reporter.status(
+            study_status(
+                records,
+                self.p.objectives,
+                budget=self.p.bound.space.max_trainable_params,
+                target=target,
+                running=len(executor.running()),
+                elapsed=time.monotonic() - start,
+                done_before=done_before,
+            )
         )
 
 

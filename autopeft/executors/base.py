@@ -19,6 +19,8 @@ class Executor(ABC):
     """Runs trials somewhere; :meth:`close` releases every resource it holds."""
 
     capacity: int = 1
+    #: Step listener; the driver sets it when it is None (an executor passed in from outside).
+    on_step: StepListener | None = None
 
     @abstractmethod
     def submit(self, request: TrialRequest) -> None:

@@ -287,6 +287,16 @@ class Store:
                 if row is not None:
                     row.hypervolume = value
 
+    def retries_before(self, name: str, number: int) -> int:
+        """How many earlier trials trial ``number`` re-runs (the ``retried_by`` chain into it)."""
+        count = 0
+        with self.session() as s:
+            while True:
+                row = s.query(TrialRow).filter_by(study_name=name, retried_by=number).one_or_none()
+                if row is None:
+                    return count
+                count, number = count + 1, row.number
+
     def records(self, name: str) -> list[TrialRecord]:
         """Every trial of study ``name`` joined with our details, by trial number."""
         study = self.optuna_study(name)

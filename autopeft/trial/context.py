@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from autopeft.trial.reuse import BaseKeeper
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -17,17 +19,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrialContext:
-    """Base model (never modified: each trial trains a copy), tokenized train/validation
-    tensors and the device. ``Batch`` tensors are ``[examples, seq_len]``, padded to a fixed
-    length so every step has the same shapes (and the same memory profile)."""
+    """The base model (held by a :class:`BaseKeeper`: each trial attaches its adapter in place
+    and the base is restored and checked after it), tokenized train/validation tensors and the
+    device. ``Batch`` tensors are ``[examples, seq_len]``, padded to a fixed length so every step
+    has the same shapes (and the same memory profile). ``memory_cap_bytes``: a trial whose
+    measured peak passes it is stopped as infeasible (None: no cap)."""
 
-    model: nn.Module
+    base: BaseKeeper
     train: dict[str, torch.Tensor]
     validation: dict[str, torch.Tensor]
     num_labels: int
     device: torch.device
     fidelity: FidelitySpec
     metric: str
+    memory_cap_bytes: int | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        """The base model as it is between trials."""
+        return self.base.model
 
 
 def pick_device(choice: str) -> torch.device:
@@ -97,17 +107,25 @@ def build_context(
     metric: str,
     device: torch.device,
     num_hidden_layers: int | None = None,
+    memory_cap_bytes: int | None = None,
 ) -> TrialContext:
-    """Load everything a worker reuses. Train/validation are cut to the fidelity's sizes."""
-    model, tokenizer = load_model(model_path, splits.train.label_names, seed, num_hidden_layers)
+    """Load everything a worker reuses. Train/validation are cut to the fidelity's sizes; the
+    base model is placed on ``device`` once."""
+    labels = splits.train.label_names
+
+    def reload() -> nn.Module:
+        return load_model(model_path, labels, seed, num_hidden_layers)[0].to(device)
+
+    model, tokenizer = load_model(model_path, labels, seed, num_hidden_layers)
     train = splits.train.subset(range(min(fidelity.train_examples, len(splits.train))))
     val = splits.validation.subset(range(min(fidelity.eval_examples, len(splits.validation))))
     return TrialContext(
-        model=model,
+        base=BaseKeeper(model.to(device), reload),
         train=tokenize(tokenizer, train.texts, train.labels, fidelity.seq_len),
         validation=tokenize(tokenizer, val.texts, val.labels, fidelity.seq_len),
         num_labels=len(splits.train.label_names),
         device=device,
         fidelity=fidelity,
         metric=metric,
+        memory_cap_bytes=memory_cap_bytes,
     )

@@ -27,7 +27,17 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["LiveTensorTracker", "PeakMemoryMeter", "model_state_tensors"]
+__all__ = ["LiveTensorTracker", "MemoryCapExceeded", "PeakMemoryMeter", "model_state_tensors"]
+
+
+class MemoryCapExceeded(MemoryError):
+    """The measured live memory passed the configured cap (an out-of-memory on purpose)."""
+
+    def __init__(self, peak: int, cap: int) -> None:
+        super().__init__(
+            f"memory cap exceeded: {peak / 2**20:.1f} MiB live > cap {cap / 2**20:.1f} MiB"
+        )
+        self.peak, self.cap = peak, cap
 
 
 def _storage_of(t: Any) -> torch.UntypedStorage | None:
@@ -56,15 +66,18 @@ class LiveTensorTracker(TorchDispatchMode):
         peak_bytes: Maximum of ``live_bytes`` since construction.
     """
 
-    def __init__(self, seed: Iterable[torch.Tensor] = ()) -> None:
+    def __init__(self, seed: Iterable[torch.Tensor] = (), cap_bytes: int | None = None) -> None:
         """Starts the count from the tensors already alive.
 
         Args:
             seed: Tensors alive before the mode is entered (params, buffers, grads, optimizer
                 state, inputs); deduplicated by storage. Non-tensors and storage-less tensors
                 are skipped.
+            cap_bytes: When live bytes pass it, the op that allocated raises
+                :class:`MemoryCapExceeded` (a CPU stand-in for CUDA's out-of-memory).
         """
         super().__init__()
+        self.cap_bytes = cap_bytes
         self.live_bytes = 0
         self.peak_bytes = 0
         self._sizes: dict[int, int] = {}
@@ -85,6 +98,8 @@ class LiveTensorTracker(TorchDispatchMode):
             self._sizes[key] = nbytes
             self.live_bytes += nbytes - old
             self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+            if self.cap_bytes is not None and self.live_bytes > self.cap_bytes:
+                raise MemoryCapExceeded(self.live_bytes, self.cap_bytes)
 
     def _release(self, key: int) -> None:
         self._refs.pop(key, None)
@@ -112,14 +127,22 @@ class PeakMemoryMeter:
         method: ``"cuda_max_allocated"`` or ``"live_tensor_tracker"``.
     """
 
-    def __init__(self, device: torch.device | str, seed: Iterable[torch.Tensor] = ()) -> None:
+    def __init__(
+        self,
+        device: torch.device | str,
+        seed: Iterable[torch.Tensor] = (),
+        cap_bytes: int | None = None,
+    ) -> None:
         """Chooses the method for ``device``.
 
         Args:
             device: Device the measured code runs on.
             seed: Tensors alive before entering (see :func:`model_state_tensors`); CPU only.
+            cap_bytes: Peak allowed; on CPU the tracker raises :class:`MemoryCapExceeded` at
+                the op that passes it, on CUDA :meth:`check` raises it after a step.
         """
         self.device = torch.device(device)
+        self.cap_bytes = cap_bytes
         self.method = "cuda_max_allocated" if self.device.type == "cuda" else "live_tensor_tracker"
         self._seed = list(seed) if self.method == "live_tensor_tracker" else []
         self._tracker: LiveTensorTracker | None = None
@@ -139,7 +162,7 @@ class PeakMemoryMeter:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._peak = None
         else:
-            self._tracker = LiveTensorTracker(self._seed)
+            self._tracker = LiveTensorTracker(self._seed, self.cap_bytes)
             self._seed = []  # the tracker holds weakrefs only; don't keep the seed alive
             self._tracker.__enter__()
         return self
@@ -149,6 +172,11 @@ class PeakMemoryMeter:
             self._tracker.__exit__(*exc)
         else:
             self._peak = int(torch.cuda.max_memory_allocated(self.device))
+
+    def check(self) -> None:
+        """Raise :class:`MemoryCapExceeded` when the peak so far is over the cap."""
+        if self.cap_bytes is not None and self.peak_bytes > self.cap_bytes:
+            raise MemoryCapExceeded(self.peak_bytes, self.cap_bytes)
 
 
 def model_state_tensors(

@@ -1,11 +1,13 @@
-"""Run one trial: copy the base model, attach the compiled adapter, train, measure, evaluate."""
+"""Run one trial: attach the compiled adapter to the base, train, measure, evaluate, restore.
+
+The base model is reused across trials (see :mod:`autopeft.trial.reuse`): the adapter is
+attached in place and removed afterwards, whatever happens in between.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,7 @@ from autopeft.exceptions import TrialError
 from autopeft.methods.base import CompiledConfig, config_from_json
 from autopeft.methods.registry import get_method
 from autopeft.trial.context import TrialContext
-from autopeft.trial.memory import PeakMemoryMeter, model_state_tensors
+from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors
 
 StepCallback = Callable[[int, int], None]
 
@@ -32,40 +34,62 @@ class TrialRequest:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What comes back: measurements, or the failure and whether the config caused it."""
+    """What comes back: measurements, or the failure and whether the config caused it.
+
+    ``infeasible``: the configuration itself failed (out of memory, over the memory cap).
+    ``lost``: the worker running it died (killed, crashed); not the configuration's fault, so
+    the driver may re-run the point.
+    """
 
     number: int
     ok: bool
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     infeasible: bool = False
+    lost: bool = False
 
 
 def run_trial(
     ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None = None
 ) -> TrialResult:
-    """Run ``request`` on ``ctx``; every failure becomes a failed :class:`TrialResult`."""
+    """Run ``request`` on ``ctx``; every failure becomes a failed :class:`TrialResult`.
+
+    After an out-of-memory the failed trial's tensors are released (the exception and its
+    frames are gone once the ``except`` block ends) and CUDA's cache is emptied, so the worker
+    stays usable."""
     try:
         return TrialResult(request.number, True, _run(ctx, request, on_step))
     except TrialError as exc:
-        return TrialResult(request.number, False, error=str(exc), infeasible=exc.infeasible)
+        result = TrialResult(request.number, False, error=str(exc), infeasible=exc.infeasible)
     except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-        return TrialResult(
-            request.number, False, error=f"out of memory: {exc}"[:500], infeasible=True
-        )
+        message = str(exc) if isinstance(exc, MemoryCapExceeded) else f"out of memory: {exc}"
+        result = TrialResult(request.number, False, error=message[:500], infeasible=True)
     except Exception as exc:  # a trial must never take the study down
-        return TrialResult(request.number, False, error=f"{type(exc).__name__}: {exc}"[:500])
+        result = TrialResult(request.number, False, error=f"{type(exc).__name__}: {exc}"[:500])
+    if ctx.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
 
 
 def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None) -> dict[str, Any]:
-    from peft import get_peft_model
-
-    compiled, fid = request.compiled, ctx.fidelity
+    compiled = request.compiled
     t0 = time.perf_counter()
     torch.manual_seed(request.seed)
-    with warnings.catch_warnings():  # peft calls a deprecated transformers alias
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        model = get_peft_model(copy.deepcopy(ctx.model), config_from_json(compiled.peft_config))
+    with ctx.base.attached(config_from_json(compiled.peft_config)) as model:
+        metrics = _train_and_evaluate(ctx, request, model, t0, on_step)
+    metrics["restore_seconds"] = time.perf_counter() - t0 - metrics.pop("_used_seconds")
+    metrics["base_reloads"] = ctx.base.reloads
+    return metrics
+
+
+def _train_and_evaluate(
+    ctx: TrialContext,
+    request: TrialRequest,
+    model: Any,
+    t0: float,
+    on_step: StepCallback | None,
+) -> dict[str, Any]:
+    compiled, fid = request.compiled, ctx.fidelity
     get_method(compiled.method).verify(model, compiled)
     model.to(ctx.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -94,6 +118,7 @@ def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None)
         "train_seconds": t2 - t1,
         "eval_seconds": t3 - t2,
         "device": str(ctx.device),
+        "_used_seconds": t3 - t0,
     }
 
 
@@ -118,7 +143,9 @@ def _train(
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
     model.train()
-    meter = PeakMemoryMeter(ctx.device, seed=model_state_tensors(model, optimizer))
+    meter = PeakMemoryMeter(
+        ctx.device, seed=model_state_tensors(model, optimizer), cap_bytes=ctx.memory_cap_bytes
+    )
     loss_value = math.nan
     cursor = 0
     measuring = False
@@ -137,6 +164,8 @@ def _train(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
+            if measuring:
+                meter.check()
             if measuring and step + 1 >= fid.memory_steps:
                 meter.__exit__(None, None, None)
                 measuring = False

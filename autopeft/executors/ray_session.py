@@ -1,0 +1,142 @@
+"""The Ray connection of a study: an embedded local instance, or an existing cluster.
+
+* No address: a local Ray instance starts with the study and stops with it. It is started with
+  ``ray.init(address="local")``: a bare ``ray.init()`` would attach to any cluster already
+  running on the host (someone else's, on a shared machine).
+* ``address`` (``auto``, ``host:port``, ``ray://host:port``): join a running cluster
+  (``ray start --head``); leaving only disconnects. Ray 2.60 clusters use token auth by default:
+  the client needs ``RAY_AUTH_MODE=token`` and the cluster's token (``~/.ray/auth_token``).
+* If this process is already connected (``ray.init`` called by the caller, e.g. a notebook or
+  a test), that connection is used and left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from autopeft.exceptions import StudyError, UnsupportedError
+
+NICENESS = "RAY_worker_niceness"  # Ray's system config, read from the environment
+
+
+def start_local(num_cpus: int | None = None) -> None:
+    """Start an embedded Ray instance for this process (never attaching to another one).
+
+    Ray starts worker processes at ``nice 15`` by default; trials are the work here, so the
+    raylet is started with ``RAY_worker_niceness=0`` (on a shared machine, niced workers ran
+    ~4x slower than the same trials in process).
+    """
+    import ray
+
+    saved = os.environ.get(NICENESS)
+    os.environ[NICENESS] = "0"  # read by the raylet when it starts, below
+    try:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
+    finally:
+        if saved is None:
+            os.environ.pop(NICENESS, None)
+        else:
+            os.environ[NICENESS] = saved
+
+
+@dataclass
+class RaySession:
+    """Where the workers run and what each one reserves.
+
+    Args:
+        address: Cluster address, or None for the embedded local instance.
+        cpus_per_trial: ``num_cpus`` of each worker actor.
+        gpus_per_trial: ``num_gpus`` of each worker actor (a fraction shares a GPU).
+    """
+
+    address: str | None = None
+    cpus_per_trial: int = 1
+    gpus_per_trial: float = 0.0
+    owned: bool = field(default=False, init=False)
+
+    def describe(self) -> str:
+        where = self.address or "embedded local instance"
+        return f"{self.cpus_per_trial} CPU, {self.gpus_per_trial:g} GPU each, on {where}"
+
+    def actor_options(self) -> dict[str, Any]:
+        """``ray.remote(...).options`` for a worker actor."""
+        return {
+            "num_cpus": self.cpus_per_trial,
+            "num_gpus": self.gpus_per_trial,
+            "max_restarts": 0,  # the executor replaces dead workers itself (see ray_pool)
+            "max_task_retries": 0,
+            "max_concurrency": 2,  # run() in one thread, progress() in another
+        }
+
+    def start(self, workers: int) -> None:
+        """Connect (or start the local instance) and check that one worker fits."""
+        import ray
+
+        if not ray.is_initialized():
+            if self.address is None:
+                self._check_local(workers)
+                start_local()
+            else:
+                self._join()
+            self.owned = True
+        self._check_fits(workers)
+
+    def _check_local(self, workers: int) -> None:
+        cpus = os.cpu_count() or 1
+        if workers * self.cpus_per_trial > cpus:
+            raise UnsupportedError(
+                f"executor.workers x executor.cpus_per_trial = {workers} x {self.cpus_per_trial}"
+                f" CPUs, but this machine has {cpus}; lower them, or join a cluster with "
+                "--address (see the README's Ray section)"
+            )
+        if self.gpus_per_trial > 0:
+            import torch
+
+            gpus = torch.cuda.device_count()
+            if workers * self.gpus_per_trial > gpus:
+                raise UnsupportedError(
+                    f"executor.workers x executor.gpus_per_trial = {workers} x "
+                    f"{self.gpus_per_trial:g} GPUs, but torch sees {gpus} GPU(s) here"
+                )
+
+    def _join(self) -> None:
+        import ray
+
+        try:
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+        except Exception as exc:  # ConnectionError, auth errors, bad address formats, ...
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StudyError(
+                f"cannot join the Ray cluster at executor.address={self.address!r}: {first}. "
+                "Start one with `ray start --head`; a client of a token-auth cluster needs "
+                "RAY_AUTH_MODE=token and the cluster's token"
+            ) from None
+
+    def _check_fits(self, workers: int) -> None:
+        import ray
+
+        total = ray.cluster_resources()
+        need = {"CPU": float(self.cpus_per_trial), "GPU": float(self.gpus_per_trial)}
+        for key, amount in need.items():
+            if amount > 0 and total.get(key, 0.0) < amount:
+                raise UnsupportedError(
+                    f"one trial needs {amount:g} {key} but the Ray cluster has "
+                    f"{total.get(key, 0.0):g} in total"
+                )
+
+    def stop(self) -> None:
+        """Stop the embedded instance, or disconnect from the cluster, if we opened it."""
+        import ray
+
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+        self.owned = False
