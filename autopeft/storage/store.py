@@ -86,6 +86,9 @@ class Store:
                 f"{self.url!r} was written by a newer autopeft (schema {row.version} > "
                 f"{SCHEMA_VERSION}); upgrade autopeft"
             )
+        elif row.version < SCHEMA_VERSION:
+            # 1 -> 2 only added tables, which create_all has just made
+            row.version = SCHEMA_VERSION
 
     # -- studies -----------------------------------------------------------------------------
     def study_names(self) -> list[str]:
