@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 import warnings
@@ -63,10 +64,12 @@ def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None)
     compiled, fid = request.compiled, ctx.fidelity
     t0 = time.perf_counter()
     torch.manual_seed(request.seed)
+    method = get_method(compiled.method)
+    config = config_from_json(method.runtime_config(compiled.peft_config, fid.max_steps))
     with warnings.catch_warnings():  # peft calls a deprecated transformers alias
         warnings.filterwarnings("ignore", category=FutureWarning)
-        model = get_peft_model(copy.deepcopy(ctx.model), config_from_json(compiled.peft_config))
-    get_method(compiled.method).verify(model, compiled)
+        model = get_peft_model(copy.deepcopy(ctx.model), config)
+    method.verify(model, compiled)
     model.to(ctx.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     head = sum(p.numel() for p in trainable) - compiled.trainable_params
@@ -77,11 +80,14 @@ def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None)
         optimizer, lambda s: _lr_factor(s, warmup, fid.max_steps)
     )
     t1 = time.perf_counter()
-    loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step)
+    after_step = functools.partial(method.after_optimizer_step, model)
+    loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step, after_step)
     t2 = time.perf_counter()
     quality = evaluate(ctx, model)
     t3 = time.perf_counter()
+    learned = method.learned_config(model, compiled)
     return {
+        **({"learned_peft_config": learned} if learned else {}),
         **quality,
         "trainable_params": compiled.trainable_params,
         "head_params": head,
@@ -110,6 +116,7 @@ def _train(
     schedule: Any,
     seed: int,
     on_step: StepCallback | None,
+    after_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int, str]:
     """Train ``max_steps`` steps; peak memory is measured over the first ``memory_steps``
     (shapes are fixed, so later steps repeat the same profile)."""
@@ -135,6 +142,8 @@ def _train(
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(step + 1)  # before zero_grad: AdaLoRA reads the gradients
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             if measuring and step + 1 >= fid.memory_steps:
