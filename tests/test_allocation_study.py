@@ -200,3 +200,75 @@ def test_adalora_trial_runs_and_exports_its_learned_ranks_as_lora(
         if hasattr(m, "lora_A") and "default" in m.lora_A
     }
     assert built == ranks
+
+
+def test_profile_cli_prints_the_table_writes_a_heatmap_and_reuses_the_store(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from autopeft.allocation import study as alloc_study
+    from autopeft.cli import app
+
+    spec = _alloc_dir(tmp_path, tiny_bert_dir, n_trials=1)
+    png = tmp_path / "heat.png"
+    result = CliRunner().invoke(app, ["profile", str(spec), "--out", str(png)])
+    assert result.exit_code == 0, result.output
+    assert "sensitivity" in result.output and "importance" in result.output
+    assert "layer score" in result.output and png.read_bytes()[:4] == b"\x89PNG"
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("profile measured twice")
+
+    monkeypatch.setattr(alloc_study, "measure_profiles", refuse)
+    run_study(spec)  # reads the profiles the CLI stored
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    png2 = tmp_path / "heat2.png"
+    args = ["profile", "tiny", "--storage", url, "--kind", "importance", "-o", str(png2)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "importance" in result.output and "sensitivity" not in result.output
+    assert png2.is_file()
+    missing = CliRunner().invoke(app, ["profile", "nope", "--storage", url])
+    assert missing.exit_code == 2 and "no study named 'nope'" in missing.output
+
+
+@pytest.mark.parametrize("sampler", ["sobol", "tpe", "nsga2"])
+def test_samplers_propose_feasible_allocation_points(
+    tmp_path: Path, tiny_bert_dir: Path, sampler: str
+) -> None:
+    from autopeft.samplers import Observation, make_sampler
+    from autopeft.storage.records import Objective
+    from autopeft.study import prepare_study
+
+    p = prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, sampler=sampler))
+    cells = [(layer, m) for layer in range(2) for m in p.bound.layout.modules]
+    for kind in ("sensitivity", "importance"):
+        p.bound.profiles[kind] = Profile(kind, {c: i + 1.0 for i, c in enumerate(cells)}, {}, 0.0)
+    objectives = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+    s = make_sampler(sampler, p.bound, objectives, 0, {})
+    history: list[Observation] = []
+    for i in range(6):
+        point = s.propose(history, 1)[0]
+        p.bound.check_point(point)
+        assert p.bound.is_feasible(point)
+        params = p.bound.count_params(point)
+        history.append(
+            Observation(point, "COMPLETE", {"accuracy": i / 10, "trainable_params": params})
+        )
+
+
+def test_adalora_strategy_uses_the_learned_ranks_as_a_profile(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    space = ALLOC_SPACE.replace("[uniform, sensitivity, importance]", "adalora")
+    outcome = run_study(_alloc_dir(tmp_path, tiny_bert_dir, space=space, n_trials=1))
+    assert outcome.records[0].state == "COMPLETE", outcome.records[0].fail_reason
+    from autopeft.allocation.cache import study_profiles
+
+    ((_key, profile),) = study_profiles(Store(outcome.url), "tiny").values()
+    ranks = profile.extra["ranks"]
+    assert sum(ranks.values()) == 4 * 12  # init_r 8 pruned to target_r 4 on 12 matrices
+    assert profile.scores == {
+        (int(k.split(".")[0]), k.split(".")[1]): r / 48 for k, r in ranks.items()
+    }

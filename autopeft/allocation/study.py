@@ -106,3 +106,40 @@ def measure_profiles(
 
         out["adalora"] = adalora_profile(ctx, prepared.bound, key.seed)
     return out
+
+
+def profiles_for(
+    study_or_spec: str | Path, storage: str | None = None, kinds: list[str] | None = None
+) -> tuple[str, dict[str, Profile]]:
+    """The profiles of a study spec file (measured once and stored, or read back) or of a
+    stored study name; returns (label, kind -> profile).
+
+    Raises:
+        StudyError: a study name with no profiles, or not in the database.
+    """
+    from autopeft.allocation.cache import study_profiles
+    from autopeft.exceptions import StudyError
+    from autopeft.storage.store import Store
+    from autopeft.study import prepare_study, resolve_storage
+
+    path = Path(study_or_spec)
+    if path.is_file():
+        prepared = prepare_study(path, storage=storage)
+        allocation = prepared.files.space.allocation
+        wanted = kinds or (allocation.profile_kinds() if allocation else None)
+        found = ensure_profiles(
+            prepared, Store(prepared.url), kinds=wanted or ["sensitivity", "importance"]
+        )
+        return prepared.name, {kind: p for kind, (_, p) in found.items()}
+    store = Store(resolve_storage(storage), create=False)
+    store.study_row(str(study_or_spec))  # a clear error for an unknown name
+    linked = {kind: p for kind, (_, p) in study_profiles(store, str(study_or_spec)).items()}
+    if kinds:
+        linked = {k: p for k, p in linked.items() if k in kinds}
+    if not linked:
+        raise StudyError(
+            f"study {str(study_or_spec)!r} has no allocation profiles"
+            + (f" of kind {', '.join(kinds)}" if kinds else "")
+            + "; pass its spec file to measure them"
+        )
+    return str(study_or_spec), linked
