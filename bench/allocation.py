@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--storage", default=f"sqlite:///{ROOT / 'bench_allocation.db'}")
-    parser.add_argument("--out", default=str(ROOT / "bench_allocation.json"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_allocation.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -114,6 +114,7 @@ def main() -> None:
                 }
             )
     _print(rows, found, args.temperature, seeds)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
             {
