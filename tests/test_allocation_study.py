@@ -130,6 +130,9 @@ def test_allocation_space_rules(tmp_path: Path, tiny_bert_dir: Path) -> None:
     bad_unit = ALLOC_SPACE.replace("max_rank: 8", "max_rank: 7\n  rank_unit: 2")
     with pytest.raises(SearchSpaceError, match=r"max_rank=7 must be a multiple of rank_unit=2"):
         prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, space=bad_unit))
+    not_lora = ADALORA_SPACE + "allocation: {strategy: uniform, budget: 1000}\n"
+    with pytest.raises(SearchSpaceError, match=r"allocation: applies to method 'lora' only"):
+        prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, space=not_lora))
     p = prepare_study(_alloc_dir(tmp_path, tiny_bert_dir))
     names = [d.name for d in p.bound.dimensions]
     assert names == [
