@@ -122,3 +122,12 @@ def test_gradient_profiles_cover_every_cell_and_leave_the_model_untouched(
     assert not any(p.requires_grad or p.grad is not None for p in ctx.model.parameters())
     after = ctx.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_uniform_remainder_is_spread_over_layers_not_the_first_ones() -> None:
+    cells = [(layer, m) for layer in range(6) for m in ("q", "k", "v", "o")]
+    widths = dict.fromkeys(cells, 100)
+    ranks = allocate_ranks(dict.fromkeys(cells, 1.0), widths, 1200, 0.0, RankLimits(0, 8, 1))
+    assert sum(ranks.values()) == 12
+    per_layer = [sum(ranks[(layer, m)] for m in ("q", "k", "v", "o")) for layer in range(6)]
+    assert max(per_layer) - min(per_layer) <= 1, per_layer

@@ -7,7 +7,8 @@ large ``T``: the best-scored cells take everything), clamped into ``[min_rank, m
 on a ``d_in -> d_out`` matrix costs ``r * (d_in + d_out)`` parameters (the arithmetic of
 :class:`~autopeft.methods.lora.LoraMethod`). Ranks are then rounded to multiples of
 ``rank_unit``: every cell gets the floor of its target, and cells with the largest rounding
-loss get one more unit (never above the ceiling of their target) while that fits.
+loss get one more unit (never above the ceiling of their target) while that fits; ties (as
+under ``T = 0``) are spread evenly over the cells rather than filling the first layers.
 
 Guarantees (tested property-style in ``tests/test_allocation.py``):
 
@@ -82,8 +83,12 @@ def allocate_ranks(
     targets = _water_fill(weights, widths, budget, low, high)
     ranks = {c: max(low[c], _floor(targets[c], unit)) for c in cells}
     left = budget - sum(ranks[c] * widths[c] for c in cells)
-    # Largest rounding loss first; ties in cell order. Each cell may go up to its target's ceiling.
-    order = sorted(cells, key=lambda c: (ranks[c] - targets[c], cells.index(c)))
+    # Largest rounding loss first. Ties (equal targets, e.g. T = 0) go round-robin over the
+    # layers with the module type rotated per layer, which spreads the extra units evenly over
+    # layers and module types instead of filling the first layers. Each cell may go up to its
+    # target's ceiling.
+    spread = _round_robin(cells)
+    order = sorted(cells, key=lambda c: (ranks[c] - targets[c], spread[c]))
     for c in order:
         ceiling = min(high[c], _ceil(targets[c], unit))
         if ranks[c] + unit <= ceiling and unit * widths[c] <= left:
@@ -95,6 +100,20 @@ def allocate_ranks(
 def allocation_params(ranks: Mapping[Cell, int], widths: Mapping[Cell, int]) -> int:
     """Exact LoRA parameters of an allocation: ``sum(rank * width)``."""
     return sum(r * widths[c] for c, r in ranks.items())
+
+
+def _round_robin(cells: list[Cell]) -> dict[Cell, tuple[int, int]]:
+    """Tie-break keys: round ``r`` visits every layer once, layer ``i`` at its module
+    ``(r + i) mod n``; so any prefix of the order is balanced over layers."""
+    by_layer: dict[int, list[Cell]] = {}
+    for c in cells:
+        by_layer.setdefault(c[0], []).append(c)
+    keys = {}
+    for i, layer in enumerate(sorted(by_layer)):
+        row = by_layer[layer]
+        for j, c in enumerate(row):
+            keys[c] = ((j - i) % len(row), i)
+    return keys
 
 
 def _weights(scores: Mapping[Cell, float], temperature: float) -> dict[Cell, float]:
