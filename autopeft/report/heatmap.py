@@ -51,7 +51,10 @@ def plot_profiles(profiles: Mapping[str, Profile], path: Path, *, title: str = "
         ax.set_title(f"{kind} (% of total)")
         for i in range(len(layers)):
             for j in range(len(modules)):
-                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7, color="w")
+                colour = "k" if grid[i, j] > 0.6 * grid.max() else "w"  # readable on yellow
+                ax.text(
+                    j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7, color=colour
+                )
         figure.colorbar(image, ax=ax)
     if title:
         figure.suptitle(title)
