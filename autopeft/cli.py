@@ -272,6 +272,38 @@ def export(
     typer.echo(f"exported trial {record.number} ({values}) to {path}")
 
 
+@app.command()
+@_friendly
+def profile(
+    study_or_spec: Annotated[
+        str, typer.Argument(help="A study spec YAML (measures once, then reuses) or a study name.")
+    ],
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Profile kind: sensitivity, importance, adalora (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Heatmap PNG (default: profile_NAME.png).")
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Print a study's allocation profiles (layers x modules) and write them as a heatmap."""
+    from autopeft.allocation.study import profiles_for
+    from autopeft.exceptions import UserInputError as InputError
+    from autopeft.report.heatmap import plot_profiles, profile_table
+
+    known = ("sensitivity", "importance", "adalora")
+    for k in kind or ():
+        if k not in known:
+            raise InputError(f"unknown profile kind {k!r}; kinds: {', '.join(known)}")
+    label, profiles = profiles_for(study_or_spec, storage, kinds=kind)
+    console = _console()
+    for p in profiles.values():
+        console.print(profile_table(p, title=f"{label}: {p.kind} ({p.seconds:.1f} s to measure)"))
+    path = plot_profiles(profiles, out or Path(f"profile_{label}.png"), title=label)
+    typer.echo(f"heatmap: {path}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

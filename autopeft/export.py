@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 
 
 def trial_config(view: StudyView, record: TrialRecord) -> PeftConfig:
-    """The ``peft`` config of a stored trial, with ``base_model_name_or_path`` set."""
+    """The ``peft`` config of a stored trial, with ``base_model_name_or_path`` set: the
+    learned one (AdaLoRA's ranks as plain LoRA) when the trial stored one, else the compiled
+    one."""
     from autopeft.methods.base import config_from_json
 
     if not record.peft_config:
         raise StudyError(f"trial {record.number} of study {view.name!r} has no compiled config")
-    config = config_from_json(record.peft_config)
+    # a method that learns its sizes while training (AdaLoRA) stores what it learned
+    config = config_from_json(record.metrics.get("learned_peft_config") or record.peft_config)
     config.base_model_name_or_path = view.model_path
     return config
 

@@ -129,9 +129,23 @@ def run_study(
     prepared = prepare_study(path, storage=storage, name=name)
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
+    profiles = _allocation_profiles(prepared, store, reporter)
     _create_or_check(store, prepared)
+    if profiles:
+        from autopeft.allocation.study import attach_to_study
+
+        attach_to_study(store, prepared.name, profiles)
     runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
     return runner.run(trials or prepared.files.spec.n_trials)
+
+
+def _allocation_profiles(p: PreparedStudy, store: Store, reporter: Reporter | None) -> dict:
+    """Profiles an ``allocation:`` space needs: read from the store, or measured once."""
+    if p.files.space.allocation is None:
+        return {}
+    from autopeft.allocation.study import ensure_profiles
+
+    return ensure_profiles(p, store, reporter)
 
 
 def _create_or_check(store: Store, p: PreparedStudy) -> None:

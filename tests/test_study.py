@@ -55,19 +55,20 @@ def test_hypervolume_after_every_trial_is_stored(study_dir: Path) -> None:
     assert stored == sorted(stored)  # never moves backwards
 
 
-def test_a_schema_1_database_gains_the_hypervolume_column(tmp_path: Path) -> None:
+def test_a_schema_2_database_gains_the_hypervolume_column(tmp_path: Path) -> None:
     from autopeft.storage.store import Store
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     Store(url)
-    with sqlite3.connect(tmp_path / "old.db") as db:  # make it look like schema 1
+    with sqlite3.connect(tmp_path / "old.db") as db:  # make it look like schema 2
         db.execute("ALTER TABLE autopeft_trials DROP COLUMN hypervolume")
-        db.execute("UPDATE autopeft_schema SET version = 1")
+        db.execute("UPDATE autopeft_schema SET version = 2")
     Store(url)
+    Store(url)  # opening a migrated database again changes nothing
     with sqlite3.connect(tmp_path / "old.db") as db:
         columns = [r[1] for r in db.execute("PRAGMA table_info(autopeft_trials)")]
-        assert "hypervolume" in columns
-        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(2,)]
+        assert columns.count("hypervolume") == 1
+        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(3,)]
 
 
 def test_resume_extends_without_touching_finished_trials(study_dir: Path) -> None:

@@ -108,6 +108,20 @@ class Method(ABC):
         for samplers that score many candidates; None means "decode and count one by one"."""
         return None
 
+    def runtime_config(self, peft_config: dict[str, Any], max_steps: int) -> dict[str, Any]:
+        """The peft config JSON to build for a trial of ``max_steps`` steps (methods whose
+        config depends on the training length, like AdaLoRA's ``total_step``). Default: as is."""
+        return peft_config
+
+    def after_optimizer_step(self, model: nn.Module, step: int) -> None:  # noqa: B027 - hook
+        """Called after every ``optimizer.step()`` and before ``zero_grad`` (gradients are
+        still there); ``step`` counts from 1. Default: nothing."""
+
+    def learned_config(self, model: nn.Module, compiled: CompiledConfig) -> dict[str, Any] | None:
+        """After training: a peft config JSON to export instead of the compiled one (e.g. the
+        ranks AdaLoRA learned, as plain LoRA); None (the default) exports the compiled one."""
+        return None
+
     def check_bound(self, bound: BoundSpace) -> None:  # noqa: B027 - optional hook
         """Raise (via ``bound.fail``) if the space does not fit the model's module sizes."""
 

@@ -46,13 +46,19 @@ class LoraMethod(Method):
     def check_space(self, space: SearchSpace) -> None:
         super().check_space(space)
         params = space.parameters
-        if "rank" not in params:
+        if space.allocation is not None and "rank" in params:
+            raise FieldIssue(
+                ("parameters", "rank"),
+                "ranks come from `allocation`; remove `rank`",
+                params["rank"],
+            )
+        if "rank" not in params and space.allocation is None:
             raise FieldIssue(("parameters",), "method 'lora' needs a `rank` parameter")
         if "alpha" in params and "alpha_ratio" in params:
             raise FieldIssue(
                 ("parameters", "alpha_ratio"), "give `alpha` or `alpha_ratio`, not both"
             )
-        rank = params["rank"]
+        rank = params.get("rank")
         if isinstance(rank, ParamSpec) and rank.type != "int":
             raise FieldIssue(("parameters", "rank", "type"), "rank must be type int", rank.type)
         _check_range(params, "rank", 0, 4096, integer=True)
@@ -62,6 +68,10 @@ class LoraMethod(Method):
         _check_range(params, "learning_rate", 0, None, open_low=True)
 
     def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+        if bound.space.allocation is not None:
+            from autopeft.allocation.space import allocated_ranks
+
+            return {c: r for c, r in allocated_ranks(bound, point).items() if r > 0}
         targets = bound.target_modules(point)
         sizes = {}
         for layer, module in bound.searched_cells:
@@ -73,7 +83,14 @@ class LoraMethod(Method):
 
     def canonical(self, bound: BoundSpace, point: Point) -> Point:
         """Ranks of per-cell dimensions whose module type is not targeted become the smallest
-        rank (they build nothing)."""
+        rank (they build nothing). With ``allocation``, ``uniform`` ignores the temperature."""
+        if bound.space.allocation is not None:
+            from autopeft.allocation.spec import DIM_PREFIX
+
+            name = DIM_PREFIX + "temperature"
+            if name in point and bound.space.allocation.knobs(point)[0] == "uniform":
+                return {**point, name: bound.space.allocation.temperature[0]}
+            return point
         spec = bound.space.parameters["rank"]
         if not isinstance(spec, ParamSpec) or spec.per != "cell":
             return point
@@ -90,6 +107,8 @@ class LoraMethod(Method):
         by the cells' membership in the row's ``target_modules`` choice."""
         import torch
 
+        if bound.space.allocation is not None:
+            return None  # ranks depend on the profile: count point by point
         spec = bound.space.parameters["rank"]
         column = {d.name: j for j, d in enumerate(encoder.dims)}
         cells = bound.searched_cells
@@ -131,7 +150,13 @@ class LoraMethod(Method):
         return total
 
     def check_bound(self, bound: BoundSpace) -> None:
-        """Every rank the space allows must fit every cell it can land on."""
+        """Every rank the space allows must fit every cell it can land on (allocations cap
+        ranks per cell themselves, but their budget range must fit)."""
+        if bound.space.allocation is not None:
+            from autopeft.allocation.space import check_allocation
+
+            check_allocation(bound)
+            return
         largest = max(_ranks(bound))
         for layer, module in bound.searched_cells:
             site = bound.layout.site(layer, module)
@@ -147,6 +172,10 @@ class LoraMethod(Method):
     def min_params(self, bound: BoundSpace) -> int:
         """The smallest positive rank on the cheapest placement the sharing of ``rank`` allows:
         one cell (per cell), one whole layer (per layer) or every targeted cell (global)."""
+        if bound.space.allocation is not None:
+            from autopeft.allocation.space import min_allocation_params
+
+            return min_allocation_params(bound)
         spec = bound.space.parameters["rank"]
         positive = [r for r in _ranks(bound) if r > 0]
         if not positive:

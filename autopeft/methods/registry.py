@@ -9,7 +9,10 @@ from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import Method
 
 # Built-in methods: name -> module that registers it (imported lazily).
-_BUILTIN: dict[str, str] = {"lora": "autopeft.methods.lora"}
+_BUILTIN: dict[str, str] = {
+    "lora": "autopeft.methods.lora",
+    "adalora": "autopeft.methods.adalora",
+}
 _REGISTRY: dict[str, type[Method]] = {}
 
 

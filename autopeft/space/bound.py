@@ -40,6 +40,8 @@ class BoundSpace:
         self.method = method
         self._where = where or f"search space {space.name!r}"
         self.presets = {**BUILTIN_PRESETS, **space.module_presets}
+        #: Allocation profiles by kind (filled by ``autopeft.allocation.ensure_profiles``).
+        self.profiles: dict[str, Any] = {}
         self.modules = self._cell_modules()
         self.dimensions = tuple(self._expand())
         method.check_bound(self)
@@ -194,4 +196,6 @@ class BoundSpace:
                 ]
             else:
                 dims.append(Dimension(param, param, spec))
+        if self.space.allocation is not None:
+            dims += [Dimension(n, n, s) for n, s in self.space.allocation.dimensions().items()]
         return dims

@@ -26,6 +26,12 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SearchSpaceError(
             issue_message(path, node, ("method",), str(exc), space.method)
         ) from None
+    if space.allocation is not None and space.method != "lora":
+        raise SearchSpaceError(
+            issue_message(
+                path, node, ("allocation",), "applies to method 'lora' only", space.method
+            )
+        )
     try:
         method.check_space(space)
     except FieldIssue as issue:

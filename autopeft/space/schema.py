@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from autopeft._yaml import StrictModel
+from autopeft.allocation.spec import AllocationSpec
 
 Scalar = int | float | str | bool
 Per = Literal["study", "layer", "cell"]
@@ -157,6 +158,8 @@ class SearchSpace(StrictModel):
     max_trainable_params: int = Field(gt=0)
     module_presets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     parameters: dict[str, ParamValue]
+    #: Ranks from a measured profile and a budget instead of a rank per cell (LoRA only).
+    allocation: AllocationSpec | None = None
 
     def searched(self) -> dict[str, ParamSpec]:
         """The parameters that are searched (not constants)."""

@@ -87,9 +87,11 @@ class Store:
                 f"{SCHEMA_VERSION}); upgrade autopeft"
             )
         elif row.version < SCHEMA_VERSION:
-            from sqlalchemy import text
+            from sqlalchemy import inspect, text
 
-            if row.version < 2:  # works on SQLite and PostgreSQL alike
+            # 1 -> 2 only added tables, which create_all has just made; 2 -> 3 adds a column
+            columns = {c["name"] for c in inspect(s.connection()).get_columns("autopeft_trials")}
+            if "hypervolume" not in columns:  # works on SQLite and PostgreSQL alike
                 s.execute(text("ALTER TABLE autopeft_trials ADD COLUMN hypervolume FLOAT"))
             row.version = SCHEMA_VERSION
 

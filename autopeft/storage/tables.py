@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # 2: autopeft_trials.hypervolume
+# 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
+# 3: autopeft_trials.hypervolume
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -60,5 +62,38 @@ class TrialRow(Base):
     retried_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner: Mapped[str] = mapped_column(String(256), default="")
     heartbeat_at: Mapped[float] = mapped_column(Float, default=0.0)
-    #: The study's hypervolume once this (complete) trial was in (schema 2).
+    #: The study's hypervolume once this (complete) trial was in (schema 3).
     hypervolume: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ProfileRow(Base):
+    """A measured allocation profile, shared by every study with the same key."""
+
+    __tablename__ = "autopeft_profiles"
+    __table_args__ = (
+        UniqueConstraint(
+            "kind", "model", "dataset", "split", "n_batches", "seed", "batch_size", "seq_len"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(1024))
+    dataset: Mapped[str] = mapped_column(String(1024))
+    split: Mapped[str] = mapped_column(String(512))
+    n_batches: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    seq_len: Mapped[int] = mapped_column(Integer)
+    profile_json: Mapped[str] = mapped_column(Text)
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StudyProfileRow(Base):
+    """Which profiles a study allocates with."""
+
+    __tablename__ = "autopeft_study_profiles"
+
+    study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    profile_id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -6,6 +6,7 @@ attached in place and removed afterwards, whatever happens in between.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -73,9 +74,11 @@ def run_trial(
 
 def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None) -> dict[str, Any]:
     compiled = request.compiled
+    method = get_method(compiled.method)
+    config = config_from_json(method.runtime_config(compiled.peft_config, ctx.fidelity.max_steps))
     t0 = time.perf_counter()
     torch.manual_seed(request.seed)
-    with ctx.base.attached(config_from_json(compiled.peft_config)) as model:
+    with ctx.base.attached(config) as model:
         metrics = _train_and_evaluate(ctx, request, model, t0, on_step)
     metrics["restore_seconds"] = time.perf_counter() - t0 - metrics.pop("_used_seconds")
     metrics["base_reloads"] = ctx.base.reloads
@@ -90,7 +93,8 @@ def _train_and_evaluate(
     on_step: StepCallback | None,
 ) -> dict[str, Any]:
     compiled, fid = request.compiled, ctx.fidelity
-    get_method(compiled.method).verify(model, compiled)
+    method = get_method(compiled.method)
+    method.verify(model, compiled)
     model.to(ctx.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     head = sum(p.numel() for p in trainable) - compiled.trainable_params
@@ -101,11 +105,14 @@ def _train_and_evaluate(
         optimizer, lambda s: _lr_factor(s, warmup, fid.max_steps)
     )
     t1 = time.perf_counter()
-    loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step)
+    after_step = functools.partial(method.after_optimizer_step, model)
+    loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step, after_step)
     t2 = time.perf_counter()
     quality = evaluate(ctx, model)
     t3 = time.perf_counter()
+    learned = method.learned_config(model, compiled)
     return {
+        **({"learned_peft_config": learned} if learned else {}),
         **quality,
         "trainable_params": compiled.trainable_params,
         "head_params": head,
@@ -135,6 +142,7 @@ def _train(
     schedule: Any,
     seed: int,
     on_step: StepCallback | None,
+    after_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int, str]:
     """Train ``max_steps`` steps; peak memory is measured over the first ``memory_steps``
     (shapes are fixed, so later steps repeat the same profile)."""
@@ -162,6 +170,8 @@ def _train(
             loss = model(**batch).loss
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(step + 1)  # before zero_grad: AdaLoRA reads the gradients
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             if measuring:
