@@ -8,8 +8,20 @@ from collections.abc import Callable
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import Method
 
-# Built-in methods: name -> module that registers it (imported lazily).
-_BUILTIN: dict[str, str] = {"lora": "autopeft.methods.lora"}
+# Built-in methods: name -> module that registers it (imported lazily). AdaLoRA is added by the
+# allocation work (it needs the ``update_and_allocate`` training hook), not here.
+_BUILTIN: dict[str, str] = {
+    "lora": "autopeft.methods.lora",
+    "loha": "autopeft.methods.loha",
+    "lokr": "autopeft.methods.lokr",
+    "ia3": "autopeft.methods.ia3",
+    "vera": "autopeft.methods.vera",
+    "ln_tuning": "autopeft.methods.ln_tuning",
+    "prefix_tuning": "autopeft.methods.prompts",
+    "prompt_tuning": "autopeft.methods.prompts",
+    "serial_adapter": "autopeft.methods.bottleneck.methods",
+    "parallel_adapter": "autopeft.methods.bottleneck.methods",
+}
 _REGISTRY: dict[str, type[Method]] = {}
 
 
