@@ -24,6 +24,8 @@ def install() -> None:
 
 
 def _register() -> None:
+    if "autopeft.methods.bottleneck.tuner" in sys.modules:
+        return  # peft is being imported by our tuner module, which registers when it is done
     from autopeft.methods.bottleneck.register import ensure_registered
 
     ensure_registered()

@@ -219,3 +219,12 @@ class BottleneckModel(BaseTuner):
 
 def _is_wrapper(module: nn.Module) -> bool:
     return isinstance(module, BottleneckLayer | FeedForwardTap)
+
+
+def _register_on_import() -> None:
+    from autopeft.methods.bottleneck.register import ensure_registered
+
+    ensure_registered()
+
+
+_register_on_import()
