@@ -138,14 +138,14 @@ class MethodChoice(Method):
         self.choice = space
 
     def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
-        name, sub, inner = self.choice.split(point)
+        _, sub, inner = self.choice.split(point)
         return sub.method.cell_sizes(sub, inner)
 
     def count_params(self, bound: BoundSpace, point: Point) -> int:
         return self.choice.count_params(point)
 
     def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> Any:
-        name, sub, inner = self.choice.split(point)
+        _, sub, inner = self.choice.split(point)
         return sub.method.build_config(sub, inner, task_type)
 
     def canonical(self, bound: BoundSpace, point: Point) -> Point:
