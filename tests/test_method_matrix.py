@@ -67,6 +67,12 @@ CASES: dict[str, str] = {
     "prompt_tuning": "  num_virtual_tokens: {type: int, low: 2, high: 4}\n",
     "serial_adapter": "  size: {type: int, choices: [0, 2, 4], per: layer}\n",
     "parallel_adapter": "  size: {type: int, choices: [0, 2, 4], per: layer}\n",
+    "sappa": """\
+  serial: {type: int, low: 0, high: 10}
+  parallel: {type: int, low: 0, high: 10}
+  prefix: {type: int, low: 0, high: 10}
+  active: {type: int, choices: [0, 1], per: layer}
+""",
 }
 HEAD = ("classifier.", "score.")
 

@@ -21,6 +21,7 @@ _BUILTIN: dict[str, str] = {
     "prompt_tuning": "autopeft.methods.prompts",
     "serial_adapter": "autopeft.methods.bottleneck.methods",
     "parallel_adapter": "autopeft.methods.bottleneck.methods",
+    "sappa": "autopeft.methods.bottleneck.sappa",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 

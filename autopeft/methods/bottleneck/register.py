@@ -20,8 +20,10 @@ def ensure_registered() -> None:
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
     from peft.utils import PeftType, register_peft_method
 
+    from autopeft.methods.bottleneck.prefix import register_kernel
     from autopeft.methods.bottleneck.tuner import PEFT_TYPE, BottleneckConfig, BottleneckModel
 
+    register_kernel()
     _add_enum_member(PeftType, PEFT_TYPE)
     if PeftType[PEFT_TYPE] not in PEFT_TYPE_TO_CONFIG_MAPPING:
         register_peft_method(

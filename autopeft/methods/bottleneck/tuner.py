@@ -16,7 +16,8 @@ Where they hook in (the FFN is ``up`` (+ ``gate``) -> activation -> ``down``):
 
 Each adapter is ``up(relu(down(h)))`` with biases: ``2 * d * b + b + d`` trainable parameters for
 width ``d`` and bottleneck ``b``; its up-projection starts at zero, so a new adapter is the
-identity. Importing :mod:`autopeft` registers the peft type ``BOTTLENECK`` (see
+identity. Learned attention prefixes per layer (for the AutoPEFT space) are in :mod:`.prefix`.
+Importing :mod:`autopeft` registers the peft type ``BOTTLENECK`` (see
 :mod:`autopeft.methods.bottleneck.register`), after which ``PeftConfig.from_pretrained``,
 ``get_peft_model`` and ``PeftModel.from_pretrained`` work as for built-in types.
 """
@@ -31,6 +32,8 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, _get_submodules
 from torch import nn
 
+from autopeft.methods.bottleneck.prefix import PrefixAttention
+
 PEFT_TYPE = "BOTTLENECK"
 
 
@@ -42,8 +45,11 @@ class BottleneckConfig(PeftConfig):
         stack: Full name of the layer ``ModuleList`` (``bert.encoder.layer``).
         ffn_input: Path of the FFN's input linear inside one layer (``intermediate.dense``).
         ffn_output: Path of the FFN's output linear inside one layer (``output.dense``).
+        attention: Path of the self-attention module inside one layer (``attention.self``).
+        kv_width: Output width of the key projection (prefix keys/values per token and layer).
         serial_sizes: Layer index (as a string) -> serial bottleneck size; absent = none.
         parallel_sizes: Layer index (as a string) -> parallel bottleneck size; absent = none.
+        prefix_lengths: Layer index (as a string) -> prefix length (see :mod:`.prefix`).
         parallel_scaling: Factor on the parallel adapter's output.
         modules_to_save: Extra trainable, saved modules (the classification head).
     """
@@ -51,8 +57,11 @@ class BottleneckConfig(PeftConfig):
     stack: str = ""
     ffn_input: str = ""
     ffn_output: str = ""
+    attention: str = ""
+    kv_width: int = 0
     serial_sizes: dict[str, int] = field(default_factory=dict)
     parallel_sizes: dict[str, int] = field(default_factory=dict)
+    prefix_lengths: dict[str, int] = field(default_factory=dict)
     parallel_scaling: float = 1.0
     target_modules: list[str] | None = None
     modules_to_save: list[str] | None = None
@@ -61,12 +70,15 @@ class BottleneckConfig(PeftConfig):
         super().__post_init__()
         self.peft_type = PEFT_TYPE
         sizes = {**self.serial_sizes, **self.parallel_sizes}
-        for key, size in sizes.items():
+        for key, size in [*sizes.items(), *self.prefix_lengths.items()]:
             if not str(key).isdigit() or int(size) < 1:
                 raise ValueError(f"bottleneck sizes need layer-index keys and sizes >= 1: {key}")
         names = [f"{self.stack}.{i}.{self.ffn_output}" for i in sorted(sizes, key=int)]
         names += [
             f"{self.stack}.{i}.{self.ffn_input}" for i in sorted(self.parallel_sizes, key=int)
+        ]
+        names += [
+            f"{self.stack}.{i}.{self.attention}" for i in sorted(self.prefix_lengths, key=int)
         ]
         self.target_modules = names
 
@@ -160,7 +172,8 @@ class BottleneckLayer(nn.Module, BaseTunerLayer):
 
 
 class BottleneckModel(BaseTuner):
-    """The ``peft`` tuner that injects :class:`BottleneckLayer` and :class:`FeedForwardTap`."""
+    """The ``peft`` tuner that injects :class:`BottleneckLayer`, :class:`FeedForwardTap` and
+    :class:`~autopeft.methods.bottleneck.prefix.PrefixAttention`."""
 
     prefix: str = "bottleneck_"
     tuner_layer_cls = BottleneckLayer
@@ -182,6 +195,12 @@ class BottleneckModel(BaseTuner):
         layer, _, rel = current_key.removeprefix(config.stack + ".").partition(".")
         slots: dict[str, _Slot] = self.__dict__.setdefault("_bottleneck_slots", {})
         slot = slots.setdefault(layer, _Slot())
+        if rel == config.attention and config.attention:
+            if not isinstance(target, PrefixAttention):
+                target = PrefixAttention(target, adapter_name)
+                setattr(parent, target_name, target)
+            target.update_layer(adapter_name, int(config.prefix_lengths[layer]), config.kv_width)
+            return
         if rel == config.ffn_input:
             if not isinstance(target, FeedForwardTap):
                 setattr(parent, target_name, FeedForwardTap(target, slot))
@@ -210,7 +229,8 @@ class BottleneckModel(BaseTuner):
             raise ValueError("bottleneck adapters are non-linear and cannot be merged")
         for key in [k for k, m in self.model.named_modules() if _is_wrapper(m)]:
             parent, target, name = _get_submodules(self.model, key)
-            setattr(parent, name, target.base_layer)
+            base = target.restore() if isinstance(target, PrefixAttention) else target.base_layer
+            setattr(parent, name, base)
         return self.model
 
     def _cast_adapter_dtype(self, adapter_name: str, autocast_adapter_dtype: bool = True) -> None:
@@ -218,7 +238,7 @@ class BottleneckModel(BaseTuner):
 
 
 def _is_wrapper(module: nn.Module) -> bool:
-    return isinstance(module, BottleneckLayer | FeedForwardTap)
+    return isinstance(module, BottleneckLayer | FeedForwardTap | PrefixAttention)
 
 
 def _register_on_import() -> None:
