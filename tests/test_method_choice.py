@@ -133,14 +133,6 @@ BAD = [
         r"\(prefix_tuning\) unknown parameter",
     ),
     (
-        ZOO.replace(
-            "  serial_adapter:\n    size", "  serial_adapter:\n    learning_rate: 0.1\n    size"
-        ),
-        15,
-        "methods.serial_adapter.learning_rate",
-        "is already a shared `parameters` entry",
-    ),
-    (
         ZOO.replace("  prefix_tuning:\n    num_virtual_tokens: {type: int, low: 1, high: 8}\n", ""),
         8,
         "methods.prefix_tuning",
@@ -165,6 +157,21 @@ def test_bad_choice_spaces_are_located(
         load_space(path)
     assert str(info.value).startswith(f"{path}:{line}: {key}"), str(info.value)
     assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_a_method_block_can_override_a_shared_parameter(tmp_path: Path) -> None:
+    text = ZOO.replace(
+        "  serial_adapter:\n",
+        "  serial_adapter:\n    learning_rate: {type: float, low: 0.1, high: 0.3}\n",
+    )
+    bound = zoo(tmp_path, text)
+    names = [d.name for d in bound.dimensions]
+    assert "learning_rate" in names and "serial_adapter.learning_rate" in names
+    point = {d.name: d.spec.values()[-1] if d.spec.values() else 0.2 for d in bound.dimensions}
+    point.update({"method": "serial_adapter", "learning_rate": 5e-3})
+    assert bound.compile(point).training == {"learning_rate": 0.2}
+    assert bound.canonical(point)["learning_rate"] == 1e-3  # inactive for this method
+    assert bound.compile(dict(point, method="ln_tuning")).training == {"learning_rate": 5e-3}
 
 
 def test_methods_block_needs_a_searched_method(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Dimensions are the union, in this order: ``method`` (categorical), the shared parameters of
 ``parameters:`` (one dimension each, used by whichever method is chosen), then every method's own
-dimensions namespaced by the method: ``lora.rank.3.v``, ``ia3.active.0.k``, ...
+dimensions namespaced by the method: ``lora.rank.3.v``, ``ia3.active.0.k``, ... A method block
+may override a shared parameter (e.g. its own ``learning_rate`` range): that method then uses its
+namespaced copy (``prompt_tuning.learning_rate``) and ignores the shared one.
 
 **Inactive dimensions.** A point carries every dimension (so Optuna's model-based samplers and
 the BoTorch encoding see one fixed-length vector; see FACTS: they do not model conditional
@@ -69,12 +71,23 @@ class MethodChoiceSpace(BoundSpace):
         )
         assert isinstance(space.method, ParamSpec)
         dims = [Dimension(METHOD, METHOD, space.method)]
-        shared = set(space.searched())
-        dims += [d for d in next(iter(self.subspaces.values())).dimensions if d.param in shared]
+        self._shared = set(space.searched())
+        seen: set[str] = set()
+        for name, sub in self.subspaces.items():  # shared dimensions, once each
+            new = [d for d in sub.dimensions if self._key(name, d) == d.name]
+            dims += [d for d in new if d.name not in seen]
+            seen.update(d.name for d in new)
         for name, sub in self.subspaces.items():
-            dims += [_namespaced(name, d) for d in sub.dimensions if d.param not in shared]
+            dims += [_namespaced(name, d) for d in sub.dimensions if self._key(name, d) != d.name]
         self.dimensions = tuple(dims)
-        self._shared = shared
+
+    def _key(self, method: str, dim: Dimension) -> str:
+        """The name of a subspace dimension in this space: shared parameters keep their name
+        unless the method's own block overrides them; the rest are namespaced."""
+        own = self.space.methods.get(method, {})
+        if dim.param in self._shared and dim.param not in own:
+            return dim.name
+        return f"{method}.{dim.name}"
 
     # -- dispatch ---------------------------------------------------------------------------
     def split(self, point: Point) -> tuple[str, BoundSpace, Point]:
@@ -85,10 +98,7 @@ class MethodChoiceSpace(BoundSpace):
             raise SearchSpaceError(
                 f"method={name!r} is outside {self._where}: expected one of {list(self.subspaces)}"
             )
-        inner = {
-            d.name: point[d.name if d.param in self._shared else f"{name}.{d.name}"]
-            for d in sub.dimensions
-        }
+        inner = {d.name: point[self._key(name, d)] for d in sub.dimensions}
         return name, sub, inner
 
     def value(self, point: Point, param: str, layer: int | None = None,
@@ -106,8 +116,7 @@ class MethodChoiceSpace(BoundSpace):
         out = {d.name: _fixed(d.spec) for d in self.dimensions}
         out[METHOD] = name
         for d in sub.dimensions:
-            key = d.name if d.param in self._shared else f"{name}.{d.name}"
-            out[key] = inner[d.name]
+            out[self._key(name, d)] = inner[d.name]
         return out
 
     def count_params(self, point: Point) -> int:

@@ -47,14 +47,11 @@ def check_methods(space: SearchSpace) -> None:
         raise FieldIssue(("method", "type"), "a searched method must be categorical", spec.type)
     for i, name in enumerate(space.method_choices()):
         _method(name, ("method", "choices", i))
-    for name, block in space.methods.items():
+    for name in space.methods:
         if name not in space.method_choices():
             raise FieldIssue(
                 ("methods", name), f"is not a method choice {list(space.method_choices())}"
             )
-        for key in block:
-            if key in space.parameters:
-                raise FieldIssue(("methods", name, key), "is already a shared `parameters` entry")
     for name in space.method_choices():
         own = space.methods.get(name, {})
         try:
