@@ -202,3 +202,13 @@ def test_every_sampler_proposes_several_methods_within_budget(name: str, tmp_pat
         values = {"accuracy": rng.random(), "trainable_params": float(compiled.trainable_params)}
         history.append(Observation(point, "COMPLETE", values))
     assert len(methods) >= 2, methods
+
+
+@pytest.mark.parametrize("name", ["peft_zoo", "autopeft_sappa"])
+def test_shipped_spaces_load_bind_and_compile(name: str) -> None:
+    path = Path(__file__).parent.parent / "search_spaces" / f"{name}.yaml"
+    bound = bind_space(load_space(path), layout(), path)
+    sampler = make_sampler("random", bound, OBJECTIVES, 0, {})
+    methods = {bound.compile(p).method for p in sampler.propose([], 12)}
+    assert methods <= set(bound.space.method_choices())
+    assert len(methods) >= (3 if name == "peft_zoo" else 1)
