@@ -95,10 +95,10 @@ def fresh(family: str) -> nn.Module:
     return copy.deepcopy(_BASES[family])
 
 
-def bind(method: str, family: str, tmp_path: Path):
+def bind(method: str, family: str, tmp_path: Path, budget: int = 100000):
     path = tmp_path / "space.yaml"
     path.write_text(
-        f"version: 1\nname: m\nmethod: {method}\nmax_trainable_params: 100000\n"
+        f"version: 1\nname: m\nmethod: {method}\nmax_trainable_params: {budget}\n"
         "module_presets: {ia3: [k, v, down]}\nparameters:\n" + CASES[method]
     )
     return bind_space(load_space(path), ModelLayout.from_model(fresh(family)), path)
@@ -161,6 +161,23 @@ def test_method_matrix(method: str, family: str, tmp_path: Path) -> None:
         again = reloaded(**{k: v for k, v in batch.items() if k != "labels"}).logits
     # prompt encoders are saved in float32 (peft casts them), hence 1e-6 and not 1e-12
     torch.testing.assert_close(again, logits, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", list(CASES))
+def test_budget_holds_for_every_method(method: str, tmp_path: Path) -> None:
+    """A budget just above the cheapest configuration: every proposal fits; one below it is
+    rejected when the space is bound."""
+    from autopeft.exceptions import SearchSpaceError
+
+    smallest = bind(method, "llama", tmp_path).method.min_params(bind(method, "llama", tmp_path))
+    budget = 3 * smallest + 1000  # tight, yet loose enough for rejection sampling
+    bound = bind(method, "llama", tmp_path, budget)
+    points = RandomSampler(bound, [], seed=0).propose([], 15)
+    counts = [bound.count_params(p) for p in points]
+    assert all(0 < c <= budget for c in counts), counts
+    assert min(counts) >= smallest
+    with pytest.raises(SearchSpaceError, match="max_trainable_params: is below the smallest"):
+        bind(method, "llama", tmp_path, smallest - 1)
 
 
 def test_import_autopeft_is_enough_to_load_a_bottleneck_export(tmp_path: Path) -> None:

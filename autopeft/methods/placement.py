@@ -129,7 +129,7 @@ class PlacementMethod(Method):
             return min(min(c) for c in layers.values())
         if per == "layer" or self._size_per_layer(bound):
             return min(sum(c) for c in layers.values())
-        return min(sum(sum(c) for c in layers.values()), min(sum(c) for c in layers.values()))
+        return sum(sum(c) for c in layers.values())
 
     def _size_per_layer(self, bound: BoundSpace) -> bool:
         spec = bound.space.parameters.get(self.size_param or "")
