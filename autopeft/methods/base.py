@@ -9,6 +9,11 @@ To add a method, subclass :class:`Method` in ``autopeft/methods/<name>.py``, dec
 * :meth:`count_params` — the exact number of trainable adapter parameters, before building;
 * :meth:`build_config` — the ``peft`` config object;
 * :meth:`verify` — check a built model against :meth:`count_params` and :meth:`cell_sizes`.
+
+Optional: :meth:`canonical`, :meth:`params_tensor`, :meth:`check_bound`, :meth:`min_params`, and
+:meth:`site_name` for methods whose cells are not linear leaves (norms, prefixes, adapters).
+Methods with one shared size and a placement build on :class:`~autopeft.methods.placement.
+PlacementMethod`.
 """
 
 from __future__ import annotations
