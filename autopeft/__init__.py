@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from autopeft import _peft_hook
 from autopeft.exceptions import AutoPeftError, UserInputError
 
 __version__ = "0.1.0"
@@ -40,6 +41,11 @@ _LAZY = {
     "list_studies": "autopeft.results",
     "load_view": "autopeft.results",
 }
+
+
+# `import autopeft` makes peft know autopeft's own peft types (bottleneck adapters) as soon as
+# peft is imported, so `PeftModel.from_pretrained` reads our exports; peft itself stays lazy.
+_peft_hook.install()
 
 
 def __getattr__(name: str) -> Any:

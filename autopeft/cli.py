@@ -98,7 +98,7 @@ def validate(
 
         space = load_space(file)
         typer.echo(
-            f"ok: search space {space.name!r} ({space.method}, "
+            f"ok: search space {space.name!r} ({' | '.join(space.method_choices())}, "
             f"{len(space.searched())} searched parameters)"
         )
 

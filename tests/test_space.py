@@ -142,7 +142,7 @@ def test_malformed_yaml(tmp_path: Path) -> None:
 def test_unknown_top_level_key_lists_allowed_keys(tmp_path: Path) -> None:
     path = write(tmp_path, SPACE + "bogus: 1\n")
     allowed = (
-        "allocation, description, max_trainable_params, method, module_presets, name, "
+        "allocation, description, max_trainable_params, method, methods, module_presets, name, "
         "parameters, version"
     )
     with pytest.raises(SearchSpaceError, match=re.escape(str(path))) as info:

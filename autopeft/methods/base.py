@@ -9,6 +9,11 @@ To add a method, subclass :class:`Method` in ``autopeft/methods/<name>.py``, dec
 * :meth:`count_params` — the exact number of trainable adapter parameters, before building;
 * :meth:`build_config` — the ``peft`` config object;
 * :meth:`verify` — check a built model against :meth:`count_params` and :meth:`cell_sizes`.
+
+Optional: :meth:`canonical`, :meth:`params_tensor`, :meth:`check_bound`, :meth:`min_params`, and
+:meth:`site_name` for methods whose cells are not linear leaves (norms, prefixes, adapters).
+Methods with one shared size and a placement build on :class:`~autopeft.methods.placement.
+PlacementMethod`.
 """
 
 from __future__ import annotations
@@ -129,17 +134,22 @@ class Method(ABC):
         """The fewest trainable parameters any valid point can have (for budget checks)."""
         return 0
 
+    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+        """Full name of the module a cell adapts (default: the cell's linear leaf)."""
+        return bound.layout.site(layer, module).name
+
     def compile(self, bound: BoundSpace, point: Point, task_type: str) -> CompiledConfig:
         """Compile ``point`` into a :class:`CompiledConfig`."""
         placement: dict[int, dict[str, int]] = {}
         module_sizes: dict[str, int] = {}
         order = {m: i for i, m in enumerate(bound.layout.modules)}
         cells = sorted(
-            self.cell_sizes(bound, point).items(), key=lambda c: (c[0][0], order[c[0][1]])
+            self.cell_sizes(bound, point).items(),
+            key=lambda c: (c[0][0], order.get(c[0][1], len(order)), c[0][1]),
         )
         for (layer, module), size in cells:
             placement.setdefault(layer, {})[module] = size
-            module_sizes[bound.layout.site(layer, module).name] = size
+            module_sizes[self.site_name(bound, layer, module)] = size
         training = {}
         if "learning_rate" in point or "learning_rate" in bound.space.constants():
             training["learning_rate"] = float(bound.value(point, "learning_rate"))
@@ -163,6 +173,9 @@ def config_from_json(data: dict[str, Any]) -> PeftConfig:
     """Rebuild the ``peft`` config of :func:`config_to_json`."""
     from peft import get_peft_config
 
+    from autopeft.methods.bottleneck.register import ensure_registered
+
+    ensure_registered()
     return get_peft_config(dict(data))
 
 

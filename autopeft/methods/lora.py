@@ -2,8 +2,11 @@
 
 Parameters: ``rank`` (int >= 0, may be ``per: layer`` or ``per: [layer, module]``; 0 = no
 adapter in that cell), ``alpha`` (the absolute ``lora_alpha``) or ``alpha_ratio`` (``lora_alpha =
-ratio * rank`` per cell; default 2), ``dropout`` (in [0, 1)), plus the common ``target_modules``
-and ``learning_rate``.
+ratio * rank`` per cell; default 2), ``dropout`` (in [0, 1)), ``use_rslora`` (scaling
+``alpha / sqrt(r)``, Kalajdzievski 2023; no extra parameters) and ``use_dora`` (DoRA, Liu et al.
+2024, https://arxiv.org/abs/2402.09353: adds one trainable magnitude vector of ``out_features``
+per adapted module), both booleans, constant or ``{type: categorical, choices: [false, true]}``,
+plus the common ``target_modules`` and ``learning_rate``.
 
 Compilation follows the verified peft rules: only cells with rank > 0 go in ``target_modules``,
 as exact full module names; ``r`` is the most common rank and the other cells are listed in
@@ -41,7 +44,14 @@ class LoraMethod(Method):
         "alpha": False,
         "alpha_ratio": False,
         "dropout": False,
+        "use_rslora": False,
+        "use_dora": False,
     }
+    #: Attribute of a peft tuner layer holding the adapter's first factor, and the substring of
+    #: its trainable parameter names (for :meth:`verify`).
+    adapter_attr: ClassVar[str] = "lora_A"
+    param_marker: ClassVar[str] = "lora_"
+    display: ClassVar[str] = "LoRA"
 
     def check_space(self, space: SearchSpace) -> None:
         super().check_space(space)
@@ -53,7 +63,7 @@ class LoraMethod(Method):
                 params["rank"],
             )
         if "rank" not in params and space.allocation is None:
-            raise FieldIssue(("parameters",), "method 'lora' needs a `rank` parameter")
+            raise FieldIssue(("parameters",), f"method {self.name!r} needs a `rank` parameter")
         if "alpha" in params and "alpha_ratio" in params:
             raise FieldIssue(
                 ("parameters", "alpha_ratio"), "give `alpha` or `alpha_ratio`, not both"
@@ -66,6 +76,18 @@ class LoraMethod(Method):
         _check_range(params, "alpha_ratio", 0, None, open_low=True)
         _check_range(params, "dropout", 0, 1, open_high=True)
         _check_range(params, "learning_rate", 0, None, open_low=True)
+        for flag in ("use_rslora", "use_dora"):
+            _check_bool(params, flag)
+
+    def cell_params(
+        self, bound: BoundSpace, point: Point | None, layer: int, module: str, rank: int
+    ) -> int:
+        """Trainable parameters of one adapted cell (LoRA: ``r * (in + out)``, DoRA adds
+        ``out``). ``point=None`` asks for the cheapest setting of the other parameters."""
+        site = bound.layout.site(layer, module)
+        dora = point is not None and bound.value(point, "use_dora", default=False)
+        extra = site.out_features if dora else 0
+        return rank * (site.in_features + site.out_features) + extra
 
     def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
         if bound.space.allocation is not None:
@@ -109,6 +131,9 @@ class LoraMethod(Method):
 
         if bound.space.allocation is not None:
             return None  # ranks depend on the profile: count point by point
+        dora = bound.space.parameters.get("use_dora", False)
+        if type(self).cell_params is not LoraMethod.cell_params or dora is not False:
+            return None  # not linear in the rank: count point by point
         spec = bound.space.parameters["rank"]
         column = {d.name: j for j, d in enumerate(encoder.dims)}
         cells = bound.searched_cells
@@ -143,11 +168,10 @@ class LoraMethod(Method):
         return count
 
     def count_params(self, bound: BoundSpace, point: Point) -> int:
-        total = 0
-        for (layer, module), rank in self.cell_sizes(bound, point).items():
-            site = bound.layout.site(layer, module)
-            total += rank * (site.in_features + site.out_features)
-        return total
+        return sum(
+            self.cell_params(bound, point, layer, module, rank)
+            for (layer, module), rank in self.cell_sizes(bound, point).items()
+        )
 
     def check_bound(self, bound: BoundSpace) -> None:
         """Every rank the space allows must fit every cell it can land on (allocations cap
@@ -181,10 +205,11 @@ class LoraMethod(Method):
         if not positive:
             bound.fail(("parameters", "rank"), "allows no rank above 0, so no adapter", spec)
         per = spec.per if isinstance(spec, ParamSpec) else "study"
+        low = min(positive)
         costs = []
         for modules in bound.target_options():
             layers = [
-                [_width(bound, layer, m) for m in modules]
+                [self.cell_params(bound, None, layer, m, low) for m in modules]
                 for layer in range(bound.layout.num_layers)
             ]
             if per == "cell":
@@ -193,11 +218,20 @@ class LoraMethod(Method):
                 costs.append(min(sum(cells) for cells in layers))
             else:
                 costs.append(sum(sum(cells) for cells in layers))
-        return min(positive) * min(costs)
+        return min(costs)
 
     def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoraConfig:
         from peft import LoraConfig
 
+        kwargs = self.rank_kwargs(bound, point, task_type)
+        kwargs["lora_dropout"] = float(bound.value(point, "dropout", default=0.0))
+        kwargs["bias"] = "none"
+        kwargs["use_rslora"] = bool(bound.value(point, "use_rslora", default=False))
+        kwargs["use_dora"] = bool(bound.value(point, "use_dora", default=False))
+        return LoraConfig(**kwargs)
+
+    def rank_kwargs(self, bound: BoundSpace, point: Point, task_type: str) -> dict[str, Any]:
+        """``task_type``, exact ``target_modules``, ``r``, ``rank_pattern`` and the alphas."""
         sizes = {
             bound.layout.site(*cell).name: r for cell, r in self.cell_sizes(bound, point).items()
         }
@@ -207,8 +241,6 @@ class LoraMethod(Method):
             "target_modules": sorted(sizes),
             "r": r,
             "rank_pattern": {n: k for n, k in sorted(sizes.items()) if k != r},
-            "lora_dropout": float(bound.value(point, "dropout", default=0.0)),
-            "bias": "none",
         }
         alpha = bound.value(point, "alpha")
         if alpha is not None:
@@ -217,26 +249,31 @@ class LoraMethod(Method):
             ratio = float(bound.value(point, "alpha_ratio", default=DEFAULT_ALPHA_RATIO))
             kwargs["lora_alpha"] = ratio * r
             kwargs["alpha_pattern"] = {n: ratio * k for n, k in kwargs["rank_pattern"].items()}
-        return LoraConfig(**kwargs)
+        return kwargs
 
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
         expected = compiled.module_sizes
         found: dict[str, int] = {}
         for name, module in model.named_modules():
-            lora_a = getattr(module, "lora_A", None)
-            if lora_a is not None and "default" in lora_a:
-                short = name.split("base_model.model.", 1)[-1]
-                found[short] = lora_a["default"].weight.shape[0]
+            adapter = getattr(module, "r", None)
+            if (
+                getattr(module, self.adapter_attr, None) is not None
+                and adapter
+                and "default" in adapter
+            ):
+                found[name.split("base_model.model.", 1)[-1]] = adapter["default"]
         if found != expected:
             raise RuntimeError(
-                f"built LoRA ranks {found} differ from the compiled ranks {expected}"
+                f"built {self.display} ranks {found} differ from the compiled ranks {expected}"
             )
         counted = sum(
-            p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad
+            p.numel()
+            for n, p in model.named_parameters()
+            if self.param_marker in n and p.requires_grad
         )
         if counted != compiled.trainable_params:
             raise RuntimeError(
-                f"built model has {counted} LoRA parameters, compiled arithmetic says "
+                f"built model has {counted} {self.display} parameters, compiled arithmetic says "
                 f"{compiled.trainable_params}"
             )
 
@@ -250,6 +287,18 @@ def _ranks(bound: BoundSpace) -> list[int]:
 def _width(bound: BoundSpace, layer: int, module: str) -> int:
     site = bound.layout.site(layer, module)
     return site.in_features + site.out_features
+
+
+def _check_bool(params: dict[str, Any], name: str) -> None:
+    spec = params.get(name)
+    values = spec.choices if isinstance(spec, ParamSpec) else (spec,)
+    if spec is None:
+        return
+    if isinstance(spec, ParamSpec) and spec.type != "categorical":
+        raise FieldIssue(("parameters", name, "type"), f"{name} must be categorical", spec.type)
+    for v in values or ():
+        if not isinstance(v, bool):
+            raise FieldIssue(("parameters", name), f"{name} values must be true or false", v)
 
 
 def _check_range(

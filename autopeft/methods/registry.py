@@ -12,6 +12,16 @@ from autopeft.methods.base import Method
 _BUILTIN: dict[str, str] = {
     "lora": "autopeft.methods.lora",
     "adalora": "autopeft.methods.adalora",
+    "loha": "autopeft.methods.loha",
+    "lokr": "autopeft.methods.lokr",
+    "ia3": "autopeft.methods.ia3",
+    "vera": "autopeft.methods.vera",
+    "ln_tuning": "autopeft.methods.ln_tuning",
+    "prefix_tuning": "autopeft.methods.prompts",
+    "prompt_tuning": "autopeft.methods.prompts",
+    "serial_adapter": "autopeft.methods.bottleneck.methods",
+    "parallel_adapter": "autopeft.methods.bottleneck.methods",
+    "sappa": "autopeft.methods.bottleneck.sappa",
 }
 _REGISTRY: dict[str, type[Method]] = {}
 

@@ -13,6 +13,17 @@ parameter is either a constant (a plain value) or a typed range::
       dropout: 0.0
       learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
 
+The method itself can be searched: ``method: {type: categorical, choices: [lora, ia3, ...]}``
+plus a ``methods:`` block with each method's own parameters (``parameters:`` then holds only
+the ones every chosen method shares, e.g. ``learning_rate``); see :mod:`autopeft.space.choice`::
+
+    method: {type: categorical, choices: [lora, ia3]}
+    parameters:
+      learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    methods:
+      lora: {rank: {type: int, choices: [0, 4, 8], per: layer}, target_modules: qv}
+      ia3: {target_modules: attn}
+
 Bounds are **inclusive**: ``{type: int, low: 0, high: 8}`` can draw 0 and 8. ``per`` expands a
 parameter into one dimension per layer (``per: layer``) or per (layer, module type) cell
 (``per: [layer, module]``); the layers and module types come from the model, not the file.
@@ -154,12 +165,19 @@ class SearchSpace(StrictModel):
     version: Literal[1] = 1
     name: str = Field(min_length=1)
     description: str = ""
-    method: str = "lora"
+    method: str | ParamSpec = "lora"
     max_trainable_params: int = Field(gt=0)
     module_presets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     parameters: dict[str, ParamValue]
     #: Ranks from a measured profile and a budget instead of a rank per cell (LoRA only).
     allocation: AllocationSpec | None = None
+    methods: dict[str, dict[str, ParamValue]] = Field(default_factory=dict)
+
+    def method_choices(self) -> tuple[str, ...]:
+        """The method names this space can use (one, unless the method is searched)."""
+        if isinstance(self.method, ParamSpec):
+            return tuple(str(c) for c in self.method.choices or ())
+        return (self.method,)
 
     def searched(self) -> dict[str, ParamSpec]:
         """The parameters that are searched (not constants)."""

@@ -1,0 +1,52 @@
+"""Register autopeft's peft types (``BOTTLENECK``) whenever ``peft`` is imported after
+``import autopeft``, without importing peft (and torch) at ``import autopeft`` time.
+
+If peft is already imported, registration happens at once. Otherwise a meta-path finder waits
+for the ``peft`` package to finish loading, registers, and removes itself.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from types import ModuleType
+from typing import Any
+
+
+def install() -> None:
+    """Arrange for :func:`autopeft.methods.bottleneck.register.ensure_registered` to run once
+    peft is importable."""
+    if "peft" in sys.modules and hasattr(sys.modules["peft"], "PeftModel"):
+        _register()
+    elif not any(isinstance(f, _PeftFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PeftFinder())
+
+
+def _register() -> None:
+    if "autopeft.methods.bottleneck.tuner" in sys.modules:
+        return  # peft is being imported by our tuner module, which registers when it is done
+    from autopeft.methods.bottleneck.register import ensure_registered
+
+    ensure_registered()
+
+
+class _PeftFinder(importlib.abc.MetaPathFinder):
+    """Wraps the loader of the top-level ``peft`` package to register after it executes."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "peft":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original = loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            original(module)
+            _register()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec

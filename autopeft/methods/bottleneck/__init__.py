@@ -1,0 +1,1 @@
+"""Serial and parallel bottleneck adapters: a custom ``peft`` tuner and their methods."""

@@ -1,0 +1,100 @@
+"""Prompt methods: prefix tuning (Li & Liang, 2021, https://arxiv.org/abs/2101.00190) and prompt
+tuning (Lester et al., 2021, https://arxiv.org/abs/2104.08691). Size ``num_virtual_tokens``
+(one global integer >= 1); peft places them on every layer (prefix) or at the input (prompt),
+so there is no per-layer placement.
+
+Trainable parameters (``prefix_projection=False``, random init):
+
+* prefix tuning: ``P * num_layers * 2 * kv_width``, a key and a value vector per virtual token
+  and layer; ``kv_width`` is the output width of the ``k`` projection (``hidden`` in BERT,
+  ``num_key_value_heads * head_dim`` in Llama with grouped-query attention);
+* prompt tuning: ``P * hidden``, one input embedding per virtual token.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from autopeft.methods.placement import PlacementMethod
+from autopeft.methods.registry import register_method
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+    from torch import nn
+
+    from autopeft.methods.base import Cell
+    from autopeft.space.bound import BoundSpace, Point
+
+MARKER = "prompt_encoder"
+
+
+class _PromptMethod(PlacementMethod):
+    parameters: ClassVar[dict[str, bool]] = {"num_virtual_tokens": False}
+    size_param: ClassVar[str | None] = "num_virtual_tokens"
+    adapter_attr: ClassVar[str] = MARKER
+    param_marker: ClassVar[str] = MARKER
+    #: Module type naming the cell(s) in the placement.
+    role: ClassVar[str]
+
+    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+        return f"{MARKER}.{self.role}.{layer}"
+
+    def built_sizes(self, model: nn.Module) -> dict[str, int]:
+        config = model.peft_config["default"]  # type: ignore[index]
+        return {
+            f"{MARKER}.{self.role}.{layer}": config.num_virtual_tokens
+            for layer in self._built_layers(config)
+        }
+
+    def _built_layers(self, config: PeftConfig) -> range:
+        raise NotImplementedError
+
+
+@register_method("prefix_tuning")
+class PrefixTuningMethod(_PromptMethod):
+    """Learned key/value prefixes in every layer's attention."""
+
+    role: ClassVar[str] = "prefix"
+
+    def check_bound(self, bound: BoundSpace) -> None:
+        if "k" not in bound.layout.modules:
+            bound.fail(("method",), "prefix_tuning needs a model with a `k` projection", self.name)
+
+    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+        return [(layer, self.role) for layer in range(bound.layout.num_layers)]
+
+    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+        return 2 * size * bound.layout.site(layer, "k").out_features
+
+    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+        from peft import PrefixTuningConfig
+
+        size = int(bound.value(point, "num_virtual_tokens"))
+        return PrefixTuningConfig(
+            task_type=task_type, num_virtual_tokens=size, prefix_projection=False
+        )
+
+    def _built_layers(self, config: PeftConfig) -> range:
+        return range(config.num_layers)  # type: ignore[attr-defined]
+
+
+@register_method("prompt_tuning")
+class PromptTuningMethod(_PromptMethod):
+    """Learned soft-prompt embeddings prepended to the input."""
+
+    role: ClassVar[str] = "prompt"
+
+    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+        return [(0, self.role)]
+
+    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+        return size * bound.layout.hidden_size
+
+    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+        from peft import PromptTuningConfig
+
+        size = int(bound.value(point, "num_virtual_tokens"))
+        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=size)
+
+    def _built_layers(self, config: PeftConfig) -> range:
+        return range(1)
