@@ -84,6 +84,7 @@ class MoboSampler(Sampler):
         self.encoder = DesignEncoder(bound)
         self._initial = SobolSampler(bound, objectives, seed)
         self._gp = WarmGP(self.encoder, fit_maxiter)
+        self._counts: dict[tuple[float, ...], int] = {}
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         complete = [h for h in history if h.state == "COMPLETE" and h.values]
@@ -168,8 +169,15 @@ class MoboSampler(Sampler):
         return scaled_params
 
     def _count_rows(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        counts = [self.bound.count_params(self.encoder.decode(r)) for r in rows]
+        """Exact counts of encoded rows, one decode per distinct row (memoised: the
+        acquisition re-counts the baseline rows with every candidate batch)."""
+        counts = []
+        for row in x.reshape(-1, x.shape[-1]).tolist():
+            key = tuple(row)
+            if key not in self._counts:
+                point = self.encoder.decode(torch.tensor(row, dtype=torch.double))
+                self._counts[key] = self.bound.count_params(point)
+            counts.append(self._counts[key])
         return torch.tensor(counts, dtype=torch.double).reshape(x.shape[:-1])
 
     def _feasibility_model(self, X_ok: torch.Tensor, failed: list[Observation]) -> Any:
@@ -184,7 +192,9 @@ class MoboSampler(Sampler):
         current Pareto set), refine around the best, pick greedily; each pick becomes pending
         for the next, so a batch is jointly useful and has no duplicates."""
         rng = np.random.default_rng(self._seed(history))
-        seen = {point_key(h.point) for h in history}
+        # points are compared canonically: two points that build the same adapter (they differ
+        # only in dimensions the adapter does not use) are one point
+        seen = {point_key(self.bound.canonical(h.point)) for h in history}
         elite = [h.point for h in _front(history, self.objectives)]
         pool = self._pool(elite, rng, seen)
         chosen: list[Point] = []
@@ -225,8 +235,10 @@ class MoboSampler(Sampler):
                 d.name: from_unit(d.spec, float(u))
                 for d, u in zip(dims, rng.random(len(dims)), strict=True)
             }
-            if self.bound.is_feasible(point) and point_key(point) not in seen:
-                draws.append(point)
+            if self.bound.is_feasible(point):
+                point = self.bound.canonical(point)
+                if point_key(point) not in seen:
+                    draws.append(point)
             if len(draws) >= self.raw_samples:
                 break
         return _unique(draws + self._mutations(elite, rng, seen, self.raw_samples))
@@ -243,8 +255,10 @@ class MoboSampler(Sampler):
             child = dict(parents[int(rng.integers(len(parents)))])
             for j in rng.choice(len(dims), size=int(rng.integers(1, 4)), replace=False):
                 child[dims[j].name] = _neighbour(dims[j].spec, child[dims[j].name], rng)
-            if self.bound.is_feasible(child) and point_key(child) not in seen:
-                out.append(child)
+            if self.bound.is_feasible(child):
+                child = self.bound.canonical(child)
+                if point_key(child) not in seen:
+                    out.append(child)
             if len(out) >= count:
                 break
         return out
