@@ -27,11 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autopeft.allocation.study import ensure_profiles  # noqa: E402
+from autopeft.allocation.study import ensure_profiles, study_context  # noqa: E402
 from autopeft.storage.records import placement_summary  # noqa: E402
 from autopeft.storage.store import Store  # noqa: E402
 from autopeft.study import prepare_study  # noqa: E402
-from autopeft.trial.context import build_context, pick_device  # noqa: E402
 from autopeft.trial.runner import TrialRequest, run_trial  # noqa: E402
 
 STRATEGIES = ("uniform", "sensitivity", "importance")
@@ -64,16 +63,7 @@ def main() -> None:
             f"profile {kind}: measured in {profile.seconds:.1f} s "
             f"(this run's lookup or measurement {lookup:.1f} s)"
         )
-    spec = prepared.files.spec
-    ctx = build_context(
-        prepared.model_path,
-        prepared.splits,
-        spec.fidelity,
-        seed=spec.seed,
-        metric=spec.metric,
-        device=pick_device(spec.executor.device),
-        num_hidden_layers=spec.model.num_hidden_layers,
-    )
+    ctx = study_context(prepared)
     rows = []
     number = 0
     for budget in budgets:

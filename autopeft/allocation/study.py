@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from autopeft.progress import Reporter
     from autopeft.storage.store import Store
     from autopeft.study import PreparedStudy
+    from autopeft.trial.context import TrialContext
 
 
 def profile_key(prepared: PreparedStudy) -> ProfileKey:
@@ -71,20 +72,12 @@ def attach_to_study(store: Store, study: str, found: dict[str, tuple[int, Profil
     link_study(store, study, [pid for pid, _ in found.values()])
 
 
-def measure_profiles(
-    prepared: PreparedStudy, key: ProfileKey, kinds: list[str]
-) -> dict[str, Profile]:
-    """Load the model and training split once and measure ``kinds`` on the calibration
-    batches of ``key``."""
-    from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
-    from autopeft.exceptions import UnsupportedError
+def study_context(prepared: PreparedStudy) -> TrialContext:
+    """The model and tokenized splits of a prepared study, loaded in this process."""
     from autopeft.trial.context import build_context, pick_device
 
     spec = prepared.files.spec
-    unsupported = [k for k in kinds if k not in GRADIENT_KINDS and k != "adalora"]
-    if unsupported:
-        raise UnsupportedError(f"no profile kind {unsupported[0]!r}")
-    ctx = build_context(
+    return build_context(
         prepared.model_path,
         prepared.splits,
         spec.fidelity,
@@ -93,6 +86,20 @@ def measure_profiles(
         device=pick_device(spec.executor.device),
         num_hidden_layers=spec.model.num_hidden_layers,
     )
+
+
+def measure_profiles(
+    prepared: PreparedStudy, key: ProfileKey, kinds: list[str]
+) -> dict[str, Profile]:
+    """Load the model and training split once and measure ``kinds`` on the calibration
+    batches of ``key``."""
+    from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
+    from autopeft.exceptions import UnsupportedError
+
+    unsupported = [k for k in kinds if k not in GRADIENT_KINDS and k != "adalora"]
+    if unsupported:
+        raise UnsupportedError(f"no profile kind {unsupported[0]!r}")
+    ctx = study_context(prepared)
     out: dict[str, Profile] = {}
     gradient = tuple(k for k in kinds if k in GRADIENT_KINDS)
     if gradient:

@@ -26,7 +26,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method
+from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
 from autopeft.methods.registry import register_method
 from autopeft.space.schema import ParamSpec
 
@@ -161,14 +161,7 @@ class AdaLoraMethod(Method):
                 found[name.split("base_model.model.", 1)[-1]] = lora_e["default"].shape[0]
         if found != compiled.module_sizes:
             raise RuntimeError(f"built AdaLoRA ranks {found} differ from {compiled.module_sizes}")
-        counted = sum(
-            p.numel() for n, p in model.named_parameters() if "lora_" in n and p.requires_grad
-        )
-        if counted != compiled.trainable_params:
-            raise RuntimeError(
-                f"built model has {counted} AdaLoRA parameters, compiled arithmetic says "
-                f"{compiled.trainable_params}"
-            )
+        check_trainable_count(model, "lora_", compiled, "AdaLoRA")
 
 
 def learned_ranks(rank_pattern: dict[str, Any]) -> dict[str, int]:

@@ -164,6 +164,19 @@ class Method(ABC):
         )
 
 
+def check_trainable_count(
+    model: nn.Module, marker: str, compiled: CompiledConfig, label: str
+) -> None:
+    """Raise ``RuntimeError`` unless the trainable parameters whose names contain ``marker``
+    add up to the compiled arithmetic (for :meth:`Method.verify`)."""
+    counted = sum(p.numel() for n, p in model.named_parameters() if marker in n and p.requires_grad)
+    if counted != compiled.trainable_params:
+        raise RuntimeError(
+            f"built model has {counted} {label} parameters, compiled arithmetic says "
+            f"{compiled.trainable_params}"
+        )
+
+
 def config_to_json(config: PeftConfig) -> dict[str, Any]:
     """A ``peft`` config as plain JSON data (sets become sorted lists, enums their values)."""
     return json.loads(json.dumps(config.to_dict(), default=_json_default, sort_keys=True))

@@ -19,7 +19,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method
+from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
 from autopeft.methods.registry import register_method
 from autopeft.space.schema import ParamSpec
 
@@ -266,16 +266,7 @@ class LoraMethod(Method):
             raise RuntimeError(
                 f"built {self.display} ranks {found} differ from the compiled ranks {expected}"
             )
-        counted = sum(
-            p.numel()
-            for n, p in model.named_parameters()
-            if self.param_marker in n and p.requires_grad
-        )
-        if counted != compiled.trainable_params:
-            raise RuntimeError(
-                f"built model has {counted} {self.display} parameters, compiled arithmetic says "
-                f"{compiled.trainable_params}"
-            )
+        check_trainable_count(model, self.param_marker, compiled, self.display)
 
 
 def _ranks(bound: BoundSpace) -> list[int]:

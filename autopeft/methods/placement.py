@@ -13,7 +13,7 @@ from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method
+from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
@@ -152,16 +152,7 @@ class PlacementMethod(Method):
                 f"built {self.name} modules {found} differ from the compiled "
                 f"{compiled.module_sizes}"
             )
-        counted = sum(
-            p.numel()
-            for n, p in model.named_parameters()
-            if self.param_marker in n and p.requires_grad
-        )
-        if counted != compiled.trainable_params:
-            raise RuntimeError(
-                f"built model has {counted} {self.name} parameters, compiled arithmetic says "
-                f"{compiled.trainable_params}"
-            )
+        check_trainable_count(model, self.param_marker, compiled, self.name)
 
 
 def names(bound: BoundSpace, method: Method, cells: dict[Cell, int]) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method
+from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
 from autopeft.methods.bottleneck.methods import FFN_OUT, adapter_params, ffn_paths
 from autopeft.methods.registry import register_method
 from autopeft.space.schema import ParamSpec
@@ -163,14 +163,7 @@ class SappaMethod(Method):
                 found[f"{short}:prefix"] = prefixes["default"].key.shape[1]
         if found != compiled.module_sizes:
             raise RuntimeError(f"built sappa modules {found} differ from {compiled.module_sizes}")
-        counted = sum(
-            p.numel() for n, p in model.named_parameters() if "bottleneck_" in n and p.requires_grad
-        )
-        if counted != compiled.trainable_params:
-            raise RuntimeError(
-                f"built model has {counted} sappa parameters, compiled arithmetic says "
-                f"{compiled.trainable_params}"
-            )
+        check_trainable_count(model, "bottleneck_", compiled, "sappa")
 
 
 def _attention(bound: BoundSpace, layer: int) -> str:
