@@ -150,7 +150,7 @@ def main() -> None:
         for seed, problem in enumerate(problems):
             t0 = time.time()
             results = cached_run(args.cache, name, problem, seed, trials, _options(name, args))
-            for k in sorted({*checkpoints, trials}):
+            for k in sorted({*(c for c in checkpoints if c <= trials), trials}):
                 hv[name].setdefault(k, []).append(hv_at(frame_for(problem), results, k))
             print(f"# {name} seed {seed}: {trials} trials in {time.time() - t0:.0f} s", flush=True)
     print("\nnormalised hypervolume, median [IQR] over seeds")
