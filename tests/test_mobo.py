@@ -65,6 +65,27 @@ def test_pending_trials_are_not_proposed_again(small_problem) -> None:
     assert second != first
 
 
+def test_screened_scoring_keeps_proposals_feasible_distinct_and_seeded(small_problem) -> None:
+    from autopeft.samplers.screen import screen_scores
+
+    history = _start(small_problem)
+    history.append(Observation(history[0].point, "FAIL", {}, infeasible=True))
+    options = {**CHEAP, "score_top": 6}
+    a = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, options).propose(history, 2)
+    b = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, options).propose(history, 2)
+    assert a == b and a[0] != a[1]
+    for p in a:
+        assert small_problem.bound.count_params(p) <= small_problem.bound.space.max_trainable_params
+    # the screen prefers candidates whose optimistic objectives improve the front
+    sampler = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, options)
+    sampler.propose(history[:-1], 1)
+    acqf = sampler.last_acquisition
+    X = sampler.encoder.encode([h.point for h in history[:-1]])
+    scores = screen_scores(acqf, X, None)
+    assert scores.shape == (len(X),) and torch.isfinite(scores).all()
+    assert (scores >= 0).all()
+
+
 def test_failures_change_later_proposals(small_problem) -> None:
     history = _start(small_problem)
     proposed = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 1)[
