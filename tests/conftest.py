@@ -147,3 +147,48 @@ def write_study(
         STUDY.format(name=name, model=model, n_trials=n_trials, storage=url, sampler=sampler)
     )
     return path
+
+
+def kill_driver_mid_trial(args: list[str], db: Path, timeout: float) -> tuple[dict, list]:
+    """Run ``autopeft <args>`` in a subprocess, SIGKILL it once a trial has finished and another
+    is running, and return the finished trials' values by number and the RUNNING records."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from autopeft.results import load_view
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autopeft.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + timeout
+    while not _mid_trial(db) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+    killed = load_view("tiny", f"sqlite:///{db}").records
+    before = {r.number: r.values for r in killed if r.state == "COMPLETE"}
+    running = [r for r in killed if r.state == "RUNNING"]
+    assert before and running, "the driver was not killed in the middle of a trial"
+    return before, running
+
+
+def _mid_trial(db: Path) -> bool:
+    """At least one trial finished and another one running."""
+    import sqlite3
+
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db) as con:
+            rows = dict(con.execute("select state, count(*) from trials group by state").fetchall())
+    except sqlite3.OperationalError:
+        return False
+    return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1

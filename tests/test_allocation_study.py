@@ -80,8 +80,6 @@ def _alloc_dir(tmp_path: Path, model: Path, space: str = ALLOC_SPACE, **kw: obje
 def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
     tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from peft import LoraConfig, PeftConfig, get_peft_model
-    from transformers import AutoModelForSequenceClassification
 
     from autopeft.allocation import study as alloc_study
     from autopeft.allocation.cache import study_profiles
@@ -109,15 +107,7 @@ def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
 
     record = max(outcome.records, key=lambda r: len(r.module_sizes))
     path, _ = export_config(outcome.url, "tiny", tmp_path / "export", trial=record.number)
-    config = PeftConfig.from_pretrained(str(path.parent))
-    assert isinstance(config, LoraConfig)
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
-    model = get_peft_model(base, config)
-    built = {
-        n.split("base_model.model.", 1)[-1]: m.lora_A["default"].weight.shape[0]
-        for n, m in model.named_modules()
-        if hasattr(m, "lora_A") and "default" in m.lora_A
-    }
+    built = _reloaded_lora_ranks(path.parent, tiny_bert_dir)
     assert built == record.module_sizes
 
 
@@ -176,8 +166,6 @@ parameters:
 def test_adalora_trial_runs_and_exports_its_learned_ranks_as_lora(
     tmp_path: Path, tiny_bert_dir: Path
 ) -> None:
-    from peft import LoraConfig, PeftConfig, get_peft_model
-    from transformers import AutoModelForSequenceClassification
 
     from autopeft.export import export_config
 
@@ -196,15 +184,7 @@ def test_adalora_trial_runs_and_exports_its_learned_ranks_as_lora(
     path, _ = export_config(outcome.url, "tiny", tmp_path / "export", trial=0)
     saved = json.loads(path.read_text())
     assert saved["peft_type"] == "LORA"
-    config = PeftConfig.from_pretrained(str(path.parent))
-    assert isinstance(config, LoraConfig)
-    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
-    model = get_peft_model(base, config)
-    built = {
-        n.split("base_model.model.", 1)[-1]: m.lora_A["default"].weight.shape[0]
-        for n, m in model.named_modules()
-        if hasattr(m, "lora_A") and "default" in m.lora_A
-    }
+    built = _reloaded_lora_ranks(path.parent, tiny_bert_dir)
     assert built == ranks
 
 
@@ -277,4 +257,20 @@ def test_adalora_strategy_uses_the_learned_ranks_as_a_profile(
     assert sum(ranks.values()) == 4 * 12  # init_r 8 pruned to target_r 4 on 12 matrices
     assert profile.scores == {
         (int(k.split(".")[0]), k.split(".")[1]): r / 48 for k, r in ranks.items()
+    }
+
+
+def _reloaded_lora_ranks(export_dir: Path, model_dir: Path) -> dict[str, int]:
+    """Module name -> LoRA rank of the export in ``export_dir`` reloaded with plain peft."""
+    from peft import LoraConfig, PeftConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    config = PeftConfig.from_pretrained(str(export_dir))
+    assert isinstance(config, LoraConfig)
+    base = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    model = get_peft_model(base, config)
+    return {
+        n.split("base_model.model.", 1)[-1]: m.lora_A["default"].weight.shape[0]
+        for n, m in model.named_modules()
+        if hasattr(m, "lora_A") and "default" in m.lora_A
     }

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,11 +11,9 @@ import pytest
 from autopeft.exceptions import StudySpecError
 from autopeft.executors.inprocess import InProcessExecutor
 from autopeft.progress import Reporter
-from autopeft.results import load_view
 from autopeft.study import prepare_study, run_study
 from autopeft.trial.runner import TrialResult
-from tests.conftest import SPACE, write_study, write_tiny_csv
-from tests.test_study import _mid_trial
+from tests.conftest import SPACE, kill_driver_mid_trial, write_study, write_tiny_csv
 
 RAY_EXECUTOR = "executor: {name: ray, workers: 2, cpus_per_trial: 1, device: cpu}"
 
@@ -125,23 +120,8 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
 ) -> None:
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=3, steps=300, workers=1)
     db = tmp_path / "studies.db"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q", "--address", ray_address],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 150
-    while not _mid_trial(db) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
-    killed = load_view("tiny", f"sqlite:///{db}").records
-    before = {r.number: r.values for r in killed if r.state == "COMPLETE"}
-    running = [r for r in killed if r.state == "RUNNING"]
-    assert before and running, "the driver was not killed in the middle of a trial"
+    args = ["run", str(spec), "-q", "--address", ray_address]
+    before, running = kill_driver_mid_trial(args, db, timeout=150)
     done = run_study(spec)
     complete = [r for r in done.records if r.state == "COMPLETE"]
     assert len(complete) == 3

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,7 @@ from autopeft.progress import Reporter
 from autopeft.results import load_view
 from autopeft.study import run_study
 from autopeft.trial.runner import TrialResult
-from tests.conftest import write_study
+from tests.conftest import kill_driver_mid_trial, write_study
 
 
 def _url(d: Path) -> str:
@@ -155,18 +150,6 @@ def test_failed_trial_is_recorded_and_counts_toward_the_budget(
     assert failed.infeasible and failed.fail_reason == "CUDA out of memory"
 
 
-def _mid_trial(db: Path) -> bool:
-    """At least one trial finished and another one running."""
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(db) as con:
-            rows = dict(con.execute("select state, count(*) from trials group by state").fetchall())
-    except sqlite3.OperationalError:
-        return False
-    return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1
-
-
 def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     tmp_path: Path, tiny_bert_dir: Path
 ) -> None:
@@ -177,23 +160,7 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     spec = write_study(tmp_path, model=str(tiny_bert_dir), n_trials=4)
     spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 60"))
     db = tmp_path / "studies.db"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not _mid_trial(db) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
-    killed = load_view("tiny", f"sqlite:///{db}").records
-    before = {r.number: r.values for r in killed if r.state == "COMPLETE"}
-    running = [r for r in killed if r.state == "RUNNING"]
-    assert before and running, "the driver was not killed in the middle of a trial"
+    before, running = kill_driver_mid_trial(["run", str(spec), "-q"], db, timeout=120)
     done = run_study(spec)
     complete = [r for r in done.records if r.state == "COMPLETE"]
     assert len(complete) == 4
