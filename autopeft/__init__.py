@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from autopeft import _peft_hook
 from autopeft.exceptions import AutoPeftError, UserInputError
+from autopeft.methods.bottleneck import hook as _peft_hook
 
 __version__ = "0.1.0"
 
@@ -35,7 +35,7 @@ _LAZY = {
     "run_study": "autopeft.study",
     "prepare_study": "autopeft.study",
     "load_study": "autopeft.spec",
-    "load_space": "autopeft.space.loader",
+    "load_space": "autopeft.methods.binding",
     "load_peft_config": "autopeft.export",
     "export_config": "autopeft.export",
     "list_studies": "autopeft.results",

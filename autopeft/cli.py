@@ -79,7 +79,7 @@ def validate(
     file: Annotated[Path, typer.Argument(help="A study spec or a search-space YAML file.")],
 ) -> None:
     """Check a study spec (with its space, dataset and model) or a search-space file."""
-    from autopeft._yaml import read_yaml
+    from autopeft.core.validation import read_yaml
     from autopeft.exceptions import StudySpecError
 
     data, _ = read_yaml(file, StudySpecError)
@@ -94,7 +94,7 @@ def validate(
             f"train/validation/test examples, {dims} search dimensions"
         )
     else:
-        from autopeft.space.loader import load_space
+        from autopeft.methods.binding import load_space
 
         space = load_space(file)
         typer.echo(

@@ -2,7 +2,7 @@
 
 The live view shows trials done / running / failed, elapsed time and an estimate of the time
 left, the best value of each objective so far and the hypervolume so far (the rule of
-:mod:`autopeft.samplers.hypervolume`), plus one step bar per running trial.
+:mod:`autopeft.core.hypervolume`), plus one step bar per running trial.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def study_status(
     done_before: int,
 ) -> StudyStatus:
     """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
-    from autopeft.samplers.hypervolume import FRAME_TRIALS, Frame, hypervolume
+    from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
 
     finished = [r for r in records if r.state in ("COMPLETE", "FAIL") and not r.interrupted]
     complete = [r for r in finished if r.state == "COMPLETE" and r.values]

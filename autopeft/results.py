@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 from autopeft.storage.store import Store
 from autopeft.study import resolve_storage
 
@@ -36,12 +37,12 @@ class StudyView:
         return [r for r in self.records if r.state == "COMPLETE"]
 
     def hypervolume(self) -> list[float]:
-        """Hypervolume after each complete trial (rule: :mod:`autopeft.samplers.hypervolume`),
+        """Hypervolume after each complete trial (rule: :mod:`autopeft.core.hypervolume`),
         as the driver stored it; computed here only for trials stored without one."""
         stored = [r.hypervolume for r in self.complete() if r.values]
         if all(v is not None for v in stored):
             return [float(v) for v in stored if v is not None]
-        from autopeft.samplers.hypervolume import hypervolume_curve
+        from autopeft.core.hypervolume import hypervolume_curve
 
         return hypervolume_curve(self.objectives, self.records, self.budget)
 

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from autopeft._yaml import StrictModel, issue_message, load_model
+from autopeft.core.validation import StrictModel, issue_message, load_model
 from autopeft.exceptions import StudySpecError
-from autopeft.space.loader import load_space
+from autopeft.methods.binding import load_space
 from autopeft.space.schema import SearchSpace
 
 Metric = Literal["accuracy", "macro_f1"]

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError
 from autopeft.progress import Reporter
 from autopeft.samplers import Observation, make_sampler
 from autopeft.space.encode import distribution
 from autopeft.spec import DEFAULT_STORAGE, StudyFiles, load_study
-from autopeft.storage.records import Objective, TrialRecord, placement_summary
+from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
@@ -68,8 +69,8 @@ def prepare_study(
 
     from autopeft.assets import resolve_model
     from autopeft.data import load_dataset, split_dataset
-    from autopeft.methods.layout import layout_on_meta
-    from autopeft.space.loader import bind_space
+    from autopeft.methods.binding import bind_space
+    from autopeft.models.layout import layout_on_meta
 
     files = load_study(path)
     spec = files.spec
@@ -325,7 +326,7 @@ class StudyRunner:
         self.reporter.trial_finished(result.number, line, min(self._finished(), target))
 
     def _store_hypervolume(self) -> None:
-        from autopeft.samplers.hypervolume import hypervolume_updates
+        from autopeft.core.hypervolume import hypervolume_updates
 
         records = self.store.records(self.p.name)
         budget = self.p.bound.space.max_trainable_params

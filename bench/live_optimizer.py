@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autopeft.samplers.hypervolume import Frame, hypervolume  # noqa: E402
+from autopeft.core.hypervolume import Frame, hypervolume  # noqa: E402
 from autopeft.study import run_study  # noqa: E402
 
 

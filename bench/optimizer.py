@@ -28,11 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from autopeft.core.hypervolume import Frame, hypervolume  # noqa: E402
+from autopeft.core.objectives import Objective  # noqa: E402
+from autopeft.methods.binding import load_space  # noqa: E402
 from autopeft.samplers import Observation, make_sampler  # noqa: E402
-from autopeft.samplers.hypervolume import Frame, hypervolume  # noqa: E402
 from autopeft.samplers.synthetic import synthetic_problem  # noqa: E402
-from autopeft.space.loader import load_space  # noqa: E402
-from autopeft.storage.records import Objective  # noqa: E402
 
 OBJECTIVES = [
     Objective("accuracy", "maximize"),

@@ -115,8 +115,8 @@ SMALL_SPACE = (
 @pytest.fixture(scope="session")
 def small_problem(tmp_path_factory: pytest.TempPathFactory):
     """A synthetic PEFT problem on a 2-layer BERT-like layout: 10 search dimensions."""
+    from autopeft.methods.binding import load_space
     from autopeft.samplers.synthetic import synthetic_problem
-    from autopeft.space.loader import load_space
 
     path = tmp_path_factory.mktemp("small") / "space.yaml"
     path.write_text(SMALL_SPACE)

@@ -99,7 +99,7 @@ def test_gradient_profiles_cover_every_cell_and_leave_the_model_untouched(
     import torch
 
     from autopeft.allocation.profiles import calibration_batches, gradient_profiles
-    from autopeft.methods.layout import ModelLayout
+    from autopeft.models.layout import ModelLayout
 
     ctx = _tiny_context(tiny_bert_dir, tmp_path)
     layout = ModelLayout.from_model(ctx.model)

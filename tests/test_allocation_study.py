@@ -223,8 +223,8 @@ def test_profile_cli_prints_the_table_writes_a_heatmap_and_reuses_the_store(
 def test_samplers_propose_feasible_allocation_points(
     tmp_path: Path, tiny_bert_dir: Path, sampler: str
 ) -> None:
+    from autopeft.core.objectives import Objective
     from autopeft.samplers import Observation, make_sampler
-    from autopeft.storage.records import Objective
     from autopeft.study import prepare_study
 
     p = prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, sampler=sampler))

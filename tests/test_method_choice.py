@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError
-from autopeft.methods.layout import ModelLayout
+from autopeft.methods.binding import bind_space, load_space
+from autopeft.methods.choice import MethodChoiceSpace
+from autopeft.models.layout import ModelLayout
 from autopeft.samplers import make_sampler
 from autopeft.samplers.base import Observation
 from autopeft.samplers.encoding import DesignEncoder
-from autopeft.space.choice import MethodChoiceSpace
-from autopeft.space.loader import bind_space, load_space
-from autopeft.storage.records import Objective
 
 ZOO = """\
 version: 1

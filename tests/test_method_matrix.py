@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from autopeft.methods.base import config_from_json
-from autopeft.methods.layout import ModelLayout
+from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.registry import method_names
+from autopeft.models.layout import ModelLayout
 from autopeft.samplers.random import RandomSampler
-from autopeft.space.loader import bind_space, load_space
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 

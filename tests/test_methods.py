@@ -17,14 +17,15 @@ import pytest
 import torch
 from torch import nn
 
+from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods import registry
-from autopeft.methods.base import CompiledConfig, Method, config_from_json
-from autopeft.methods.layout import ModelLayout, layout_on_meta
+from autopeft.methods.base import Method, config_from_json
+from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.lora import LoraMethod
+from autopeft.models.layout import ModelLayout, layout_on_meta
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace
-from autopeft.space.loader import bind_space, load_space
 
 # transformers 5 warns about its own deprecated attribute while peft wraps the model.
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")

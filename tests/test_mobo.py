@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from autopeft.core.hypervolume import Frame, hypervolume, hypervolume_curve
+from autopeft.core.objectives import Objective
 from autopeft.samplers import Observation, make_sampler
 from autopeft.samplers.encoding import DesignEncoder
-from autopeft.samplers.hypervolume import Frame, hypervolume, hypervolume_curve
-from autopeft.storage.records import Objective
 
 OBJECTIVES = [
     Objective("accuracy", "maximize"),

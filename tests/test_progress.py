@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from autopeft.core.hypervolume import hypervolume_curve
+from autopeft.core.objectives import Objective
 from autopeft.progress import study_status
-from autopeft.samplers.hypervolume import hypervolume_curve
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
 

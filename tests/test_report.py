@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.report import (
     PICKS,
@@ -21,7 +22,7 @@ from autopeft.report import (
     render_table,
     write_csv,
 )
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACC = Objective("accuracy", "maximize")

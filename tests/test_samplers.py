@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import transformers
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError, UserInputError
-from autopeft.methods.layout import layout_on_meta
+from autopeft.methods.binding import bind_space, load_space
+from autopeft.models.layout import layout_on_meta
 from autopeft.samplers import Observation, make_sampler
-from autopeft.space.loader import bind_space, load_space
-from autopeft.storage.records import Objective
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]

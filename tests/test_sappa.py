@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from autopeft.methods.base import config_from_json
+from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.bottleneck.sappa import ladder
-from autopeft.methods.layout import ModelLayout
-from autopeft.space.loader import bind_space, load_space
+from autopeft.models.layout import ModelLayout
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 

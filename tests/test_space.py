@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from autopeft.exceptions import SearchSpaceError
-from autopeft.methods.layout import ModelLayout, layout_on_meta
+from autopeft.methods.binding import bind_space, load_space
+from autopeft.models.layout import ModelLayout, layout_on_meta
 from autopeft.space.bound import BoundSpace
 from autopeft.space.encode import distribution, from_unit, sample, to_unit
-from autopeft.space.loader import bind_space, load_space
 from autopeft.space.schema import ParamSpec, SearchSpace
 
 # Line numbers below refer to this text: rank is on line 7, learning_rate on line 9.

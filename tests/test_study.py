@@ -40,7 +40,7 @@ def test_study_runs_and_records_every_measurement(study_dir: Path) -> None:
 
 
 def test_hypervolume_after_every_trial_is_stored(study_dir: Path) -> None:
-    from autopeft.samplers.hypervolume import hypervolume_curve
+    from autopeft.core.hypervolume import hypervolume_curve
 
     outcome = run_study(study_dir / "study.yaml")
     stored = [r.hypervolume for r in outcome.records]

@@ -2,7 +2,7 @@
 
 from autopeft.allocation.allocators import RankLimits, allocate_ranks, allocation_params
 from autopeft.allocation.profiles import Profile, calibration_batches, gradient_profiles
-from autopeft.allocation.spec import AllocationSpec
+from autopeft.space.allocation import AllocationSpec
 
 __all__ = [
     "AllocationSpec",

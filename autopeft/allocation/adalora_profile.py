@@ -7,20 +7,20 @@ from typing import TYPE_CHECKING
 from autopeft.allocation.profiles import Profile, normalise
 
 if TYPE_CHECKING:
-    from autopeft.space.bound import BoundSpace
+    from autopeft.space.view import SpaceView
     from autopeft.trial.context import TrialContext
 
 INIT_R = 8
 TARGET_R = 4
 
 
-def adalora_profile(ctx: TrialContext, bound: BoundSpace, seed: int) -> Profile:
+def adalora_profile(ctx: TrialContext, bound: SpaceView, seed: int) -> Profile:
     """Train AdaLoRA (``init_r`` 8 pruned to an average of 4) on every linear cell for the
     study's fidelity and score each cell by the rank it kept (``extra["ranks"]``)."""
     import time
 
-    from autopeft.methods.layout import ModelLayout
-    from autopeft.space.loader import bind_space
+    from autopeft.methods.binding import bind_space
+    from autopeft.models.layout import ModelLayout
     from autopeft.space.schema import SearchSpace
     from autopeft.trial.runner import TrialRequest, run_trial
 

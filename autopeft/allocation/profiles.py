@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from autopeft.methods.layout import ModelLayout
+    from autopeft.models.layout import ModelLayout
 
 Cell = tuple[int, str]
 GRADIENT_KINDS = ("sensitivity", "importance")

@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING
 from autopeft.allocation.allocators import RankLimits, allocate_ranks
 
 if TYPE_CHECKING:
-    from autopeft.allocation.spec import AllocationSpec
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.allocation import AllocationSpec
+    from autopeft.space.view import Point, SpaceView
 
 Cell = tuple[int, str]
 
 
-def allocation_cells(bound: BoundSpace, modules: tuple[str, ...]) -> list[Cell]:
+def allocation_cells(bound: SpaceView, modules: tuple[str, ...]) -> list[Cell]:
     """The cells an allocation spreads over: every layer x the targeted module types."""
     return [(layer, m) for layer, m in bound.searched_cells if m in modules]
 
 
-def cell_widths(bound: BoundSpace, cells: list[Cell]) -> dict[Cell, int]:
+def cell_widths(bound: SpaceView, cells: list[Cell]) -> dict[Cell, int]:
     """LoRA parameters per unit of rank of each cell: ``d_in + d_out``."""
     out = {}
     for cell in cells:
@@ -27,7 +27,7 @@ def cell_widths(bound: BoundSpace, cells: list[Cell]) -> dict[Cell, int]:
     return out
 
 
-def allocated_ranks(bound: BoundSpace, point: Point) -> dict[Cell, int]:
+def allocated_ranks(bound: SpaceView, point: Point) -> dict[Cell, int]:
     """Per-cell LoRA ranks (0 included) of ``point``: the strategy's profile scores (equal
     scores for ``uniform``) allocated over the targeted cells within the point's budget."""
     spec: AllocationSpec = bound.space.allocation  # type: ignore[assignment]
@@ -51,7 +51,7 @@ def allocated_ranks(bound: BoundSpace, point: Point) -> dict[Cell, int]:
     return allocate_ranks(scores, cell_widths(bound, cells), budget, temperature, limits, caps)
 
 
-def min_allocation_params(bound: BoundSpace) -> int:
+def min_allocation_params(bound: SpaceView) -> int:
     """The fewest parameters a non-empty allocation can have: ``min_rank`` on every targeted
     cell, or (``min_rank`` 0) one rank unit on the narrowest cell."""
     spec: AllocationSpec = bound.space.allocation  # type: ignore[assignment]
@@ -65,7 +65,7 @@ def min_allocation_params(bound: BoundSpace) -> int:
     return min(costs)
 
 
-def check_allocation(bound: BoundSpace) -> None:
+def check_allocation(bound: SpaceView) -> None:
     """The budget range must lie within ``max_trainable_params`` and above the cost of
     ``min_rank`` on every cell of every ``target_modules`` option."""
     spec: AllocationSpec = bound.space.allocation  # type: ignore[assignment]

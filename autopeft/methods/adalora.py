@@ -25,17 +25,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
+from autopeft.core.compiled import CompiledConfig
+from autopeft.core.validation import FieldIssue
+from autopeft.methods.base import Method, check_trainable_count
 from autopeft.methods.registry import register_method
+from autopeft.models.layout import Cell
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
     from peft import AdaLoraConfig
     from torch import nn
 
-    from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
+    from autopeft.space.view import Point, SpaceView
 
 # Steps the compiled schedule is written for; rescaled to the fidelity's max_steps at run time.
 NOMINAL_STEPS = 1000
@@ -80,19 +82,19 @@ class AdaLoraMethod(Method):
                 max(tinit),
             )
 
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         targets = bound.target_modules(point)
         init_r = int(bound.value(point, "init_r"))
         return {(layer, m): init_r for layer, m in bound.searched_cells if m in targets}
 
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         total = 0
         for (layer, module), r in self.cell_sizes(bound, point).items():
             site = bound.layout.site(layer, module)
             total += r * (site.in_features + site.out_features + 1)
         return total
 
-    def check_bound(self, bound: BoundSpace) -> None:
+    def check_bound(self, bound: SpaceView) -> None:
         largest = max(_values(bound.space.parameters["init_r"]))
         for layer, module in bound.searched_cells:
             site = bound.layout.site(layer, module)
@@ -104,7 +106,7 @@ class AdaLoraMethod(Method):
                     largest,
                 )
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         smallest = min(_values(bound.space.parameters["init_r"]))
         costs = []
         for modules in bound.target_options():
@@ -112,7 +114,7 @@ class AdaLoraMethod(Method):
             costs.append(sum(_width(bound, c) + 1 for c in cells))
         return smallest * min(costs)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> AdaLoraConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> AdaLoraConfig:
         from peft import AdaLoraConfig
 
         names = sorted(bound.layout.site(*c).name for c in self.cell_sizes(bound, point))
@@ -204,6 +206,6 @@ def _values(spec: Any) -> list[Any]:
     return [spec]
 
 
-def _width(bound: BoundSpace, cell: Cell) -> int:
+def _width(bound: SpaceView, cell: Cell) -> int:
     site = bound.layout.site(*cell)
     return site.in_features + site.out_features

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from autopeft.core.compiled import CompiledConfig
+from autopeft.models.layout import Cell
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,34 +32,11 @@ if TYPE_CHECKING:
     from peft import PeftConfig
     from torch import Tensor, nn
 
-    from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
-
-Cell = tuple[int, str]
+    from autopeft.space.view import Point, SpaceView
 
 # Parameters every method accepts: they configure training or placement, not the adapter.
 COMMON_PARAMETERS = frozenset({"learning_rate", "target_modules"})
-
-
-@dataclass(frozen=True)
-class CompiledConfig:
-    """A point compiled for one model: everything a worker needs to run the trial.
-
-    Attributes:
-        method: Registry name of the method.
-        peft_config: JSON-able dict; :func:`config_from_json` rebuilds the ``peft`` config.
-        placement: Layer -> {module type -> size} for the cells that get an adapter.
-        module_sizes: Full module name -> size, the same cells as the model names them.
-        trainable_params: Exact adapter parameters (classification head excluded).
-        training: Per-trial training overrides (``learning_rate``).
-    """
-
-    method: str
-    peft_config: dict[str, Any]
-    placement: dict[int, dict[str, int]]
-    module_sizes: dict[str, int]
-    trainable_params: int
-    training: dict[str, Any] = field(default_factory=dict)
 
 
 class Method(ABC):
@@ -68,11 +47,11 @@ class Method(ABC):
     parameters: ClassVar[dict[str, bool]]
 
     def check_space(self, space: SearchSpace) -> None:
-        """Raise :class:`autopeft._yaml.FieldIssue` for a parameter this method cannot take.
+        """Raise :class:`~autopeft.core.validation.FieldIssue` for a parameter it cannot take.
 
         The base rule: every parameter is known, and only per-cell-capable ones use ``per``.
         """
-        from autopeft._yaml import FieldIssue
+        from autopeft.core.validation import FieldIssue
         from autopeft.space.schema import ParamSpec
 
         allowed = set(self.parameters) | COMMON_PARAMETERS
@@ -88,27 +67,27 @@ class Method(ABC):
                 raise FieldIssue(("parameters", name, "per"), f"{name} cannot vary per {per}", per)
 
     @abstractmethod
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         """Size of the adapter at every active cell (only sizes > 0)."""
 
     @abstractmethod
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         """Exact trainable adapter parameters of ``point`` (classification head excluded)."""
 
     @abstractmethod
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         """The ``peft`` config of ``point``."""
 
     @abstractmethod
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
         """Raise ``RuntimeError`` if the built model disagrees with the compiled arithmetic."""
 
-    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+    def canonical(self, bound: SpaceView, point: Point) -> Point:
         """An equivalent point with the dimensions ``point`` does not use set to a fixed value
         (so the surrogate model sees one encoding per distinct adapter). Default: unchanged."""
         return point
 
-    def params_tensor(self, bound: BoundSpace, encoder: Any) -> Callable[[Tensor], Tensor] | None:
+    def params_tensor(self, bound: SpaceView, encoder: Any) -> Callable[[Tensor], Tensor] | None:
         """Optional vectorised :meth:`count_params` over encoded rows (``... x d`` -> ``...``),
         for samplers that score many candidates; None means "decode and count one by one"."""
         return None
@@ -127,18 +106,18 @@ class Method(ABC):
         ranks AdaLoRA learned, as plain LoRA); None (the default) exports the compiled one."""
         return None
 
-    def check_bound(self, bound: BoundSpace) -> None:  # noqa: B027 - optional hook
+    def check_bound(self, bound: SpaceView) -> None:  # noqa: B027 - optional hook
         """Raise (via ``bound.fail``) if the space does not fit the model's module sizes."""
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         """The fewest trainable parameters any valid point can have (for budget checks)."""
         return 0
 
-    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+    def site_name(self, bound: SpaceView, layer: int, module: str) -> str:
         """Full name of the module a cell adapts (default: the cell's linear leaf)."""
         return bound.layout.site(layer, module).name
 
-    def compile(self, bound: BoundSpace, point: Point, task_type: str) -> CompiledConfig:
+    def compile(self, bound: SpaceView, point: Point, task_type: str) -> CompiledConfig:
         """Compile ``point`` into a :class:`CompiledConfig`."""
         placement: dict[int, dict[str, int]] = {}
         module_sizes: dict[str, int] = {}

@@ -17,7 +17,7 @@ from autopeft.methods.registry import register_method
 if TYPE_CHECKING:
     from peft import IA3Config
 
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.view import Point, SpaceView
 
 FEEDFORWARD = "down"
 
@@ -30,11 +30,11 @@ class Ia3Method(PlacementMethod):
     adapter_attr: ClassVar[str] = "ia3_l"
     param_marker: ClassVar[str] = "ia3_l"
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         site = bound.layout.site(layer, module)
         return site.in_features if module == FEEDFORWARD else site.out_features
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> IA3Config:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> IA3Config:
         from peft import IA3Config
 
         cells = self.cell_sizes(bound, point)

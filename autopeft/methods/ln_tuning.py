@@ -17,8 +17,8 @@ from autopeft.methods.registry import register_method
 if TYPE_CHECKING:
     from peft import LNTuningConfig
 
-    from autopeft.methods.base import Cell
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.models.layout import Cell
+    from autopeft.space.view import Point, SpaceView
 
 # family -> norm role -> path inside one layer; and whether that family's norms have a bias.
 NORMS: dict[str, dict[str, str]] = {
@@ -38,7 +38,7 @@ class LnTuningMethod(PlacementMethod):
     adapter_attr: ClassVar[str] = "ln_tuning_layers"
     param_marker: ClassVar[str] = "ln_tuning_layers"
 
-    def check_bound(self, bound: BoundSpace) -> None:
+    def check_bound(self, bound: SpaceView) -> None:
         if bound.layout.family not in NORMS:
             bound.fail(
                 ("method",),
@@ -47,17 +47,17 @@ class LnTuningMethod(PlacementMethod):
                 self.name,
             )
 
-    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+    def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         roles = NORMS.get(bound.layout.family, {})
         return [(layer, role) for layer in range(bound.layout.num_layers) for role in roles]
 
-    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+    def site_name(self, bound: SpaceView, layer: int, module: str) -> str:
         return f"{bound.layout.stack}.{layer}.{NORMS[bound.layout.family][module]}"
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         return bound.layout.hidden_size * (2 if HAS_BIAS[bound.layout.family] else 1)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LNTuningConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LNTuningConfig:
         from peft import LNTuningConfig
 
         cells = self.cell_sizes(bound, point)

@@ -17,7 +17,7 @@ from autopeft.methods.registry import register_method
 if TYPE_CHECKING:
     from peft import LoHaConfig
 
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.view import Point, SpaceView
 
 
 @register_method("loha")
@@ -30,12 +30,12 @@ class LohaMethod(LoraMethod):
     param_marker: ClassVar[str] = "hada_"
 
     def cell_params(
-        self, bound: BoundSpace, point: Point | None, layer: int, module: str, rank: int
+        self, bound: SpaceView, point: Point | None, layer: int, module: str, rank: int
     ) -> int:
         site = bound.layout.site(layer, module)
         return 2 * rank * (site.in_features + site.out_features)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoHaConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoHaConfig:
         from peft import LoHaConfig
 
         return LoHaConfig(**_lycoris_kwargs(self.rank_kwargs(bound, point, task_type)))

@@ -22,7 +22,7 @@ from autopeft.methods.registry import register_method
 if TYPE_CHECKING:
     from peft import LoKrConfig
 
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.view import Point, SpaceView
 
 
 def factorization(dimension: int) -> tuple[int, int]:
@@ -59,12 +59,12 @@ class LokrMethod(LoraMethod):
     param_marker: ClassVar[str] = "lokr_"
 
     def cell_params(
-        self, bound: BoundSpace, point: Point | None, layer: int, module: str, rank: int
+        self, bound: SpaceView, point: Point | None, layer: int, module: str, rank: int
     ) -> int:
         site = bound.layout.site(layer, module)
         return lokr_params(site.in_features, site.out_features, rank)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoKrConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoKrConfig:
         from peft import LoKrConfig
 
         return LoKrConfig(**_lycoris_kwargs(self.rank_kwargs(bound, point, task_type)))

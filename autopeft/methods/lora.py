@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
+from autopeft.core.compiled import CompiledConfig
+from autopeft.core.validation import FieldIssue
+from autopeft.methods.base import Method, check_trainable_count
 from autopeft.methods.registry import register_method
+from autopeft.models.layout import Cell
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     from peft import LoraConfig
     from torch import Tensor, nn
 
-    from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
+    from autopeft.space.view import Point, SpaceView
 
 DEFAULT_ALPHA_RATIO = 2.0
 
@@ -56,14 +58,13 @@ class LoraMethod(Method):
     def check_space(self, space: SearchSpace) -> None:
         super().check_space(space)
         params = space.parameters
-        if space.allocation is not None and "rank" in params:
-            raise FieldIssue(
-                ("parameters", "rank"),
-                "ranks come from `allocation`; remove `rank`",
-                params["rank"],
-            )
-        if "rank" not in params and space.allocation is None:
+        if "rank" not in params:
             raise FieldIssue(("parameters",), f"method {self.name!r} needs a `rank` parameter")
+        self.check_scaling(space)
+
+    def check_scaling(self, space: SearchSpace) -> None:
+        """Rules of every parameter but ``rank``: alpha or its ratio, dropout, the flags."""
+        params = space.parameters
         if "alpha" in params and "alpha_ratio" in params:
             raise FieldIssue(
                 ("parameters", "alpha_ratio"), "give `alpha` or `alpha_ratio`, not both"
@@ -80,7 +81,7 @@ class LoraMethod(Method):
             _check_bool(params, flag)
 
     def cell_params(
-        self, bound: BoundSpace, point: Point | None, layer: int, module: str, rank: int
+        self, bound: SpaceView, point: Point | None, layer: int, module: str, rank: int
     ) -> int:
         """Trainable parameters of one adapted cell (LoRA: ``r * (in + out)``, DoRA adds
         ``out``). ``point=None`` asks for the cheapest setting of the other parameters."""
@@ -89,11 +90,7 @@ class LoraMethod(Method):
         extra = site.out_features if dora else 0
         return rank * (site.in_features + site.out_features) + extra
 
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
-        if bound.space.allocation is not None:
-            from autopeft.allocation.space import allocated_ranks
-
-            return {c: r for c, r in allocated_ranks(bound, point).items() if r > 0}
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         targets = bound.target_modules(point)
         sizes = {}
         for layer, module in bound.searched_cells:
@@ -103,16 +100,9 @@ class LoraMethod(Method):
                     sizes[(layer, module)] = rank
         return sizes
 
-    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+    def canonical(self, bound: SpaceView, point: Point) -> Point:
         """Ranks of per-cell dimensions whose module type is not targeted become the smallest
-        rank (they build nothing). With ``allocation``, ``uniform`` ignores the temperature."""
-        if bound.space.allocation is not None:
-            from autopeft.allocation.spec import DIM_PREFIX
-
-            name = DIM_PREFIX + "temperature"
-            if name in point and bound.space.allocation.knobs(point)[0] == "uniform":
-                return {**point, name: bound.space.allocation.temperature[0]}
-            return point
+        rank (they build nothing)."""
         spec = bound.space.parameters["rank"]
         if not isinstance(spec, ParamSpec) or spec.per != "cell":
             return point
@@ -124,13 +114,11 @@ class LoraMethod(Method):
                 out[bound.dim_name("rank", spec, layer, module)] = lowest
         return out
 
-    def params_tensor(self, bound: BoundSpace, encoder: Any) -> Callable[[Tensor], Tensor] | None:
+    def params_tensor(self, bound: SpaceView, encoder: Any) -> Callable[[Tensor], Tensor] | None:
         """Exact parameter counts of encoded rows: sum over cells of rank x (in + out), masked
         by the cells' membership in the row's ``target_modules`` choice."""
         import torch
 
-        if bound.space.allocation is not None:
-            return None  # ranks depend on the profile: count point by point
         dora = bound.space.parameters.get("use_dora", False)
         if type(self).cell_params is not LoraMethod.cell_params or dora is not False:
             return None  # not linear in the rank: count point by point
@@ -167,20 +155,14 @@ class LoraMethod(Method):
 
         return count
 
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         return sum(
             self.cell_params(bound, point, layer, module, rank)
             for (layer, module), rank in self.cell_sizes(bound, point).items()
         )
 
-    def check_bound(self, bound: BoundSpace) -> None:
-        """Every rank the space allows must fit every cell it can land on (allocations cap
-        ranks per cell themselves, but their budget range must fit)."""
-        if bound.space.allocation is not None:
-            from autopeft.allocation.space import check_allocation
-
-            check_allocation(bound)
-            return
+    def check_bound(self, bound: SpaceView) -> None:
+        """Every rank the space allows must fit every cell it can land on."""
         largest = max(_ranks(bound))
         for layer, module in bound.searched_cells:
             site = bound.layout.site(layer, module)
@@ -193,13 +175,9 @@ class LoraMethod(Method):
                     largest,
                 )
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         """The smallest positive rank on the cheapest placement the sharing of ``rank`` allows:
         one cell (per cell), one whole layer (per layer) or every targeted cell (global)."""
-        if bound.space.allocation is not None:
-            from autopeft.allocation.space import min_allocation_params
-
-            return min_allocation_params(bound)
         spec = bound.space.parameters["rank"]
         positive = [r for r in _ranks(bound) if r > 0]
         if not positive:
@@ -220,7 +198,7 @@ class LoraMethod(Method):
                 costs.append(sum(sum(cells) for cells in layers))
         return min(costs)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> LoraConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoraConfig:
         from peft import LoraConfig
 
         kwargs = self.rank_kwargs(bound, point, task_type)
@@ -230,7 +208,7 @@ class LoraMethod(Method):
         kwargs["use_dora"] = bool(bound.value(point, "use_dora", default=False))
         return LoraConfig(**kwargs)
 
-    def rank_kwargs(self, bound: BoundSpace, point: Point, task_type: str) -> dict[str, Any]:
+    def rank_kwargs(self, bound: SpaceView, point: Point, task_type: str) -> dict[str, Any]:
         """``task_type``, exact ``target_modules``, ``r``, ``rank_pattern`` and the alphas."""
         sizes = {
             bound.layout.site(*cell).name: r for cell, r in self.cell_sizes(bound, point).items()
@@ -269,13 +247,13 @@ class LoraMethod(Method):
         check_trainable_count(model, self.param_marker, compiled, self.display)
 
 
-def _ranks(bound: BoundSpace) -> list[int]:
+def _ranks(bound: SpaceView) -> list[int]:
     spec = bound.space.parameters["rank"]
     values = spec.values() if isinstance(spec, ParamSpec) else (spec,)
     return [int(v) for v in values or ()]
 
 
-def _width(bound: BoundSpace, layer: int, module: str) -> int:
+def _width(bound: SpaceView, layer: int, module: str) -> int:
     site = bound.layout.site(layer, module)
     return site.in_features + site.out_features
 

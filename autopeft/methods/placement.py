@@ -12,15 +12,17 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
+from autopeft.core.compiled import CompiledConfig
+from autopeft.core.validation import FieldIssue
+from autopeft.methods.base import Method, check_trainable_count
+from autopeft.models.layout import Cell
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
+    from autopeft.space.view import Point, SpaceView
 
 
 class PlacementMethod(Method):
@@ -63,7 +65,7 @@ class PlacementMethod(Method):
                     )
 
     # -- placement ----------------------------------------------------------------------------
-    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+    def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         """Candidate cells (default: the searched linear cells whose module type is targeted;
         ``point=None``: every candidate of any targeting)."""
         if point is None:
@@ -71,12 +73,12 @@ class PlacementMethod(Method):
         targets = bound.target_modules(point)
         return [(layer, m) for layer, m in bound.searched_cells if m in targets]
 
-    def size(self, bound: BoundSpace, point: Point, layer: int, module: str) -> int:
+    def size(self, bound: SpaceView, point: Point, layer: int, module: str) -> int:
         if self.size_param is None:
             return 1
         return int(bound.value(point, self.size_param, layer, module))
 
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         sizes = {}
         for layer, module in self.cells(bound, point):
             if int(bound.value(point, "active", layer, module, default=1)):
@@ -86,16 +88,16 @@ class PlacementMethod(Method):
         return sizes
 
     @abstractmethod
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         """Trainable parameters of one adapted cell of ``size``."""
 
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         return sum(
             self.cell_params(bound, layer, module, size)
             for (layer, module), size in self.cell_sizes(bound, point).items()
         )
 
-    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+    def canonical(self, bound: SpaceView, point: Point) -> Point:
         """Dimensions of cells the point cannot use (untargeted module types) take their
         smallest value."""
         used = set(self.cells(bound, point))
@@ -105,7 +107,7 @@ class PlacementMethod(Method):
                 out[dim.name] = min(dim.spec.values() or (out[dim.name],))
         return out
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         """Smallest positive size on the cheapest placement the sharing of ``active`` and the
         size allows: one cell, one layer or every candidate cell."""
         sizes = [1]
@@ -131,7 +133,7 @@ class PlacementMethod(Method):
             return min(sum(c) for c in layers.values())
         return sum(sum(c) for c in layers.values())
 
-    def _size_per_layer(self, bound: BoundSpace) -> bool:
+    def _size_per_layer(self, bound: SpaceView) -> bool:
         spec = bound.space.parameters.get(self.size_param or "")
         return isinstance(spec, ParamSpec) and spec.per != "study" and 0 in (spec.values() or ())
 
@@ -155,6 +157,6 @@ class PlacementMethod(Method):
         check_trainable_count(model, self.param_marker, compiled, self.name)
 
 
-def names(bound: BoundSpace, method: Method, cells: dict[Cell, int]) -> list[str]:
+def names(bound: SpaceView, method: Method, cells: dict[Cell, int]) -> list[str]:
     """Sorted full module names of ``cells``."""
     return sorted(method.site_name(bound, layer, module) for layer, module in cells)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from peft import PeftConfig
     from torch import nn
 
-    from autopeft.methods.base import Cell
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.models.layout import Cell
+    from autopeft.space.view import Point, SpaceView
 
 MARKER = "prompt_encoder"
 
@@ -36,7 +36,7 @@ class _PromptMethod(PlacementMethod):
     #: Module type naming the cell(s) in the placement.
     role: ClassVar[str]
 
-    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+    def site_name(self, bound: SpaceView, layer: int, module: str) -> str:
         return f"{MARKER}.{self.role}.{layer}"
 
     def built_sizes(self, model: nn.Module) -> dict[str, int]:
@@ -56,17 +56,17 @@ class PrefixTuningMethod(_PromptMethod):
 
     role: ClassVar[str] = "prefix"
 
-    def check_bound(self, bound: BoundSpace) -> None:
+    def check_bound(self, bound: SpaceView) -> None:
         if "k" not in bound.layout.modules:
             bound.fail(("method",), "prefix_tuning needs a model with a `k` projection", self.name)
 
-    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+    def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         return [(layer, self.role) for layer in range(bound.layout.num_layers)]
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         return 2 * size * bound.layout.site(layer, "k").out_features
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import PrefixTuningConfig
 
         size = int(bound.value(point, "num_virtual_tokens"))
@@ -84,13 +84,13 @@ class PromptTuningMethod(_PromptMethod):
 
     role: ClassVar[str] = "prompt"
 
-    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+    def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         return [(0, self.role)]
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         return size * bound.layout.hidden_size
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> PeftConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import PromptTuningConfig
 
         size = int(bound.value(point, "num_virtual_tokens"))

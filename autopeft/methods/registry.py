@@ -11,6 +11,8 @@ from autopeft.methods.base import Method
 # Built-in methods: name -> module that registers it (imported lazily).
 _BUILTIN: dict[str, str] = {
     "lora": "autopeft.methods.lora",
+    # LoRA with ranks from an `allocation:` block; bind_space picks it for such spaces.
+    "allocated_lora": "autopeft.allocation.method",
     "adalora": "autopeft.methods.adalora",
     "loha": "autopeft.methods.loha",
     "lokr": "autopeft.methods.lokr",
@@ -27,12 +29,16 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator registering a :class:`Method` under ``name``; duplicates are rejected."""
+    """Class decorator registering a :class:`Method` under ``name``; duplicates are rejected.
+
+    The class's :attr:`Method.name` (what compiled configs and messages call it) becomes
+    ``name`` unless the class sets its own (a variant that compiles to a known method)."""
 
     def decorate(cls: type[Method]) -> type[Method]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name]!r}")
-        cls.name = name
+        if "name" not in cls.__dict__:
+            cls.name = name
         _REGISTRY[name] = cls
         return cls
 

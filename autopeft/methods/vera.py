@@ -20,7 +20,7 @@ from autopeft.methods.registry import register_method
 if TYPE_CHECKING:
     from peft import VeraConfig
 
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.space.view import Point, SpaceView
 
 
 @register_method("vera")
@@ -32,10 +32,10 @@ class VeraMethod(PlacementMethod):
     adapter_attr: ClassVar[str] = "vera_lambda_b"
     param_marker: ClassVar[str] = "vera_lambda_"
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         return size + bound.layout.site(layer, module).out_features
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> VeraConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> VeraConfig:
         from peft import VeraConfig
 
         cells = self.cell_sizes(bound, point)

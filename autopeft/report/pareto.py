@@ -7,8 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from autopeft.core.objectives import PARAMS_OBJECTIVE, Objective
+from autopeft.core.pareto import pareto_indices
+from autopeft.core.states import TrialState
 from autopeft.exceptions import StudyError, UserInputError
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 
 __all__ = [
     "PARAMS_OBJECTIVE",
@@ -23,40 +26,7 @@ __all__ = [
 PICKS = ("max-accuracy", "min-params", "knee")
 """The names :func:`pick_trial` accepts."""
 
-PARAMS_OBJECTIVE = "trainable_params"
-"""The objective name that ``min-params`` (and the ``max-accuracy`` tie-break) reads."""
-
-_DIRECTIONS = ("maximize", "minimize")
 _KNEE_TIE_TOLERANCE = 1e-12
-
-
-def pareto_indices(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
-    """Indices of the non-dominated rows of a table of objective values.
-
-    Row ``a`` dominates row ``b`` when ``a`` is at least as good as ``b`` in every column and
-    strictly better in at least one, "better" meaning larger for a ``maximize`` column and
-    smaller for a ``minimize`` one. Of several identical rows only the first is kept. Rows
-    holding a NaN are never on the front.
-
-    Args:
-        values: One row per point, one column per objective.
-        directions: ``"maximize"`` or ``"minimize"``, one per column.
-
-    Returns:
-        The indices of the non-dominated rows, sorted by the first objective, best first
-        (ties broken by the following objectives, then by index).
-
-    Raises:
-        UserInputError: If a direction is unknown or a row's length differs from
-            ``len(directions)``.
-    """
-    signs = _signs(directions)
-    if len(values) == 0:
-        return []
-    table = _as_matrix(values, len(signs)) * signs  # larger is better in every column
-    finite = ~np.isnan(table).any(axis=1)
-    keep = [int(i) for i in np.flatnonzero(finite) if _is_kept(table, finite, int(i))]
-    return sorted(keep, key=lambda i: (*(-table[i]), i))
 
 
 def complete_records(
@@ -71,7 +41,7 @@ def complete_records(
     Returns:
         The complete trials, in their input order.
     """
-    return [r for r in records if r.state == "COMPLETE" and _has_values(r, objectives)]
+    return [r for r in records if r.state == TrialState.COMPLETE and _has_values(r, objectives)]
 
 
 def pareto_front(
@@ -157,35 +127,6 @@ def pick_trial(
     if how == "min-params":
         return _pick_min_params(front, objectives)
     return _pick_knee(front, objectives)
-
-
-def _signs(directions: Sequence[str]) -> np.ndarray:
-    """+1 for maximize, -1 for minimize; rejects anything else."""
-    bad = [d for d in directions if d not in _DIRECTIONS]
-    if bad:
-        raise UserInputError(
-            f"unknown objective direction {bad[0]!r}; expected one of {_DIRECTIONS}"
-        )
-    return np.array([1.0 if d == "maximize" else -1.0 for d in directions])
-
-
-def _as_matrix(values: Sequence[Sequence[float]], width: int) -> np.ndarray:
-    """The rows as a float matrix of ``width`` columns."""
-    for i, row in enumerate(values):
-        if len(row) != width:
-            raise UserInputError(
-                f"row {i} has {len(row)} values; expected {width} (one per direction)"
-            )
-    return np.asarray(values, dtype=float).reshape(len(values), width)
-
-
-def _is_kept(table: np.ndarray, finite: np.ndarray, i: int) -> bool:
-    """Whether finite row ``i`` is non-dominated and the first of its duplicates."""
-    others = table[finite]
-    row = table[i]
-    dominated = ((others >= row).all(axis=1) & (others > row).any(axis=1)).any()
-    duplicate_before = (table[:i][finite[:i]] == row).all(axis=1).any()
-    return not dominated and not duplicate_before
 
 
 def _has_values(record: TrialRecord, objectives: Sequence[Objective]) -> bool:

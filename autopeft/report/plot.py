@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.report.pareto import complete_records, pareto_front, pareto_indices, primary_objective
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -8,7 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.core.objectives import Objective
+from autopeft.storage.records import TrialRecord
 
 if TYPE_CHECKING:
     import rich.table

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autopeft.core.objectives import Objective
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.storage.records import Objective
 
 
 @dataclass(frozen=True)

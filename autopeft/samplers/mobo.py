@@ -24,7 +24,7 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
 
 Objectives are scaled to ``[0, 1]`` (1 = best) before modelling: the metric by its observed
 range, ``trainable_params`` by the budget, other measures by their observed range, with a 10 %
-margin; the reference point is the origin of that scale (see :mod:`autopeft.samplers.hypervolume`).
+margin; the reference point is the origin of that scale (see :mod:`autopeft.core.hypervolume`).
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ import numpy as np
 import torch
 from botorch.acquisition.multi_objective.objective import MCMultiOutputObjective
 
+from autopeft.core.hypervolume import Frame
+from autopeft.core.objectives import Objective
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.encoding import DesignEncoder
-from autopeft.samplers.hypervolume import Frame
 from autopeft.samplers.random import SobolSampler
 from autopeft.samplers.screen import screen_scores
 from autopeft.samplers.surrogate import WarmGP
 from autopeft.space.bound import BoundSpace, Point
 from autopeft.space.encode import finite_values, from_unit, to_unit
-from autopeft.storage.records import Objective
 
 KNOWN = "trainable_params"
 #: Joint posterior samples used to drop observations that are never Pareto-optimal.

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from autopeft.core.objectives import Objective
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace, Point
 from autopeft.space.encode import finite_values
-from autopeft.storage.records import Objective
 
 MAX_ASKS = 64
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autopeft.methods.layout import ModelLayout
+from autopeft.methods.binding import bind_space
+from autopeft.models.layout import ModelLayout
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.space.loader import bind_space
 from autopeft.space.schema import SearchSpace
 
 BASE_ACC, TOP_ACC = 0.30, 0.92
@@ -70,7 +70,7 @@ def bert_like_layout(layers: int = 6, hidden: int = 384, ffn: int = 1536) -> Mod
     """The layout of a BERT encoder of this size, without building it."""
     import transformers
 
-    from autopeft.methods.layout import layout_on_meta
+    from autopeft.models.layout import layout_on_meta
 
     config = transformers.BertConfig(
         vocab_size=128,

@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from autopeft.exceptions import SearchSpaceError
-from autopeft.methods.base import CompiledConfig, Method
-from autopeft.methods.layout import BUILTIN_PRESETS, KNOWN_MODULES, ModelLayout
+from autopeft.models.layout import BUILTIN_PRESETS, KNOWN_MODULES, Cell, ModelLayout
 from autopeft.space.schema import ParamSpec, SearchSpace
+from autopeft.space.view import Dimension, MethodLike, Point
 
-Point = dict[str, Any]
+if TYPE_CHECKING:
+    from autopeft.core.compiled import CompiledConfig
 
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched coordinate, e.g. ``rank.3.v`` (param ``rank``, layer 3, module ``v``)."""
-
-    name: str
-    param: str
-    spec: ParamSpec
-    layer: int | None = None
-    module: str | None = None
+__all__ = ["BoundSpace", "Dimension", "Point"]
 
 
 class BoundSpace:
     """A :class:`SearchSpace` on a concrete :class:`ModelLayout` with its method.
+
+    It implements :class:`~autopeft.space.view.SpaceView` (what methods read) and delegates
+    counting, canonical forms and compilation to its :class:`~autopeft.space.view.MethodLike`.
 
     Construction validates everything that needs the model: preset names, module types, sizes
     that fit the modules, and that the budget admits at least one configuration.
     """
 
     def __init__(
-        self, space: SearchSpace, layout: ModelLayout, method: Method, where: str = ""
+        self, space: SearchSpace, layout: ModelLayout, method: MethodLike, where: str = ""
     ) -> None:
         self.space = space
         self.layout = layout
@@ -130,11 +124,11 @@ class BoundSpace:
         return [self._resolve(option) for option in options or ()]
 
     @cached_property
-    def searched_cells(self) -> tuple[tuple[int, str], ...]:
+    def searched_cells(self) -> tuple[Cell, ...]:
         """Every (layer, module type) cell a per-cell parameter spans."""
         return tuple((layer, m) for layer in range(self.layout.num_layers) for m in self.modules)
 
-    def fail(self, loc: tuple[str | int, ...], message: str, value: Any) -> None:
+    def fail(self, loc: tuple[str | int, ...], message: str, value: Any) -> NoReturn:
         """Raise a located :class:`SearchSpaceError` for this space's file."""
         key = ".".join(map(str, loc))
         raise SearchSpaceError(f"{self._where}: {key}: {message} (got {value!r})")

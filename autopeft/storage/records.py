@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Direction = Literal["maximize", "minimize"]
-
-
-@dataclass(frozen=True)
-class Objective:
-    """One objective of a study: a measured name and the direction that is better."""
-
-    name: str
-    direction: Direction
+from autopeft.core.states import TrialState
 
 
 @dataclass(frozen=True)
@@ -22,7 +14,7 @@ class TrialRecord:
 
     Attributes:
         number: The Optuna trial number within the study (0-based, unique).
-        state: ``COMPLETE``, ``FAIL``, ``RUNNING`` or ``WAITING``.
+        state: The trial's :class:`~autopeft.core.states.TrialState`.
         values: Objective name -> value, for complete trials (empty otherwise).
         params: The searched point (dimension name -> value), as the sampler proposed it.
         method: The PEFT method name (``lora``, ...).
@@ -38,7 +30,7 @@ class TrialRecord:
     """
 
     number: int
-    state: str
+    state: TrialState
     values: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     method: str = ""

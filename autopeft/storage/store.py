@@ -18,15 +18,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import StorageError, StudyError
-from autopeft.storage.records import Objective, TrialRecord
+from autopeft.storage.records import TrialRecord
 from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
 
 if TYPE_CHECKING:
     import optuna
     from sqlalchemy.orm import Session
 
-    from autopeft.methods.base import CompiledConfig
+    from autopeft.core.compiled import CompiledConfig
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 

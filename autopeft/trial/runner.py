@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
+from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import TrialError
-from autopeft.methods.base import CompiledConfig, config_from_json
+from autopeft.methods.base import config_from_json
 from autopeft.methods.registry import get_method
 from autopeft.trial.context import TrialContext
 from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from autopeft._yaml import FieldIssue
+from autopeft.core.validation import FieldIssue
 from autopeft.methods.placement import PlacementMethod
 from autopeft.methods.registry import register_method
 from autopeft.space.schema import ParamSpec
@@ -18,10 +18,10 @@ from autopeft.space.schema import ParamSpec
 if TYPE_CHECKING:
     from torch import nn
 
-    from autopeft.methods.base import Cell
     from autopeft.methods.bottleneck.tuner import BottleneckConfig
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.models.layout import Cell
     from autopeft.space.schema import SearchSpace
+    from autopeft.space.view import Point, SpaceView
 
 FFN_IN, FFN_OUT = "up", "down"
 
@@ -31,7 +31,7 @@ def adapter_params(width: int, bottleneck: int) -> int:
     return 2 * width * bottleneck + bottleneck + width
 
 
-def ffn_paths(bound: BoundSpace) -> tuple[str, str]:
+def ffn_paths(bound: SpaceView) -> tuple[str, str]:
     """Paths of the FFN input and output linears inside one layer."""
     prefix = f"{bound.layout.stack}.0."
     return tuple(  # type: ignore[return-value]
@@ -54,7 +54,7 @@ class _BottleneckMethod(PlacementMethod):
         if isinstance(spec, ParamSpec) and spec.per == "cell":
             raise FieldIssue(("parameters", "size", "per"), "size can vary per layer only", "cell")
 
-    def check_bound(self, bound: BoundSpace) -> None:
+    def check_bound(self, bound: SpaceView) -> None:
         missing = [m for m in (FFN_IN, FFN_OUT) if m not in bound.layout.modules]
         if missing:
             bound.fail(
@@ -64,13 +64,13 @@ class _BottleneckMethod(PlacementMethod):
                 self.name,
             )
 
-    def cells(self, bound: BoundSpace, point: Point | None) -> list[Cell]:
+    def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         return [(layer, FFN_OUT) for layer in range(bound.layout.num_layers)]
 
-    def cell_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         return adapter_params(bound.layout.site(layer, FFN_OUT).out_features, size)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> BottleneckConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> BottleneckConfig:
         from autopeft.methods.bottleneck.register import ensure_registered
         from autopeft.methods.bottleneck.tuner import BottleneckConfig
 

@@ -2,12 +2,20 @@
 
 ``peft.utils.register_peft_method`` requires the name to be a member of ``peft.PeftType``, a
 closed ``enum``; we add the member first (the only way to register a type from outside peft in
-0.21). :func:`ensure_registered` is idempotent. ``import autopeft`` arranges for it to run as soon
-as ``peft`` is imported (see :mod:`autopeft._peft_hook`), so user code needs nothing but
-``import autopeft`` before ``PeftModel.from_pretrained``.
+0.21). :func:`ensure_registered` is idempotent. ``import autopeft`` arranges for it
+to run as soon as ``peft`` is imported (see :mod:`autopeft.methods.bottleneck.hook`), so user
+code needs nothing but ``import autopeft`` before ``PeftModel.from_pretrained``.
 """
 
 from __future__ import annotations
+
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+from peft.utils import PeftType, register_peft_method
+
+from autopeft.methods.bottleneck.prefix import register_kernel
+from autopeft.methods.bottleneck.tuner import PEFT_TYPE, BottleneckConfig, BottleneckModel
+
+__all__ = ["BottleneckConfig", "ensure_registered"]
 
 _done = False
 
@@ -17,12 +25,6 @@ def ensure_registered() -> None:
     global _done
     if _done:
         return
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-    from peft.utils import PeftType, register_peft_method
-
-    from autopeft.methods.bottleneck.prefix import register_kernel
-    from autopeft.methods.bottleneck.tuner import PEFT_TYPE, BottleneckConfig, BottleneckModel
-
     register_kernel()
     _add_enum_member(PeftType, PEFT_TYPE)
     if PeftType[PEFT_TYPE] not in PEFT_TYPE_TO_CONFIG_MAPPING:

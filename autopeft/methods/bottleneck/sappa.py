@@ -18,17 +18,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autopeft._yaml import FieldIssue
-from autopeft.methods.base import Cell, CompiledConfig, Method, check_trainable_count
+from autopeft.core.compiled import CompiledConfig
+from autopeft.core.validation import FieldIssue
+from autopeft.methods.base import Method, check_trainable_count
 from autopeft.methods.bottleneck.methods import FFN_OUT, adapter_params, ffn_paths
 from autopeft.methods.registry import register_method
+from autopeft.models.layout import Cell
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from autopeft.space.bound import BoundSpace, Point
     from autopeft.space.schema import SearchSpace
+    from autopeft.space.view import Point, SpaceView
 
 RUNGS = 10
 MODULES = ("serial", "parallel", "prefix")
@@ -65,17 +67,17 @@ class SappaMethod(Method):
             if v not in (0, 1) or isinstance(v, bool):
                 raise FieldIssue(("parameters", "active"), "active values must be 0 or 1", v)
 
-    def check_bound(self, bound: BoundSpace) -> None:
+    def check_bound(self, bound: SpaceView) -> None:
         missing = [m for m in ("k", "up", FFN_OUT) if m not in bound.layout.modules]
         if missing:
             bound.fail(("method",), f"sappa needs module types {missing} in the model", self.name)
 
     # -- sizes ------------------------------------------------------------------------------
-    def sizes(self, bound: BoundSpace, point: Point) -> dict[str, int]:
+    def sizes(self, bound: SpaceView, point: Point) -> dict[str, int]:
         table = ladder(bound.layout.hidden_size)
         return {m: table[int(bound.value(point, m))] for m in MODULES}
 
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         sizes = self.sizes(bound, point)
         out = {}
         for layer in range(bound.layout.num_layers):
@@ -83,23 +85,23 @@ class SappaMethod(Method):
                 out.update({(layer, m): s for m, s in sizes.items() if s > 0})
         return out
 
-    def site_name(self, bound: BoundSpace, layer: int, module: str) -> str:
+    def site_name(self, bound: SpaceView, layer: int, module: str) -> str:
         if module == "prefix":
             return f"{_attention(bound, layer)}:prefix"
         return f"{bound.layout.site(layer, FFN_OUT).name}:{module}"
 
-    def module_params(self, bound: BoundSpace, layer: int, module: str, size: int) -> int:
+    def module_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
         if module == "prefix":
             return 2 * size * bound.layout.site(layer, "k").out_features
         return adapter_params(bound.layout.site(layer, FFN_OUT).out_features, size)
 
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         return sum(
             self.module_params(bound, layer, module, size)
             for (layer, module), size in self.cell_sizes(bound, point).items()
         )
 
-    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+    def canonical(self, bound: SpaceView, point: Point) -> Point:
         """Rungs that give the same size as a lower rung (small models) become that rung."""
         table = ladder(bound.layout.hidden_size)
         out = dict(point)
@@ -111,7 +113,7 @@ class SappaMethod(Method):
                 out[name] = min(r for r in allowed if table[r] == table[rung])
         return out
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         table = ladder(bound.layout.hidden_size)
         per_layer = []
         for layer in range(bound.layout.num_layers):
@@ -127,7 +129,7 @@ class SappaMethod(Method):
         return min(per_layer) if isinstance(active, ParamSpec) else sum(per_layer)
 
     # -- peft -------------------------------------------------------------------------------
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> Any:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> Any:
         from autopeft.methods.bottleneck.register import ensure_registered
         from autopeft.methods.bottleneck.tuner import BottleneckConfig
 
@@ -166,7 +168,7 @@ class SappaMethod(Method):
         check_trainable_count(model, "bottleneck_", compiled, "sappa")
 
 
-def _attention(bound: BoundSpace, layer: int) -> str:
+def _attention(bound: SpaceView, layer: int) -> str:
     """Full name of a layer's self-attention module (the parent of its ``k`` projection)."""
     return bound.layout.site(layer, "k").name.rsplit(".", 1)[0]
 

@@ -18,8 +18,9 @@ Each adapter is ``up(relu(down(h)))`` with biases: ``2 * d * b + b + d`` trainab
 width ``d`` and bottleneck ``b``; its up-projection starts at zero, so a new adapter is the
 identity. Learned attention prefixes per layer (for the AutoPEFT space) are in :mod:`.prefix`.
 Importing :mod:`autopeft` registers the peft type ``BOTTLENECK`` (see
-:mod:`autopeft.methods.bottleneck.register`), after which ``PeftConfig.from_pretrained``,
-``get_peft_model`` and ``PeftModel.from_pretrained`` work as for built-in types.
+:mod:`autopeft.methods.bottleneck.register`, the one registration point), after which
+``PeftConfig.from_pretrained``, ``get_peft_model`` and ``PeftModel.from_pretrained`` work as
+for built-in types.
 """
 
 from __future__ import annotations
@@ -239,12 +240,3 @@ class BottleneckModel(BaseTuner):
 
 def _is_wrapper(module: nn.Module) -> bool:
     return isinstance(module, BottleneckLayer | FeedForwardTap | PrefixAttention)
-
-
-def _register_on_import() -> None:
-    from autopeft.methods.bottleneck.register import ensure_registered
-
-    ensure_registered()
-
-
-_register_on_import()

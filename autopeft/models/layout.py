@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+Cell = tuple[int, str]
+"""A (layer index, module type) pair, e.g. ``(3, "v")``."""
+
 # family -> module type -> leaf path relative to one layer of the stack.
 FAMILY_ROLES: dict[str, dict[str, str]] = {
     "bert": {

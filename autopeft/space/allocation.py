@@ -16,14 +16,12 @@ Bounds are inclusive. ``budget`` and ``temperature`` take ``[low, high]`` or one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from autopeft._yaml import StrictModel
-
-if TYPE_CHECKING:
-    from autopeft.space.schema import ParamSpec
+from autopeft.core.validation import StrictModel
+from autopeft.space.params import ParamSpec
 
 Strategy = Literal["uniform", "sensitivity", "importance", "adalora"]
 DIM_PREFIX = "allocation."
@@ -72,8 +70,6 @@ class AllocationSpec(StrictModel):
 
     def dimensions(self) -> dict[str, ParamSpec]:
         """The searched knobs (those with more than one value), by dimension name."""
-        from autopeft.space.schema import ParamSpec
-
         dims: dict[str, ParamSpec] = {}
         if len(self.strategy) > 1:
             dims[DIM_PREFIX + "strategy"] = ParamSpec(type="categorical", choices=self.strategy)

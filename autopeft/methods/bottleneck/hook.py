@@ -2,7 +2,9 @@
 ``import autopeft``, without importing peft (and torch) at ``import autopeft`` time.
 
 If peft is already imported, registration happens at once. Otherwise a meta-path finder waits
-for the ``peft`` package to finish loading, registers, and removes itself.
+for the ``peft`` package to finish loading, registers, and removes itself. The registration
+itself is :func:`autopeft.methods.bottleneck.register.ensure_registered`, the one place that
+makes peft know the type; autopeft's own code calls it before it builds or reads a config.
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ def install() -> None:
 
 
 def _register() -> None:
-    if "autopeft.methods.bottleneck.tuner" in sys.modules:
-        return  # peft is being imported by our tuner module, which registers when it is done
+    loading = ("autopeft.methods.bottleneck.register", "autopeft.methods.bottleneck.tuner")
+    if any(_initializing(name) for name in loading):
+        return  # peft is being imported by our own tuner, whose callers register before use
     from autopeft.methods.bottleneck.register import ensure_registered
 
     ensure_registered()
+
+
+def _initializing(name: str) -> bool:
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and bool(getattr(spec, "_initializing", False))
 
 
 class _PeftFinder(importlib.abc.MetaPathFinder):

@@ -21,16 +21,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from autopeft.exceptions import SearchSpaceError
-from autopeft.methods.base import Cell, CompiledConfig, Method
-from autopeft.methods.layout import BUILTIN_PRESETS
+from autopeft.methods.base import Method
 from autopeft.methods.registry import get_method
-from autopeft.space.bound import BoundSpace, Dimension, Point
+from autopeft.models.layout import BUILTIN_PRESETS, Cell
+from autopeft.space.bound import BoundSpace
 from autopeft.space.schema import ParamSpec, SearchSpace
+from autopeft.space.view import Dimension, Point, SpaceView
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from autopeft.methods.layout import ModelLayout
+    from autopeft.core.compiled import CompiledConfig
+    from autopeft.models.layout import ModelLayout
 
 METHOD = "method"
 
@@ -146,21 +148,21 @@ class MethodChoice(Method):
     def __init__(self, space: MethodChoiceSpace) -> None:
         self.choice = space
 
-    def cell_sizes(self, bound: BoundSpace, point: Point) -> dict[Cell, int]:
+    def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         _, sub, inner = self.choice.split(point)
         return sub.method.cell_sizes(sub, inner)
 
-    def count_params(self, bound: BoundSpace, point: Point) -> int:
+    def count_params(self, bound: SpaceView, point: Point) -> int:
         return self.choice.count_params(point)
 
-    def build_config(self, bound: BoundSpace, point: Point, task_type: str) -> Any:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> Any:
         _, sub, inner = self.choice.split(point)
         return sub.method.build_config(sub, inner, task_type)
 
-    def canonical(self, bound: BoundSpace, point: Point) -> Point:
+    def canonical(self, bound: SpaceView, point: Point) -> Point:
         return self.choice.canonical(point)
 
-    def min_params(self, bound: BoundSpace) -> int:
+    def min_params(self, bound: SpaceView) -> int:
         return min(s.method.min_params(s) for s in self.choice.subspaces.values())
 
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:

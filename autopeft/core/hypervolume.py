@@ -17,9 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from autopeft.storage.records import Objective
+from autopeft.core.objectives import Objective
 
 MARGIN = 0.1
 FRAME_TRIALS = 10
@@ -62,6 +60,7 @@ class Frame:
 
 def hypervolume(frame: Frame, values: Sequence[dict[str, float]]) -> float:
     """Dominated hypervolume of ``values`` in the frame's unit box (reference = origin)."""
+    import torch
     from botorch.utils.multi_objective.box_decompositions.dominated import (
         DominatedPartitioning,
     )

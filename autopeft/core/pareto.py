@@ -1,0 +1,65 @@
+"""Pareto filtering of a table of objective values (BoTorch's ``is_non_dominated``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from autopeft.core.objectives import DIRECTIONS
+from autopeft.exceptions import UserInputError
+
+
+def pareto_indices(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated rows of a table of objective values.
+
+    Row ``a`` dominates row ``b`` when ``a`` is at least as good as ``b`` in every column and
+    strictly better in at least one, "better" meaning larger for a ``maximize`` column and
+    smaller for a ``minimize`` one. Of several identical rows only the first is kept. Rows
+    holding a NaN are never on the front.
+
+    Args:
+        values: One row per point (``n x m``), one column per objective.
+        directions: ``"maximize"`` or ``"minimize"``, one per column (``m``).
+
+    Returns:
+        The indices of the non-dominated rows, sorted by the first objective, best first
+        (ties broken by the following objectives, then by index).
+
+    Raises:
+        UserInputError: If a direction is unknown or a row's length differs from
+            ``len(directions)``.
+    """
+    signs = _signs(directions)
+    if len(values) == 0:
+        return []
+    table = _as_matrix(values, len(signs)) * signs  # larger is better in every column
+    finite = np.flatnonzero(~np.isnan(table).any(axis=1))
+    if finite.size == 0:
+        return []
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    mask = is_non_dominated(torch.from_numpy(table[finite]), maximize=True, deduplicate=True)
+    keep = [int(i) for i in finite[mask.numpy()]]
+    return sorted(keep, key=lambda i: (*(-table[i]), i))
+
+
+def _signs(directions: Sequence[str]) -> np.ndarray:
+    """+1 for maximize, -1 for minimize; rejects anything else."""
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if bad:
+        raise UserInputError(
+            f"unknown objective direction {bad[0]!r}; expected one of {DIRECTIONS}"
+        )
+    return np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+
+
+def _as_matrix(values: Sequence[Sequence[float]], width: int) -> np.ndarray:
+    """The rows as a float matrix of ``width`` columns."""
+    for i, row in enumerate(values):
+        if len(row) != width:
+            raise UserInputError(
+                f"row {i} has {len(row)} values; expected {width} (one per direction)"
+            )
+    return np.asarray(values, dtype=float).reshape(len(values), width)
