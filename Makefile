@@ -41,7 +41,7 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install -q "$(LOCK_TORCH)"
 	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,datasets]"
 	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,datasets
-	rm -rf $(LOCK_VENV)
+	rm -rf $(LOCK_VENV) build
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "run_study": "autopeft.study",
-    "prepare_study": "autopeft.study",
+    "run_study": "autopeft.driver",
+    "prepare_study": "autopeft.prepare",
     "load_study": "autopeft.spec",
     "load_space": "autopeft.methods.binding",
     "load_peft_config": "autopeft.export",

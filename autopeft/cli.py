@@ -84,7 +84,7 @@ def validate(
 
     data, _ = read_yaml(file, StudySpecError)
     if "search_space" in data:
-        from autopeft.study import prepare_study
+        from autopeft.prepare import prepare_study
 
         p = prepare_study(file)
         dims = len(p.bound.dimensions)
@@ -128,8 +128,8 @@ def run(
     interrupted ones are re-run. --executor/--workers/--address override the spec's
     `executor` block; they may differ between runs of the same study.
     """
+    from autopeft.driver import run_study
     from autopeft.progress import Reporter, RichReporter
-    from autopeft.study import run_study
 
     options = {
         "name": executor.value if executor is not None else None,
@@ -288,8 +288,8 @@ def profile(
     storage: StorageOpt = None,
 ) -> None:
     """Print a study's allocation profiles (layers x modules) and write them as a heatmap."""
-    from autopeft.allocation.study import profiles_for
     from autopeft.exceptions import UserInputError as InputError
+    from autopeft.profiling import profiles_for
     from autopeft.report.heatmap import plot_profiles, profile_table
 
     known = ("sensitivity", "importance", "adalora")

@@ -23,9 +23,9 @@ def main() -> int:
     from rich.console import Console
 
     from autopeft.cli import _print_front
+    from autopeft.driver import run_study
     from autopeft.export import export_config
     from autopeft.progress import RichReporter
-    from autopeft.study import run_study
 
     console = Console()
     RUNS.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.store import Store
-from autopeft.study import resolve_storage
+from autopeft.storage.urls import resolve_storage
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from autopeft.space.schema import SearchSpace
 
 Metric = Literal["accuracy", "macro_f1"]
 MEASURES = ("trainable_params", "peak_memory_mb", "train_seconds")
-DEFAULT_STORAGE = "sqlite:///autopeft.db"
 
 
 class ModelSpec(StrictModel):

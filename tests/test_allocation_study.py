@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.allocation.cache import ProfileKey, get_or_compute
 from autopeft.allocation.profiles import Profile
+from autopeft.driver import run_study
 from autopeft.exceptions import SearchSpaceError
+from autopeft.storage.profiles import ProfileKey, get_or_compute
 from autopeft.storage.store import Store
-from autopeft.study import run_study
 from tests.conftest import write_study, write_tiny_csv
 
 ALLOC_SPACE = """\
@@ -81,9 +81,9 @@ def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
     tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    from autopeft.allocation import study as alloc_study
-    from autopeft.allocation.cache import study_profiles
+    from autopeft import profiling as alloc_study
     from autopeft.export import export_config
+    from autopeft.storage.profiles import study_profiles
 
     spec = _alloc_dir(tmp_path, tiny_bert_dir, n_trials=4)
     outcome = run_study(spec)
@@ -112,7 +112,7 @@ def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
 
 
 def test_allocation_space_rules(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    from autopeft.study import prepare_study
+    from autopeft.prepare import prepare_study
 
     with_rank = ALLOC_SPACE.replace("  learning_rate:", "  rank: 4\n  learning_rate:")
     with pytest.raises(SearchSpaceError, match=r"space.yaml:\d+: parameters.rank: ranks come from"):
@@ -193,7 +193,7 @@ def test_profile_cli_prints_the_table_writes_a_heatmap_and_reuses_the_store(
 ) -> None:
     from typer.testing import CliRunner
 
-    from autopeft.allocation import study as alloc_study
+    from autopeft import profiling as alloc_study
     from autopeft.cli import app
 
     spec = _alloc_dir(tmp_path, tiny_bert_dir, n_trials=1)
@@ -224,8 +224,8 @@ def test_samplers_propose_feasible_allocation_points(
     tmp_path: Path, tiny_bert_dir: Path, sampler: str
 ) -> None:
     from autopeft.core.objectives import Objective
+    from autopeft.prepare import prepare_study
     from autopeft.samplers import Observation, make_sampler
-    from autopeft.study import prepare_study
 
     p = prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, sampler=sampler))
     cells = [(layer, m) for layer in range(2) for m in p.bound.layout.modules]
@@ -250,7 +250,7 @@ def test_adalora_strategy_uses_the_learned_ranks_as_a_profile(
     space = ALLOC_SPACE.replace("[uniform, sensitivity, importance]", "adalora")
     outcome = run_study(_alloc_dir(tmp_path, tiny_bert_dir, space=space, n_trials=1))
     assert outcome.records[0].state == "COMPLETE", outcome.records[0].fail_reason
-    from autopeft.allocation.cache import study_profiles
+    from autopeft.storage.profiles import study_profiles
 
     ((_key, profile),) = study_profiles(Store(outcome.url), "tiny").values()
     ranks = profile.extra["ranks"]

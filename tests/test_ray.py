@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from autopeft.driver import run_study
 from autopeft.exceptions import StudySpecError
 from autopeft.executors.inprocess import InProcessExecutor
+from autopeft.prepare import prepare_study
 from autopeft.progress import Reporter
-from autopeft.study import prepare_study, run_study
 from autopeft.trial.runner import TrialResult
 from tests.conftest import SPACE, kill_driver_mid_trial, write_study, write_tiny_csv
 

@@ -11,7 +11,6 @@ if TYPE_CHECKING:
     from autopeft.executors.base import Executor, StepListener
     from autopeft.executors.worker import WorkerSetup
     from autopeft.spec import ExecutorSpec
-    from autopeft.study import PreparedStudy
 
 
 def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> ExecutorSpec:
@@ -35,34 +34,13 @@ def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> Executor
         ) from None
 
 
-def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
-    """What every worker of ``prepared`` loads."""
-    from autopeft.executors.worker import WorkerSetup
-
-    study = prepared.files.spec
-    cap = None if spec.memory_cap_mb is None else int(spec.memory_cap_mb * 2**20)
-    return WorkerSetup(
-        model=study.model.path,
-        base_dir=prepared.files.base_dir,
-        splits=prepared.splits,
-        fidelity=study.fidelity,
-        seed=study.seed,
-        metric=study.metric,
-        device=spec.device,
-        num_hidden_layers=study.model.num_hidden_layers,
-        threads=spec.trial_threads,
-        memory_cap_bytes=cap,
-    )
-
-
 def make_executor(
-    prepared: PreparedStudy,
+    setup: WorkerSetup,
     spec: ExecutorSpec,
     on_step: StepListener | None,
     message: Callable[[str], None],
 ) -> Executor:
-    """The in-process executor, or a pool of Ray workers."""
-    setup = worker_setup(prepared, spec)
+    """The in-process executor, or a pool of Ray workers, each loading ``setup``."""
     if spec.name == "ray":
         from autopeft.executors.ray_pool import RayExecutor
         from autopeft.executors.ray_session import RaySession

@@ -1,49 +1,31 @@
-"""Create or resume a study and run it: propose, compile, run, record — until the budget.
-
-:func:`prepare_study` validates everything (spec, space, dataset, model, binding, storage URL)
-before anything is written, so bad input never leaves a half-written study behind.
+"""The driver: create or resume a prepared study and run it — propose, compile, run, record —
+until the budget. The driver is the only writer to the database.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
-from autopeft.exceptions import StudyError
+from autopeft.prepare import PreparedStudy, prepare_study, register_study
 from autopeft.progress import Reporter
 from autopeft.samplers import Observation, make_sampler
 from autopeft.space.encode import distribution
-from autopeft.spec import DEFAULT_STORAGE, StudyFiles, load_study
 from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
-    from autopeft.data import Splits
     from autopeft.executors.base import Executor
-    from autopeft.space.bound import BoundSpace, Point
+    from autopeft.executors.worker import WorkerSetup
+    from autopeft.space.bound import Point
     from autopeft.spec import ExecutorSpec
     from autopeft.trial.runner import TrialRequest, TrialResult
 
 HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 120.0
-
-
-@dataclass
-class PreparedStudy:
-    """A fully validated study, not yet written anywhere."""
-
-    files: StudyFiles
-    name: str
-    url: str
-    splits: Splits
-    model_path: Path
-    bound: BoundSpace
-    objectives: list[Objective]
 
 
 @dataclass(frozen=True)
@@ -54,53 +36,6 @@ class StudyOutcome:
     url: str
     records: list[TrialRecord]
     objectives: list[Objective]
-
-
-def resolve_storage(url: str | None, spec_url: str | None = None) -> str:
-    """CLI flag, then the spec's ``storage``, then ``$AUTOPEFT_STORAGE``, then the default."""
-    return url or spec_url or os.environ.get("AUTOPEFT_STORAGE") or DEFAULT_STORAGE
-
-
-def prepare_study(
-    path: str | Path, *, storage: str | None = None, name: str | None = None
-) -> PreparedStudy:
-    """Load and cross-check a study spec against its data and model; writes nothing."""
-    from transformers import AutoConfig
-
-    from autopeft.assets import resolve_model
-    from autopeft.data import load_dataset, split_dataset
-    from autopeft.methods.binding import bind_space
-    from autopeft.models.layout import layout_on_meta
-
-    files = load_study(path)
-    spec = files.spec
-    data = load_dataset(
-        spec.dataset.source,
-        text_column=spec.dataset.text_column,
-        label_column=spec.dataset.label_column,
-        base_dir=files.base_dir,
-    )
-    splits = split_dataset(
-        data, validation=spec.split.validation, test=spec.split.test, seed=spec.split.seed
-    )
-    model_path = resolve_model(spec.model.path, files.base_dir)
-    extra = (
-        {"num_hidden_layers": spec.model.num_hidden_layers} if spec.model.num_hidden_layers else {}
-    )
-    config = AutoConfig.from_pretrained(model_path, local_files_only=True, **extra)
-    layout = layout_on_meta(config, len(data.label_names))
-    bound = bind_space(files.space, layout, files.space_path)
-    objectives = [Objective(n, d) for n, d in spec.objective_list()]  # type: ignore[arg-type]
-    make_sampler(spec.sampler.name, bound, objectives, spec.seed, spec.sampler.options)
-    return PreparedStudy(
-        files,
-        name or spec.name,
-        resolve_storage(storage, spec.storage),
-        splits,
-        model_path,
-        bound,
-        objectives,
-    )
 
 
 def run_study(
@@ -131,9 +66,9 @@ def run_study(
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
-    _create_or_check(store, prepared)
+    register_study(store, prepared)
     if profiles:
-        from autopeft.allocation.study import attach_to_study
+        from autopeft.profiling import attach_to_study
 
         attach_to_study(store, prepared.name, profiles)
     runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
@@ -144,35 +79,9 @@ def _allocation_profiles(p: PreparedStudy, store: Store, reporter: Reporter | No
     """Profiles an ``allocation:`` space needs: read from the store, or measured once."""
     if p.files.space.allocation is None:
         return {}
-    from autopeft.allocation.study import ensure_profiles
+    from autopeft.profiling import ensure_profiles
 
     return ensure_profiles(p, store, reporter)
-
-
-def _create_or_check(store: Store, p: PreparedStudy) -> None:
-    spec = p.files.spec
-    fingerprint = spec.fingerprint() + p.files.space.model_dump_json()
-    if p.name in store.study_names():
-        if store.study_row(p.name).fingerprint != fingerprint:
-            raise StudyError(
-                f"study {p.name!r} in {p.url!r} was created from a different spec or search space "
-                "(model, data, space, fidelity, objectives or sampler differ); resume it with the "
-                "same files, or start a new study with --name"
-            )
-        return
-    store.create_study(
-        p.name,
-        p.objectives,
-        {
-            "spec_yaml": p.files.path.read_text(encoding="utf-8"),
-            "space_yaml": p.files.space_path.read_text(encoding="utf-8"),
-            "spec_json": spec.model_dump_json(),
-            "fingerprint": fingerprint,
-            "layout_json": json.dumps(p.bound.layout.to_dict()),
-            "model_path": str(p.model_path),
-            "objectives_json": json.dumps([o.__dict__ for o in p.objectives]),
-        },
-    )
 
 
 class StudyRunner:
@@ -240,7 +149,8 @@ class StudyRunner:
     def _default_executor(self) -> Executor:
         from autopeft.executors.factory import make_executor
 
-        return make_executor(self.p, self.executor_spec, self._on_step, self.reporter.message)
+        setup = worker_setup(self.p, self.executor_spec)
+        return make_executor(setup, self.executor_spec, self._on_step, self.reporter.message)
 
     def _finished(self) -> int:
         return sum(1 for r in self.store.records(self.p.name) if _counts(r))
@@ -356,6 +266,26 @@ class StudyRunner:
                 done_before=done_before,
             )
         )
+
+
+def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
+    """What every worker of ``prepared`` loads, under the executor settings ``spec``."""
+    from autopeft.executors.worker import WorkerSetup
+
+    study = prepared.files.spec
+    cap = None if spec.memory_cap_mb is None else int(spec.memory_cap_mb * 2**20)
+    return WorkerSetup(
+        model=study.model.path,
+        base_dir=prepared.files.base_dir,
+        splits=prepared.splits,
+        fidelity=study.fidelity,
+        seed=study.seed,
+        metric=study.metric,
+        device=spec.device,
+        num_hidden_layers=study.model.num_hidden_layers,
+        threads=spec.trial_threads,
+        memory_cap_bytes=cap,
+    )
 
 
 def _counts(record: TrialRecord) -> bool:

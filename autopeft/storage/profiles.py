@@ -10,13 +10,10 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from autopeft.allocation.profiles import Profile
+from autopeft.storage.store import Store
 from autopeft.storage.tables import ProfileRow, StudyProfileRow
-
-if TYPE_CHECKING:
-    from autopeft.storage.store import Store
 
 
 @dataclass(frozen=True)

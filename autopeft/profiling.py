@@ -1,17 +1,28 @@
-"""Load (or measure once and store) the profiles a study's ``allocation:`` block needs."""
+"""Measure (once) and load the allocation profiles a study's ``allocation:`` block needs.
+
+Profiles are stored in the database under a :class:`~autopeft.storage.profiles.ProfileKey`, so
+every study with the same model, data, split and calibration batches reads them back instead of
+measuring again. The measurements themselves are :mod:`autopeft.allocation.profiles` (gradient
+sensitivity and importance) and an AdaLoRA probe trial (:mod:`autopeft.allocation.
+adalora_profile`), run here on the study's model and training split.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autopeft.allocation.cache import ProfileKey, get_or_compute, link_study
+from autopeft.exceptions import StudyError, UnsupportedError
+from autopeft.storage.profiles import ProfileKey, get_or_compute, link_study, study_profiles
+from autopeft.storage.store import Store
+from autopeft.storage.urls import resolve_storage
 
 if TYPE_CHECKING:
     from autopeft.allocation.profiles import Profile
+    from autopeft.models.layout import ModelLayout
+    from autopeft.prepare import PreparedStudy
     from autopeft.progress import Reporter
-    from autopeft.storage.store import Store
-    from autopeft.study import PreparedStudy
     from autopeft.trial.context import TrialContext
 
 
@@ -94,7 +105,6 @@ def measure_profiles(
     """Load the model and training split once and measure ``kinds`` on the calibration
     batches of ``key``."""
     from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
-    from autopeft.exceptions import UnsupportedError
 
     unsupported = [k for k in kinds if k not in GRADIENT_KINDS and k != "adalora"]
     if unsupported:
@@ -109,10 +119,23 @@ def measure_profiles(
             gradient_profiles(ctx.model, prepared.bound.layout, batches, gradient, ctx.device)
         )
     if "adalora" in kinds:
-        from autopeft.allocation.adalora_profile import adalora_profile
-
-        out["adalora"] = adalora_profile(ctx, prepared.bound, key.seed)
+        out["adalora"] = adalora_profile(ctx, prepared.bound.layout, key.seed)
     return out
+
+
+def adalora_profile(ctx: TrialContext, layout: ModelLayout, seed: int) -> Profile:
+    """Train the AdaLoRA probe for the study's fidelity and score each cell by the rank it kept
+    (see :mod:`autopeft.allocation.adalora_profile`)."""
+    from autopeft.allocation.adalora_profile import adalora_probe, profile_from_learned
+    from autopeft.trial.runner import TrialRequest, run_trial
+
+    t0 = time.perf_counter()
+    compiled, init_r = adalora_probe(layout)
+    result = run_trial(ctx, TrialRequest(0, compiled, seed))
+    learned = result.metrics.get("learned_peft_config") if result.ok else None
+    if not learned:
+        raise RuntimeError(f"the AdaLoRA profile run learned no ranks: {result.error}")
+    return profile_from_learned(learned, layout, init_r, time.perf_counter() - t0)
 
 
 def profiles_for(
@@ -124,10 +147,7 @@ def profiles_for(
     Raises:
         StudyError: a study name with no profiles, or not in the database.
     """
-    from autopeft.allocation.cache import study_profiles
-    from autopeft.exceptions import StudyError
-    from autopeft.storage.store import Store
-    from autopeft.study import prepare_study, resolve_storage
+    from autopeft.prepare import prepare_study
 
     path = Path(study_or_spec)
     if path.is_file():
