@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from autopeft.core.states import TrialState
 from autopeft.exceptions import UserInputError
 
 app = typer.Typer(
@@ -215,7 +216,7 @@ def show(
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
-    for r in [r for r in v.records if r.state == "FAIL"][-5:]:
+    for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
 
 

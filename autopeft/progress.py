@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autopeft.core.states import TrialState
+
 
 @dataclass(frozen=True)
 class StudyStatus:
@@ -67,8 +69,8 @@ def study_status(
     """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
     from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
 
-    finished = [r for r in records if r.state in ("COMPLETE", "FAIL") and not r.interrupted]
-    complete = [r for r in finished if r.state == "COMPLETE" and r.values]
+    finished = [r for r in records if r.state.is_finished() and not r.interrupted]
+    complete = [r for r in finished if r.state == TrialState.COMPLETE and r.values]
     done = min(len(finished), target)
     eta = None
     if done > done_before:
@@ -81,7 +83,7 @@ def study_status(
             best[o.name] = pick(r.values[o.name] for r in complete)
         frame = Frame.from_observations(objectives, complete[:FRAME_TRIALS], budget)
         hv = hypervolume(frame, [r.values for r in complete])
-    failed = sum(1 for r in finished if r.state == "FAIL")
+    failed = sum(1 for r in finished if r.state == TrialState.FAIL)
     return StudyStatus(done, running, failed, target, elapsed, eta, best, hv)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.store import Store
@@ -34,7 +35,7 @@ class StudyView:
         return dict(sorted(counter.items()))
 
     def complete(self) -> list[TrialRecord]:
-        return [r for r in self.records if r.state == "COMPLETE"]
+        return [r for r in self.records if r.state == TrialState.COMPLETE]
 
     def hypervolume(self) -> list[float]:
         """Hypervolume after each complete trial (rule: :mod:`autopeft.core.hypervolume`),
@@ -97,7 +98,7 @@ def choose_trial(
         return pick_trial(view.records, view.objectives, pick)
     for record in view.records:
         if record.number == trial:
-            if record.state != "COMPLETE":
+            if record.state != TrialState.COMPLETE:
                 raise StudyError(
                     f"trial {trial} of study {view.name!r} is {record.state}, not COMPLETE"
                 )

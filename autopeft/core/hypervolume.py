@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 
 MARGIN = 0.1
 FRAME_TRIALS = 10
@@ -80,7 +81,11 @@ def hypervolume_curve(
 ) -> list[float]:
     """Hypervolume after each complete record (in order), framed by the first
     ``frame_trials`` complete records."""
-    complete = [r for r in records if getattr(r, "state", "COMPLETE") == "COMPLETE" and r.values]
+    complete = [
+        r
+        for r in records
+        if getattr(r, "state", TrialState.COMPLETE) == TrialState.COMPLETE and r.values
+    ]
     if not complete:
         return []
     frame = Frame.from_observations(objectives, complete[:frame_trials], budget)
@@ -93,7 +98,7 @@ def hypervolume_updates(
     """Trial number -> hypervolume for the complete records whose stored ``hypervolume``
     differs from :func:`hypervolume_curve` (the newest one, and while the frame is still being
     set by the first :data:`FRAME_TRIALS`, the earlier ones too)."""
-    complete = [r for r in records if r.state == "COMPLETE" and r.values]
+    complete = [r for r in records if r.state == TrialState.COMPLETE and r.values]
     curve = hypervolume_curve(objectives, complete, budget)
     return {
         r.number: hv

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.space.bound import BoundSpace, Point
 
 
@@ -23,15 +24,18 @@ class Observation:
 
     Attributes:
         point: The searched point.
-        state: ``COMPLETE``, ``FAIL`` or ``RUNNING``.
+        state: ``COMPLETE``, ``FAIL`` or ``RUNNING`` (a :class:`TrialState`).
         values: Objective name -> value for complete trials, else empty.
         infeasible: A failure caused by the configuration (to be avoided, not retried).
     """
 
     point: Point
-    state: str
+    state: TrialState
     values: dict[str, float]
     infeasible: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
 
 
 def point_key(point: Point) -> tuple[Any, ...]:

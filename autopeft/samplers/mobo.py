@@ -40,6 +40,7 @@ from botorch.acquisition.multi_objective.objective import MCMultiOutputObjective
 
 from autopeft.core.hypervolume import Frame
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.random import SobolSampler
@@ -97,7 +98,7 @@ class MoboSampler(Sampler):
         self._counts: dict[tuple[float, ...], int] = {}
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
-        complete = [h for h in history if h.state == "COMPLETE" and h.values]
+        complete = [h for h in history if h.state == TrialState.COMPLETE and h.values]
         if len(complete) < self.n_initial:
             return self._initial.propose(history, n)
         from botorch.exceptions.warnings import InputDataWarning
@@ -138,7 +139,7 @@ class MoboSampler(Sampler):
         model = self._gp.fit("objectives", X, torch.tensor(Y, dtype=torch.double))
         constraints = []
         self._feasibility = None
-        failed = [h for h in history if h.state == "FAIL" and h.infeasible]
+        failed = [h for h in history if h.state == TrialState.FAIL and h.infeasible]
         if failed:
             from botorch.models import ModelListGP
 
@@ -146,7 +147,7 @@ class MoboSampler(Sampler):
             feasibility = len(measured)
             self._feasibility = feasibility
             constraints.append(lambda Z: Z[..., feasibility])  # <= 0 is feasible
-        pending = [h.point for h in history if h.state == "RUNNING"]
+        pending = [h.point for h in history if h.state == TrialState.RUNNING]
         objective = _Objectives(
             len(measured), self._params_scaled() if len(measured) < len(self.objectives) else None
         )
@@ -237,7 +238,7 @@ class MoboSampler(Sampler):
             x = self.encoder.encode([winner])
             acqf.set_X_pending(x if pending is None else torch.cat([pending, x]))
         if len(chosen) < n:  # nothing feasible left to score: fill from the seeded design
-            extra = [Observation(p, "RUNNING", {}) for p in chosen]
+            extra = [Observation(p, TrialState.RUNNING, {}) for p in chosen]
             chosen += self._initial.propose(list(history) + extra, n - len(chosen))
         return chosen
 
@@ -307,7 +308,7 @@ def _unique(points: list[Point]) -> list[Point]:
 def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> list[Observation]:
     from autopeft.report.pareto import pareto_indices
 
-    done = [h for h in history if h.state == "COMPLETE" and h.values]
+    done = [h for h in history if h.state == TrialState.COMPLETE and h.values]
     rows = [[h.values[o.name] for o in objectives] for h in done]
     return (
         [done[i] for i in pareto_indices(rows, [o.direction for o in objectives])] if rows else []

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace, Point
@@ -86,14 +87,15 @@ class OptunaSampler(Sampler):
     def _sync(self, history: Sequence[Observation]) -> None:
         import optuna
 
-        TrialState = optuna.trial.TrialState
+        OptunaState = optuna.trial.TrialState
         for h in history:
             key = point_key(h.point)
-            if h.state not in ("COMPLETE", "FAIL") or key in self._known:
+            if not h.state.is_finished() or key in self._known:
                 continue
-            values = [h.values[o.name] for o in self.objectives] if h.state == "COMPLETE" else None
+            complete = h.state == TrialState.COMPLETE
+            values = [h.values[o.name] for o in self.objectives] if complete else None
             if key in self._asked:
-                state = TrialState.COMPLETE if values else TrialState.FAIL
+                state = OptunaState.COMPLETE if values else OptunaState.FAIL
                 self._study.tell(self._asked[key], values, state=state)
             else:
                 self._study.add_trial(
@@ -101,7 +103,7 @@ class OptunaSampler(Sampler):
                         params=self._to_optuna(h.point),
                         distributions=self._distributions(),
                         values=values,
-                        state=TrialState.COMPLETE if values else TrialState.FAIL,
+                        state=OptunaState.COMPLETE if values else OptunaState.FAIL,
                     )
                 )
             self._known.add(key)

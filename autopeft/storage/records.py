@@ -43,6 +43,9 @@ class TrialRecord:
     module_sizes: dict[str, int] = field(default_factory=dict)
     hypervolume: float | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
+
     def placement_summary(self) -> str:
         """Compact per-layer placement, e.g. ``L0:q4,v8 L2:v2`` (empty layers omitted)."""
         return placement_summary(self.placement)
