@@ -306,7 +306,7 @@ def _unique(points: list[Point]) -> list[Point]:
 
 
 def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> list[Observation]:
-    from autopeft.report.pareto import pareto_indices
+    from autopeft.core.pareto import pareto_indices
 
     done = [h for h in history if h.state == TrialState.COMPLETE and h.values]
     rows = [[h.values[o.name] for o in objectives] for h in done]
