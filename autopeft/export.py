@@ -28,7 +28,8 @@ def trial_config(view: StudyView, record: TrialRecord) -> PeftConfig:
     if not record.peft_config:
         raise StudyError(f"trial {record.number} of study {view.name!r} has no compiled config")
     # a method that learns its sizes while training (AdaLoRA) stores what it learned
-    config = config_from_json(record.metrics.get("learned_peft_config") or record.peft_config)
+    learned = record.metrics.get("learned_peft_config")
+    config = config_from_json(learned if isinstance(learned, dict) else record.peft_config)
     config.base_model_name_or_path = view.model_path
     return config
 

@@ -89,7 +89,7 @@ class RayExecutor(Executor):
 
     # -- pool --------------------------------------------------------------------------------
     def _new_slot(self) -> _Slot:
-        actor = self._actor_class.remote(self._setup_ref)
+        actor: Any = self._actor_class.remote(self._setup_ref)
         return _Slot(actor=actor, ready=actor.info.remote())
 
     def _wait_ready(self, all_of: bool) -> None:

@@ -126,7 +126,7 @@ class AdaLoraMethod(Method):
             target_modules=names,
             init_r=init_r,
             target_r=int(bound.value(point, "target_r")),
-            lora_alpha=float(bound.value(point, "alpha", default=2.0 * init_r)),
+            lora_alpha=float(bound.value(point, "alpha", default=2.0 * init_r)),  # type: ignore[arg-type]  # peft annotates int; floats work
             lora_dropout=float(bound.value(point, "dropout", default=0.0)),
             orth_reg_weight=float(bound.value(point, "orth_reg_weight", default=0.5)),
             total_step=NOMINAL_STEPS,
@@ -149,7 +149,8 @@ class AdaLoraMethod(Method):
 
     def learned_config(self, model: nn.Module, compiled: CompiledConfig) -> dict[str, Any] | None:
         """A plain LoRA config (JSON) with the learned ranks in ``rank_pattern``."""
-        config = model.peft_config["default"]  # type: ignore[index]
+        configs: Any = model.peft_config
+        config = configs["default"]
         ranks = learned_ranks(config.rank_pattern or {})
         if not ranks:
             return None
@@ -191,7 +192,7 @@ def lora_export(ranks: dict[str, int], adalora: Any, compiled: CompiledConfig) -
         task_type=compiled.peft_config.get("task_type"),
         target_modules=sorted(kept),
         r=r,
-        lora_alpha=scale * r,
+        lora_alpha=scale * r,  # type: ignore[arg-type]  # peft annotates int; floats work
         rank_pattern={n: k for n, k in kept.items() if k != r},
         alpha_pattern={n: scale * k for n, k in kept.items() if k != r},
         lora_dropout=float(adalora.lora_dropout),

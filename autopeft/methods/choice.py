@@ -18,7 +18,7 @@ constants (no spurious signal). Budget, counts and compilation dispatch on ``poi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import Method
@@ -142,8 +142,8 @@ class MethodChoice(Method):
     """The :class:`Method` face of a :class:`MethodChoiceSpace`: every call dispatches on the
     point's method. Compiled configs name the chosen method, so ``verify`` is never reached."""
 
-    name = "choice"
-    parameters: dict[str, bool] = {}  # noqa: RUF012 - instance-level, never registered
+    name: ClassVar[str] = "choice"
+    parameters: ClassVar[dict[str, bool]] = {}  # never registered: no parameters of its own
 
     def __init__(self, space: MethodChoiceSpace) -> None:
         self.choice = space
@@ -156,8 +156,8 @@ class MethodChoice(Method):
         return self.choice.count_params(point)
 
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> Any:
-        _, sub, inner = self.choice.split(point)
-        return sub.method.build_config(sub, inner, task_type)
+        name, sub, inner = self.choice.split(point)
+        return get_method(name).build_config(sub, inner, task_type)
 
     def canonical(self, bound: SpaceView, point: Point) -> Point:
         return self.choice.canonical(point)

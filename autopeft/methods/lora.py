@@ -28,7 +28,7 @@ from autopeft.space.schema import ParamSpec
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from peft import LoraConfig
+    from peft import PeftConfig
     from torch import Tensor, nn
 
     from autopeft.space.schema import SearchSpace
@@ -198,7 +198,7 @@ class LoraMethod(Method):
                 costs.append(sum(sum(cells) for cells in layers))
         return min(costs)
 
-    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoraConfig:
+    def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import LoraConfig
 
         kwargs = self.rank_kwargs(bound, point, task_type)
@@ -249,7 +249,7 @@ class LoraMethod(Method):
 
 def _ranks(bound: SpaceView) -> list[int]:
     spec = bound.space.parameters["rank"]
-    values = spec.values() if isinstance(spec, ParamSpec) else (spec,)
+    values: tuple[Any, ...] | None = spec.values() if isinstance(spec, ParamSpec) else (spec,)
     return [int(v) for v in values or ()]
 
 
@@ -283,7 +283,7 @@ def _check_range(
     if name not in params:
         return
     spec = params[name]
-    values = (
+    values: list[Any] = (
         [spec.low, spec.high]
         if isinstance(spec, ParamSpec) and spec.choices is None
         else (list(spec.choices) if isinstance(spec, ParamSpec) and spec.choices else [spec])

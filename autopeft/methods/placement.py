@@ -40,6 +40,7 @@ class PlacementMethod(Method):
     def check_space(self, space: SearchSpace) -> None:
         super().check_space(space)
         active = space.parameters.get("active")
+        values: tuple[Any, ...]
         if isinstance(active, ParamSpec):
             if active.per == "cell" and not self.placement_per_cell:
                 raise FieldIssue(("parameters", "active", "per"), "only per layer here", "cell")
@@ -55,7 +56,9 @@ class PlacementMethod(Method):
                     ("parameters",), f"method {self.name!r} needs a `{self.size_param}` parameter"
                 )
             spec = space.parameters[self.size_param]
-            sizes = spec.values() if isinstance(spec, ParamSpec) else (spec,)
+            sizes: tuple[Any, ...] | None = (
+                spec.values() if isinstance(spec, ParamSpec) else (spec,)
+            )
             for v in sizes or ():
                 if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                     raise FieldIssue(

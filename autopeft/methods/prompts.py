@@ -13,7 +13,7 @@ Trainable parameters (``prefix_projection=False``, random init):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft.methods.placement import PlacementMethod
 from autopeft.methods.registry import register_method
@@ -40,7 +40,8 @@ class _PromptMethod(PlacementMethod):
         return f"{MARKER}.{self.role}.{layer}"
 
     def built_sizes(self, model: nn.Module) -> dict[str, int]:
-        config = model.peft_config["default"]  # type: ignore[index]
+        configs: Any = model.peft_config
+        config = configs["default"]
         return {
             f"{MARKER}.{self.role}.{layer}": config.num_virtual_tokens
             for layer in self._built_layers(config)

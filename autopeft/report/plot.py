@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -202,9 +202,9 @@ def _front_panel(
 
 def _staircase(ax: Axes, xs: np.ndarray, ys: np.ndarray, x: Objective, y: Objective) -> None:
     """The step line through the points non-dominated in (x, y) alone."""
-    keep = pareto_indices(np.column_stack([ys, xs]), [y.direction, x.direction])
+    keep = pareto_indices(np.column_stack([ys, xs]).tolist(), [y.direction, x.direction])
     order = sorted(keep, key=lambda i: xs[i])
-    where = "post" if x.direction == "minimize" else "pre"
+    where: Literal["pre", "post"] = "post" if x.direction == "minimize" else "pre"
     ax.step(
         xs[order],
         ys[order],
@@ -235,8 +235,16 @@ def _front_points(
         points = ax.scatter(xs, ys, c=values, cmap=_CMAP, norm=norm, label=label, **style)
         ax.figure.colorbar(points, ax=ax, label=_axis_label(colour))
         face = "white"
-    marker = {"markerfacecolor": face, "markeredgecolor": "black", "markersize": 8}
-    return Line2D([], [], marker="o", linestyle="", label=label, **marker)
+    return Line2D(
+        [],
+        [],
+        marker="o",
+        linestyle="",
+        label=label,
+        markerfacecolor=face,
+        markeredgecolor="black",
+        markersize=8,
+    )
 
 
 def _number_labels(
@@ -288,7 +296,8 @@ def _points_transform(ax: Axes) -> Any:
 def _axes_points(ax: Axes) -> tuple[float, float]:
     """The axes' approximate width and height in points."""
     box = ax.get_position()
-    width, height = ax.figure.get_size_inches() * 72.0
+    figure: Any = ax.figure  # a Figure (a SubFigure has no size of its own)
+    width, height = figure.get_size_inches() * 72.0
     return float(box.width * width), float(box.height * height)
 
 

@@ -59,7 +59,7 @@ class OptunaSampler(Sampler):
 
         from autopeft.space.encode import distribution
 
-        out = {}
+        out: dict[str, Any] = {}
         for d in self.bound.dimensions:
             values = _ordered(d.spec)
             if d.spec.type == "categorical":

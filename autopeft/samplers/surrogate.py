@@ -35,6 +35,8 @@ COLD_MAXITER = 100
 class ModelInputs(InputTransform, torch.nn.Module):
     """Encoded rows -> kernel features: ordered columns to ``[0, 1]``, categoricals one-hot."""
 
+    upper: torch.Tensor  # a buffer: the ordered columns' upper bounds
+
     def __init__(self, encoder: DesignEncoder) -> None:
         super().__init__()
         self.transform_on_train = True

@@ -70,7 +70,7 @@ def finite_values(spec: ParamSpec) -> list[Scalar] | None:
 
 def _nearest(values: list[Scalar], value: Any) -> int:
     if isinstance(value, int | float) and all(isinstance(v, int | float) for v in values):
-        return int(np.argmin([abs(float(v) - float(value)) for v in values]))  # type: ignore[arg-type]
+        return int(np.argmin([abs(float(v) - float(value)) for v in values]))  # type: ignore[arg-type,unused-ignore]
     raise ValueError(f"{value!r} is not one of {values}")
 
 

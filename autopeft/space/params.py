@@ -60,7 +60,7 @@ class ParamSpec(StrictModel):
             raise ValueError(f"`choices` must be unique, got {list(self.choices)}")
         if self.type == "int" and not all(_is_int(c) for c in self.choices):
             raise ValueError(f"type int needs integer choices, got {list(self.choices)}")
-        if self.type == "int" and list(self.choices) != sorted(self.choices):  # type: ignore[type-var]
+        if self.type == "int" and list(self.choices) != sorted(self.choices):  # type: ignore[type-var,unused-ignore]
             raise ValueError(
                 f"int choices are an ordered ladder: sort them, got {list(self.choices)}"
             )

@@ -80,7 +80,8 @@ class SpaceView(Protocol):
 class MethodLike(Protocol):
     """What a bound space asks of its method (see ``autopeft.methods.base.Method``)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def check_bound(self, bound: Any) -> None: ...
 

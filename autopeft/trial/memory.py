@@ -19,6 +19,7 @@ outside) are only counted if passed as ``seed``.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -92,7 +93,7 @@ class LiveTensorTracker(TorchDispatchMode):
         key, nbytes = id(storage), storage.nbytes()
         old = self._sizes.get(key)
         if old is None:
-            self._refs[key] = weakref.ref(storage, lambda _r, k=key: self._release(k))
+            self._refs[key] = weakref.ref(storage, functools.partial(self._on_collected, key))
             old = 0
         if nbytes != old:  # new storage, or one resized in place (resize_, out= ops)
             self._sizes[key] = nbytes
@@ -100,6 +101,9 @@ class LiveTensorTracker(TorchDispatchMode):
             self.peak_bytes = max(self.peak_bytes, self.live_bytes)
             if self.cap_bytes is not None and self.live_bytes > self.cap_bytes:
                 raise MemoryCapExceeded(self.live_bytes, self.cap_bytes)
+
+    def _on_collected(self, key: int, _ref: object) -> None:
+        self._release(key)
 
     def _release(self, key: int) -> None:
         self._refs.pop(key, None)

@@ -43,13 +43,14 @@ class PrefixAttention(nn.Module, BaseTunerLayer):
 
     def __init__(self, base_layer: nn.Module, adapter_name: str) -> None:
         super().__init__()
-        self.base_layer = base_layer
+        self.base_layer: Any = base_layer  # an attention module with a ``config``
         self.bottleneck_prefix = nn.ModuleDict({})
         self._active_adapter = adapter_name
         self.merged_adapters: list[str] = []
-        self.inner_implementation = base_layer.config._attn_implementation or "eager"
-        self.original_config = base_layer.config
-        config = copy.copy(base_layer.config)
+        original: Any = base_layer.config
+        self.inner_implementation: str = original._attn_implementation or "eager"
+        self.original_config = original
+        config = copy.copy(original)
         config._attn_implementation_internal = IMPLEMENTATION
         base_layer.config = config
         base_layer.__dict__[_OWNER] = self  # a plain reference: not a submodule
@@ -68,7 +69,7 @@ class PrefixAttention(nn.Module, BaseTunerLayer):
         active = [a for a in self.active_adapters if a in self.bottleneck_prefix]
         if not active:
             return None
-        kv = self.bottleneck_prefix[active[0]]
+        kv: Any = self.bottleneck_prefix[active[0]]
         return (
             kv.key.unsqueeze(0).expand(batch, -1, -1, -1),
             kv.value.unsqueeze(0).expand(batch, -1, -1, -1),
@@ -106,7 +107,7 @@ def prefix_attention(
     owner: PrefixAttention = module.__dict__[_OWNER]
     name = owner.inner_implementation
     # the model's own eager kernel (Llama's repeats key/value heads, BERT's does not)
-    eager = sys.modules[type(module).__module__].eager_attention_forward  # type: ignore[attr-defined]
+    eager = sys.modules[type(module).__module__].eager_attention_forward
     inner = eager if name == "eager" else ALL_ATTENTION_FUNCTIONS.get_interface(name, eager)
     kv = owner.prefix(query.shape[0])
     if kv is not None:

@@ -9,6 +9,8 @@ code needs nothing but ``import autopeft`` before ``PeftModel.from_pretrained``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 from peft.utils import PeftType, register_peft_method
 
@@ -38,7 +40,7 @@ def _add_enum_member(enum_cls: type, name: str) -> None:
     """Add ``name = "name"`` to a ``(str, Enum)`` class (no-op if present)."""
     if name in enum_cls._member_map_:  # type: ignore[attr-defined]
         return
-    member = str.__new__(enum_cls, name)
+    member: Any = str.__new__(enum_cls, name)
     member._name_ = name
     member._value_ = name
     member.__objclass__ = enum_cls

@@ -108,7 +108,7 @@ class SappaMethod(Method):
         for name in MODULES:
             spec = bound.space.parameters[name]
             if isinstance(spec, ParamSpec):
-                allowed = [int(v) for v in _values(spec)]  # type: ignore[arg-type]
+                allowed = [int(v) for v in _values(spec)]
                 rung = int(point[name])
                 out[name] = min(r for r in allowed if table[r] == table[rung])
         return out
@@ -120,7 +120,7 @@ class SappaMethod(Method):
             costs = [
                 self.module_params(bound, layer, m, min(table[r] for r in rungs))
                 for m in MODULES
-                if (rungs := [int(r) for r in _values(bound.space.parameters[m]) if int(r) > 0])  # type: ignore[arg-type]
+                if (rungs := [int(r) for r in _values(bound.space.parameters[m]) if int(r) > 0])
             ]
             if not costs:
                 bound.fail(("parameters",), "every size allows only rung 0 (off)", None)

@@ -26,7 +26,7 @@ for built-in types.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from peft.config import PeftConfig
@@ -125,7 +125,8 @@ class BottleneckLayer(nn.Module, BaseTunerLayer):
 
     adapter_layer_names = ("bottleneck_serial", "bottleneck_parallel")
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, slot: _Slot) -> None:
+    def __init__(self, base_layer: Any, adapter_name: str, slot: _Slot) -> None:
+        # base_layer: the FFN's output leaf, any linear-like module (nn.Linear, a quantized one)
         super().__init__()
         self.base_layer = base_layer
         self.bottleneck_serial = nn.ModuleDict({})
@@ -178,7 +179,7 @@ class BottleneckModel(BaseTuner):
 
     prefix: str = "bottleneck_"
     tuner_layer_cls = BottleneckLayer
-    target_module_mapping: ClassVar[dict[str, list[str]]] = {}
+    target_module_mapping: dict[str, list[str]] = {}  # noqa: RUF012 - peft's attribute
 
     def _prepare_adapter_config(self, peft_config: PeftConfig, model_config: dict) -> PeftConfig:
         return peft_config
@@ -191,6 +192,7 @@ class BottleneckModel(BaseTuner):
         target_name: str,
         parent: nn.Module,
         current_key: str,
+        parameter_name: str | None = None,
     ) -> None:
         config: BottleneckConfig = peft_config  # type: ignore[assignment]
         layer, _, rel = current_key.removeprefix(config.stack + ".").partition(".")
@@ -219,7 +221,7 @@ class BottleneckModel(BaseTuner):
         if adapter_name not in self.active_adapters:
             target.requires_grad_(False)
 
-    def _unload_and_optionally_merge(
+    def _unload_and_optionally_merge(  # type: ignore[override]  # peft's unload() returns it
         self,
         merge: bool = True,
         progressbar: bool = False,
