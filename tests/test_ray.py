@@ -63,12 +63,15 @@ def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
 ) -> None:
     """4 trials on 2 workers; the worker running trial 1 is SIGKILLed mid-training: the trial
     is recorded as lost, a fresh worker replaces it, the point is re-run, the study completes."""
+    from autopeft.driver import worker_setup
     from autopeft.executors.factory import make_executor
 
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=4, steps=400)
     p = prepare_study(spec)
     reporter = _KillWorker(1)
-    reporter.executor = make_executor(p, p.files.spec.executor, None, reporter.message)
+    executor_spec = p.files.spec.executor
+    setup = worker_setup(p, executor_spec)
+    reporter.executor = make_executor(setup, executor_spec, None, reporter.message)
     done = run_study(spec, reporter=reporter, executor=reporter.executor)
     assert reporter.killed is not None, "trial 1 never reported a step"
     assert [r.number for r in done.records] == list(range(5))  # each trial stored once

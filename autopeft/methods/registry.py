@@ -26,6 +26,8 @@ _BUILTIN: dict[str, str] = {
     "sappa": "autopeft.methods.bottleneck.sappa",
 }
 _REGISTRY: dict[str, type[Method]] = {}
+# Registered variants that bind_space picks by itself; a space file never names them.
+_VARIANTS = frozenset({"allocated_lora"})
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -46,8 +48,8 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def method_names() -> list[str]:
-    """Every known method name, built-in or registered."""
-    return sorted(set(_BUILTIN) | set(_REGISTRY))
+    """Every method name a space file may use, built-in or registered."""
+    return sorted((set(_BUILTIN) | set(_REGISTRY)) - _VARIANTS)
 
 
 def get_method(name: str) -> Method:
