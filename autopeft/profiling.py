@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
 from autopeft.exceptions import StudyError, UnsupportedError
+from autopeft.prepare import prepare_study
 from autopeft.storage.profiles import ProfileKey, get_or_compute, link_study, study_profiles
 from autopeft.storage.store import Store
 from autopeft.storage.urls import resolve_storage
@@ -104,7 +106,6 @@ def measure_profiles(
 ) -> dict[str, Profile]:
     """Load the model and training split once and measure ``kinds`` on the calibration
     batches of ``key``."""
-    from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
 
     unsupported = [k for k in kinds if k not in GRADIENT_KINDS and k != "adalora"]
     if unsupported:
@@ -147,7 +148,6 @@ def profiles_for(
     Raises:
         StudyError: a study name with no profiles, or not in the database.
     """
-    from autopeft.prepare import prepare_study
 
     path = Path(study_or_spec)
     if path.is_file():

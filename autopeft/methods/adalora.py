@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft.core.compiled import CompiledConfig
 from autopeft.core.validation import FieldIssue
-from autopeft.methods.base import Method, check_trainable_count
+from autopeft.methods.base import Method, check_trainable_count, config_to_json
 from autopeft.methods.registry import register_method
 from autopeft.models.layout import Cell
 from autopeft.space.schema import ParamSpec
@@ -180,8 +180,6 @@ def learned_ranks(rank_pattern: dict[str, Any]) -> dict[str, int]:
 def lora_export(ranks: dict[str, int], adalora: Any, compiled: CompiledConfig) -> dict[str, Any]:
     """Plain LoRA config JSON for the learned ``ranks`` (modules pruned to 0 left out)."""
     from peft import LoraConfig
-
-    from autopeft.methods.base import config_to_json
 
     kept = {n: k for n, k in sorted(ranks.items()) if k > 0}
     if not kept:

@@ -24,7 +24,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft.core.compiled import CompiledConfig
+from autopeft.core.validation import FieldIssue
 from autopeft.models.layout import Cell
+from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,8 +53,6 @@ class Method(ABC):
 
         The base rule: every parameter is known, and only per-cell-capable ones use ``per``.
         """
-        from autopeft.core.validation import FieldIssue
-        from autopeft.space.schema import ParamSpec
 
         allowed = set(self.parameters) | COMMON_PARAMETERS
         for name, value in space.parameters.items():

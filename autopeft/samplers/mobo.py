@@ -40,6 +40,7 @@ from botorch.acquisition.multi_objective.objective import MCMultiOutputObjective
 
 from autopeft.core.hypervolume import Frame
 from autopeft.core.objectives import Objective
+from autopeft.core.pareto import pareto_indices
 from autopeft.core.states import TrialState
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.encoding import DesignEncoder
@@ -306,7 +307,6 @@ def _unique(points: list[Point]) -> list[Point]:
 
 
 def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> list[Observation]:
-    from autopeft.core.pareto import pareto_indices
 
     done = [h for h in history if h.state == TrialState.COMPLETE and h.values]
     rows = [[h.values[o.name] for o in objectives] for h in done]

@@ -18,7 +18,7 @@ from autopeft.core.states import TrialState
 from autopeft.samplers.base import Observation, Sampler, point_key
 from autopeft.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.space.encode import finite_values
+from autopeft.space.encode import distribution, finite_values
 
 MAX_ASKS = 64
 
@@ -56,8 +56,6 @@ class OptunaSampler(Sampler):
     # -- Optuna bookkeeping -------------------------------------------------------------
     def _distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution, IntDistribution
-
-        from autopeft.space.encode import distribution
 
         out: dict[str, Any] = {}
         for d in self.bound.dimensions:

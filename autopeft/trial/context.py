@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from autopeft.exceptions import UnsupportedError
 from autopeft.trial.reuse import BaseKeeper
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        from autopeft.exceptions import UnsupportedError
-
         raise UnsupportedError("executor.device is 'cuda' but torch sees no CUDA device")
     return torch.device(choice)
 
