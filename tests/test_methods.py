@@ -222,7 +222,7 @@ def test_layout_discovery(family: Family) -> None:
         assert (site.in_features, site.out_features) == (real.in_features, real.out_features)
         assert real.weight.shape == (site.out_features, site.in_features)
         assert layout.site(site.layer, site.module) is site
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=rf"^\({layout.num_layers}, 'q'\)$"):
         layout.site(layout.num_layers, "q")
     # the meta-device layout (no weights) is the same as the real model's
     assert layout_on_meta(family.config(), 2) == layout
