@@ -180,6 +180,7 @@ def test_budget_holds_for_every_method(method: str, tmp_path: Path) -> None:
         bind(method, "llama", tmp_path, smallest - 1)
 
 
+@pytest.mark.slow
 def test_import_autopeft_is_enough_to_load_a_bottleneck_export(tmp_path: Path) -> None:
     """A fresh interpreter: `import autopeft`, then plain peft reads our adapter type."""
     bound = bind("serial_adapter", "bert", tmp_path)

@@ -20,7 +20,7 @@ from torch import nn
 from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods import registry
-from autopeft.methods.base import Method, config_from_json
+from autopeft.methods.base import config_from_json
 from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.lora import LoraMethod
 from autopeft.models.layout import ModelLayout, layout_on_meta
@@ -223,7 +223,7 @@ def test_layout_discovery(family: Family) -> None:
         assert (site.in_features, site.out_features) == (real.in_features, real.out_features)
         assert real.weight.shape == (site.out_features, site.in_features)
         assert layout.site(site.layer, site.module) is site
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=rf"^\({layout.num_layers}, 'q'\)$"):
         layout.site(layout.num_layers, "q")
     # the meta-device layout (no weights) is the same as the real model's
     assert layout_on_meta(family.config(), 2) == layout
@@ -566,7 +566,7 @@ def test_register_duplicate_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert registry.register_method("lora")(LoraMethod) is LoraMethod
 
 
-def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @registry.register_method("toy")
@@ -576,4 +576,46 @@ def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Toy.name == "toy"
     assert isinstance(registry.get_method("toy"), Toy)
     assert "toy" in registry.method_names()
-    assert issubclass(Toy, Method)
+
+    # the new name is usable end to end: a space file names it, binds, compiles and builds
+    bert = TEST_CASES[0].values[0]
+    toy_space = SPACE.replace("method: lora", "method: toy").replace("  dropout: 0.0\n", "")
+    path = tmp_path / "space.yaml"
+    path.write_text(toy_space.format(budget=2500, extra=""))
+    bound = bind_space(load_space(path), ModelLayout.from_model(fresh_model(bert)), path)
+    assert isinstance(bound.method, Toy)
+    point = {
+        **{d.name: 0 for d in bound.dimensions},
+        "target_modules": "qv",
+        "learning_rate": 0.005,
+    }
+    point.update({"rank.0.q": 2, "rank.1.v": 4})
+    compiled = bound.compile(point)
+    assert compiled.method == "toy"
+    assert compiled.placement == {0: {"q": 2}, 1: {"v": 4}}
+    assert compiled.trainable_params == bound.count_params(point) == (2 + 4) * (32 + 32)
+    model = build_peft(fresh_model(bert), compiled)
+    assert lora_ranks(model) == {bert.full_name(0, "q"): 2, bert.full_name(1, "v"): 4}
+    assert lora_param_count(model) == compiled.trainable_params
+    registry.get_method("toy").verify(model, compiled)
+    lora = bind_space(load_space(_space_file(tmp_path, extra="")), bound.layout)
+    assert lora.count_params(point) == compiled.trainable_params
+
+    # the toy's own parameter table is the one checked: LoRA's alpha_ratio is unknown to it
+    path.write_text(toy_space.format(budget=2500, extra=ALPHA_RATIO))
+    with pytest.raises(
+        SearchSpaceError,
+        match=r"parameters\.alpha_ratio: unknown parameter for method 'toy'; "
+        + r"allowed: learning_rate, rank, target_modules",
+    ):
+        load_space(path)
+
+    # a different class under the taken name is refused and the first one stays
+    class Other(LoraMethod):
+        pass
+
+    with pytest.raises(
+        ValueError, match=r"^method 'toy' is already registered by <class '.*\.Toy'>$"
+    ):
+        registry.register_method("toy")(Other)
+    assert type(registry.get_method("toy")) is Toy

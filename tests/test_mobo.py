@@ -65,6 +65,7 @@ def test_pending_trials_are_not_proposed_again(small_problem) -> None:
     assert second != first
 
 
+@pytest.mark.slow
 def test_screened_scoring_keeps_proposals_feasible_distinct_and_seeded(small_problem) -> None:
     from autopeft.samplers.screen import screen_scores
 

@@ -58,6 +58,8 @@ class _KillWorker(Reporter):
             os.kill(self.killed, signal.SIGKILL)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
     ray_address, tmp_path, tiny_bert_dir
 ) -> None:
@@ -119,6 +121,8 @@ def test_lost_trials_are_retried_up_to_max_retries(study_dir: Path, monkeypatch)
     assert "worker died" in done.records[1].fail_reason
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     ray_address, tmp_path, tiny_bert_dir
 ) -> None:
@@ -136,6 +140,8 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
         assert any(c.params == r.params for c in complete)  # its point was re-run
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_memory_cap_marks_trials_infeasible_and_workers_survive(
     ray_address, tmp_path, tiny_bert_dir
 ) -> None:

@@ -93,7 +93,7 @@ def _run(problem, name: str, seed: int, trials: int) -> list[dict]:
     return [h.point for h in history]
 
 
-@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp"])
+@pytest.mark.parametrize("name", ["tpe", "nsga2", pytest.param("gp", marks=pytest.mark.slow)])
 def test_optuna_baselines_are_feasible_and_seeded(small_problem, name: str) -> None:
     trials = 12  # past the 10 startup trials of tpe and gp: model-based proposals included
     a = _run(small_problem, name, 0, trials)

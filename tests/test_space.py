@@ -523,30 +523,44 @@ def test_rank_that_allows_no_adapter(tmp_path: Path, layouts: dict[str, ModelLay
 
 
 def test_budget_check_with_a_shared_rank(tmp_path: Path, layouts: dict[str, ModelLayout]) -> None:
-    # smallest configuration: rank 4 on q and v of both layers = 4 * 4 * (32 + 32) = 1024
-    space = load_space(
-        params_file(tmp_path, "  target_modules: qv\n  rank: {type: int, choices: [0, 4]}\n", 300)
-    )
-    with pytest.raises(SearchSpaceError, match="is below the smallest configuration"):
-        bound = bind_space(space, layouts["bert"])
-        assert not bound.is_feasible({"rank": 4})  # the only point with an adapter
+    # one rank shared by every cell: the smallest configuration with an adapter is rank 4 on q
+    # and v of both layers = 4 * 4 * (32 + 32) = 1024 parameters
+    params = "  target_modules: qv\n  rank: {type: int, choices: [0, 4]}\n"
+    with pytest.raises(
+        SearchSpaceError,
+        match=r"^search space 't': max_trainable_params: is below the smallest configuration "
+        + r"of this model \(1,024 parameters\) \(got 1023\)$",
+    ):
+        bind_space(load_space(params_file(tmp_path, params, 1023)), layouts["bert"])
+    bound = bind_space(load_space(params_file(tmp_path, params, 1024)), layouts["bert"])
+    assert [d.name for d in bound.dimensions] == ["rank"]
+    assert bound.count_params({"rank": 4}) == 1024
+    assert bound.is_feasible({"rank": 4})  # the only point with an adapter, exactly at budget
+    assert not bound.is_feasible({"rank": 0})  # no adapter
 
 
 def test_rank_larger_than_a_leaf_is_caught(tmp_path: Path, layouts: dict[str, ModelLayout]) -> None:
-    space = load_space(
-        params_file(
-            tmp_path, "  rank: {type: int, choices: [0, 64], per: [layer, module]}\n", 10**7
+    # every leaf of the tiny BERT has min(in, out) = 32: rank 64 is rejected when binding, at
+    # the first searched cell, whatever the budget
+    too_large = "  rank: {type: int, choices: [0, 64], per: [layer, module]}\n"
+    with pytest.raises(
+        SearchSpaceError,
+        match=r"^space\.yaml: parameters\.rank: rank 64 exceeds the smaller dimension of "
+        + r"bert\.encoder\.layer\.0\.attention\.self\.query \(32 -> 32\); "
+        + r"use ranks <= 32 \(got 64\)$",
+    ):
+        bind_space(
+            load_space(params_file(tmp_path, too_large, 10**7)), layouts["bert"], "space.yaml"
         )
-    )
-    try:
-        bound = bind_space(space, layouts["bert"])
-    except SearchSpaceError:
-        return  # rejected at bind time: fine
+    # the largest rank that fits binds, and a point using it compiles
+    fits = "  rank: {type: int, choices: [0, 32], per: [layer, module]}\n"
+    bound = bind_space(load_space(params_file(tmp_path, fits, 10**7)), layouts["bert"])
     point = {d.name: 0 for d in bound.dimensions}
-    point["rank.0.q"] = 64
-    assert not bound.is_feasible(point)
-    with pytest.raises(SearchSpaceError):
-        bound.compile(point)
+    point["rank.0.q"] = 32
+    assert bound.count_params(point) == 32 * (32 + 32)
+    compiled = bound.compile(point)
+    assert compiled.module_sizes == {"bert.encoder.layer.0.attention.self.query": 32}
+    assert compiled.trainable_params == 32 * (32 + 32)
 
 
 # ---------------------------------------------------------------------------------------------

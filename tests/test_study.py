@@ -66,6 +66,7 @@ def test_a_schema_2_database_gains_the_hypervolume_column(tmp_path: Path) -> Non
         assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(3,)]
 
 
+@pytest.mark.slow
 def test_resume_extends_without_touching_finished_trials(study_dir: Path) -> None:
     first = run_study(study_dir / "study.yaml", trials=2)
     second = run_study(study_dir / "study.yaml", trials=4)
@@ -77,6 +78,7 @@ def test_resume_extends_without_touching_finished_trials(study_dir: Path) -> Non
     assert len(again.records) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_same_proposals_other_seed_differs(study_dir: Path, tmp_path_factory) -> None:
     a = run_study(study_dir / "study.yaml", trials=2, name="a")
     b = run_study(study_dir / "study.yaml", trials=2, name="b")
@@ -111,6 +113,7 @@ class _StopAt(Reporter):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_rerun_completes_and_keeps_finished_trials(study_dir: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_study(study_dir / "study.yaml", reporter=_StopAt(1))
@@ -140,6 +143,7 @@ class _FailSecond(InProcessExecutor):
         ]
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_counts_toward_the_budget(
     study_dir: Path, monkeypatch
 ) -> None:
@@ -150,6 +154,7 @@ def test_failed_trial_is_recorded_and_counts_toward_the_budget(
     assert failed.infeasible and failed.fail_reason == "CUDA out of memory"
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     tmp_path: Path, tiny_bert_dir: Path
 ) -> None:
@@ -171,6 +176,7 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
     assert any(r.params == interrupted.params for r in complete)  # its point was re-run
 
 
+@pytest.mark.slow
 def test_a_trial_orphaned_between_the_two_writes_is_recovered(study_dir: Path) -> None:
     """The driver died after Optuna created the trial but before autopeft's row existed."""
     import optuna
