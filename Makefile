@@ -71,7 +71,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip setuptools
 	$(LATEST_VENV)/bin/python -m pip install -q --no-deps $(ASSETS)
 	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager ".[$(EXTRAS)]"
-	$(LATEST_VENV)/bin/python -m pip freeze --all | diff $(LOCK) - | grep '^[<>]' || true
+	$(PYTHON) tools/lock.py diff $(LATEST_VENV)/bin/python
 	$(LATEST_VENV)/bin/autopeft validate studies/demo.yaml
 	OMP_WAIT_POLICY=PASSIVE $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		--rootdir . tests; status=$$?; rm -rf $(LATEST_VENV); exit $$status

@@ -102,6 +102,27 @@ def check() -> int:
     return 1 if problems else 0
 
 
+def diff(python: str) -> None:
+    """Print how the venv of ``python`` differs from the lock (versions, extra packages)."""
+    out = subprocess.run(
+        [python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    pins = read_lock()
+    have = {}
+    for line in out.splitlines():
+        name, sep, version = line.partition("==")
+        if sep and _norm(name) not in SKIP:
+            have[_norm(name)] = version.split("+", 1)[0]
+    changed = [f"{n} {pins[n]} -> {v}" for n, v in sorted(have.items()) if n in pins and pins[n] != v]
+    extra = sorted(n for n in have if n not in pins)
+    print("differs from the lock: " + (", ".join(changed) or "no pinned version"))
+    if extra:
+        print("not in the lock: " + ", ".join(extra))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,9 +130,14 @@ def main() -> int:
     w.add_argument("python", help="the python of the venv to freeze")
     w.add_argument("--extras", default="dev,postgres,datasets")
     sub.add_parser("check", help="compare this environment and pyproject.toml with the lock")
+    d = sub.add_parser("diff", help="how another venv's versions differ from the lock")
+    d.add_argument("python", help="the python of the venv to compare")
     args = parser.parse_args()
     if args.command == "write":
         write(args.python, args.extras)
+        return 0
+    if args.command == "diff":
+        diff(args.python)
         return 0
     return check()
 
