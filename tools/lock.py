@@ -52,20 +52,26 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
     return pins
 
 
-def write(python: str, extras: str) -> None:
-    """Freeze the venv of ``python`` into the lock."""
+def frozen(python: str) -> dict[str, str]:
+    """Normalised name -> version (local tag dropped) of every package in the venv of
+    ``python``, the project itself excluded."""
     out = subprocess.run(
         [python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    lines = []
+    versions = {}
     for line in out.splitlines():
         name, sep, version = line.partition("==")
-        if not sep or _norm(name) in SKIP:
-            continue
-        lines.append(f"{_norm(name)}=={version.split('+', 1)[0]}")
+        if sep and _norm(name) not in SKIP:
+            versions[_norm(name)] = version.split("+", 1)[0]
+    return versions
+
+
+def write(python: str, extras: str) -> None:
+    """Freeze the venv of ``python`` into the lock."""
+    lines = [f"{name}=={version}" for name, version in frozen(python).items()]
     header = HEADER.format(extras=extras, date=dt.date.today().isoformat())
     LOCK.write_text(header + "\n".join(sorted(lines)) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} pins to {LOCK.name}")
@@ -104,19 +110,8 @@ def check() -> int:
 
 def diff(python: str) -> None:
     """Print how the venv of ``python`` differs from the lock (versions, extra packages)."""
-    out = subprocess.run(
-        [python, "-m", "pip", "freeze", "--all", "--exclude-editable"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    pins = read_lock()
-    have = {}
-    for line in out.splitlines():
-        name, sep, version = line.partition("==")
-        if sep and _norm(name) not in SKIP:
-            have[_norm(name)] = version.split("+", 1)[0]
-    changed = [f"{n} {pins[n]} -> {v}" for n, v in sorted(have.items()) if n in pins and pins[n] != v]
+    pins, have = read_lock(), frozen(python)
+    changed = [f"{n} {pins[n]} -> {v}" for n, v in sorted(have.items()) if pins.get(n, v) != v]
     extra = sorted(n for n in have if n not in pins)
     print("differs from the lock: " + (", ".join(changed) or "no pinned version"))
     if extra:
