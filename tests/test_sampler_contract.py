@@ -19,6 +19,7 @@ from autopeft.core.objectives import Objective
 from autopeft.samplers import SAMPLERS, Observation, Sampler, make_sampler
 from autopeft.samplers.base import point_key
 from autopeft.space.bound import BoundSpace, Point
+from tests.conftest import tiny_bert_layout
 
 SPACE = """\
 version: 1
@@ -86,21 +87,11 @@ def cases(names: Any, *, resume: bool = False) -> list[Any]:
 def bound(tmp_path_factory: pytest.TempPathFactory) -> BoundSpace:
     """Ranks on q, k, v, o of a 2-layer BERT with hidden size 32: 10 dimensions, and a budget
     (2,000 of at most 4,096 parameters) that about a fifth of uniform draws exceed."""
-    import transformers
-
     from autopeft.methods.binding import bind_space, load_space
-    from autopeft.models.layout import layout_on_meta
 
-    config = transformers.BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
     path = tmp_path_factory.mktemp("contract") / "space.yaml"
     path.write_text(SPACE)
-    return bind_space(load_space(path), layout_on_meta(config, 2), path)
+    return bind_space(load_space(path), tiny_bert_layout(), path)
 
 
 def sampler(name: str, bound: BoundSpace, seed: int) -> Sampler:
