@@ -88,7 +88,14 @@ def test_a_resumed_sampler_proposes_what_the_running_one_does(small_problem, mon
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
         history += _history(small_problem, [point])
     assert complete == [7, 8, 9]
-    assert len(running._gp._checkpoints["objectives"]) == 2  # 4 and 8, memoised
+    assert len(running._gp._fits["objectives"]) == 3  # checkpoints 4 and 8, the last fit
+    # asked again before anything new completes, it refits nothing and proposes the same
+
+    def refit(*args: object) -> None:
+        raise AssertionError("refitted the same data")
+
+    monkeypatch.setattr(running._gp, "_fit", refit)
+    assert running.propose(history[:-1], 1) == [point]
 
 
 @pytest.mark.slow

@@ -89,11 +89,12 @@ class WarmGP:
 
     Checkpoint ``c`` (a power of two from :data:`FIRST_CHECKPOINT`) is a fit on the first ``c``
     observations, up to :data:`COLD_MAXITER` iterations from checkpoint ``c / 2`` (the first
-    from the priors); checkpoints are memoised by a digest of their data and of the chain below
-    them. A fit on ``n`` observations runs ``maxiter`` iterations from the largest checkpoint
-    ``<= n`` (from the priors, up to :data:`COLD_MAXITER`, below the first). A fresh object thus
-    refits the checkpoints once (a cold fit on 16 observations and ``log2(n / 16)`` warm ones),
-    then fits exactly what an object that saw every earlier proposal fits.
+    from the priors). A fit on ``n`` observations runs ``maxiter`` iterations from the largest
+    checkpoint ``<= n`` (from the priors, up to :data:`COLD_MAXITER`, below the first). Fits are
+    memoised by a digest of their data and of the chain below them (a proposal made before any
+    new trial completes refits nothing). A fresh object thus refits the checkpoints once (a cold
+    fit on 16 observations and ``log2(n / 16)`` warm ones), then fits exactly what an object
+    that saw every earlier proposal fits.
 
     Args:
         encoder: The design encoder (defines the input columns).
@@ -103,7 +104,7 @@ class WarmGP:
     def __init__(self, encoder: DesignEncoder, maxiter: int) -> None:
         self.encoder = encoder
         self.maxiter = maxiter
-        self._checkpoints: dict[str, dict[bytes, State]] = {}
+        self._fits: dict[str, dict[bytes, State]] = {}  # key -> digest -> the last call's fits
 
     def fit(self, key: str, X: torch.Tensor, Y: torch.Tensor, prefix: Prefix | None = None) -> Any:
         """A fitted GP of ``Y`` (``n x m``) on ``X`` (``n x d``), in eval mode.
@@ -116,47 +117,60 @@ class WarmGP:
                 observations after the ``c``-th (default: the first ``c`` rows of ``X, Y``;
                 pass one where ``Y`` is scaled by statistics of all ``n`` rows).
         """
-        warm = self._checkpoint(key, len(X), prefix or (lambda c: (X[:c], Y[:c])))
-        model, _ = self._fit(X, Y, warm, self.maxiter if warm is not None else COLD_MAXITER)
-        return model.eval()
-
-    def _checkpoint(self, key: str, n: int, prefix: Prefix) -> State | None:
-        """The largest checkpoint ``<= n`` (None below the first); keeps only this chain."""
-        memo, chain = self._checkpoints.get(key, {}), {}
+        prefix = prefix or (lambda c: (X[:c], Y[:c]))
+        memo = self._fits.get(key, {})
+        used: dict[bytes, State] = {}  # the fits of this call, kept for the next one
         digest = hashlib.sha256(key.encode())
         state = None
         c = FIRST_CHECKPOINT
-        while c <= n:
-            Xc, Yc = prefix(c)
-            for t in (Xc, Yc):
-                digest.update(repr(tuple(t.shape)).encode())
-                digest.update(t.detach().double().contiguous().numpy().tobytes())
-            name = digest.digest()  # covers every checkpoint below too
-            if name not in memo:
-                memo[name] = self._fit(Xc, Yc, state, COLD_MAXITER)[1]
-            state = chain[name] = memo[name]
+        while c <= len(X):
+            state = self._fitted(memo, used, digest, *prefix(c), state, COLD_MAXITER)
             c *= 2
-        self._checkpoints[key] = chain
-        return state
+        maxiter = self.maxiter if state is not None else COLD_MAXITER
+        state = self._fitted(memo, used, digest, X, Y, state, maxiter)
+        self._fits[key] = used
+        model = self._build(X, Y)
+        model.load_state_dict(state, strict=False)
+        return model.eval()
 
-    def _fit(
-        self, X: torch.Tensor, Y: torch.Tensor, warm: State | None, maxiter: int
-    ) -> tuple[Any, State]:
-        """A GP fitted from ``warm`` (or the priors), and its hyper-parameters."""
-        from botorch.fit import fit_gpytorch_mll
+    def _fitted(
+        self,
+        memo: dict[bytes, State],
+        used: dict[bytes, State],
+        digest: Any,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        warm: State | None,
+        maxiter: int,
+    ) -> State:
+        """The hyper-parameters of a fit of ``(X, Y)`` from ``warm``, memoised by ``digest``
+        updated with ``(X, Y)`` (it covers the fits before this one, hence ``warm``)."""
+        for t in (X, Y):
+            digest.update(repr(tuple(t.shape)).encode())
+            digest.update(t.detach().double().contiguous().numpy().tobytes())
+        name = digest.digest()
+        if name not in memo:
+            memo[name] = self._fit(X, Y, warm, maxiter)
+        used[name] = memo[name]
+        return memo[name]
+
+    def _build(self, X: torch.Tensor, Y: torch.Tensor) -> Any:
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
+
+        return SingleTaskGP(
+            X,
+            Y,
+            input_transform=ModelInputs(self.encoder),
+            outcome_transform=Standardize(Y.shape[-1]),
+        )
+
+    def _fit(self, X: torch.Tensor, Y: torch.Tensor, warm: State | None, maxiter: int) -> State:
+        """The hyper-parameters of a GP fitted from ``warm`` (or the priors)."""
+        from botorch.fit import fit_gpytorch_mll
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        def build() -> Any:
-            return SingleTaskGP(
-                X,
-                Y,
-                input_transform=ModelInputs(self.encoder),
-                outcome_transform=Standardize(Y.shape[-1]),
-            )
-
-        model = build()
+        model = self._build(X, Y)
         if warm is not None:
             model.load_state_dict(warm, strict=False)
         # a fit that stops abnormally is retried from hyper-parameters sampled from the priors:
@@ -169,11 +183,10 @@ class WarmGP:
                     optimizer_kwargs={"options": {"maxiter": maxiter}},
                 )
             except Exception:  # a failed (warm) fit starts again from the priors
-                model = build()
+                model = self._build(X, Y)
                 fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        state = {
+        return {
             k: v.detach().clone()
             for k, v in model.state_dict().items()
             if k.startswith(("covar_module", "likelihood", "mean_module"))
         }
-        return model, state
