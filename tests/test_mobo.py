@@ -66,6 +66,39 @@ def test_pending_trials_are_not_proposed_again(small_problem) -> None:
 
 
 @pytest.mark.slow
+def test_a_resumed_sampler_proposes_what_the_running_one_does(small_problem, monkeypatch) -> None:
+    """Fits warm-start from checkpoint fits on power-of-two prefixes of the history, never from
+    the sampler object's past: a fresh object (a resumed study) proposes the same at every step,
+    across checkpoints (made small here so that the test stays fast), with a failure too."""
+    monkeypatch.setattr("autopeft.samplers.surrogate.FIRST_CHECKPOINT", 4)
+    history = _start(small_problem, n=7)
+    failed = _start(small_problem, seed=1, n=1)[0].point
+    history.append(Observation(failed, "FAIL", {}, infeasible=True))
+    running = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP)
+    complete = []
+    for _ in range(3):  # 7, 8, 9 complete trials: checkpoint 4 reused, 8 made, then reused
+        complete.append(sum(h.state == "COMPLETE" for h in history))
+        point = running.propose(history, 1)[0]
+        fresh = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP)
+        assert fresh.propose(history, 1) == [point]
+        # the very same surrogate, not merely the same pick
+        ours = running.last_acquisition.model.state_dict()
+        theirs = fresh.last_acquisition.model.state_dict()
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+        history += _history(small_problem, [point])
+    assert complete == [7, 8, 9]
+    assert len(running._gp._fits["objectives"]) == 3  # checkpoints 4 and 8, the last fit
+    # asked again before anything new completes, it refits nothing and proposes the same
+
+    def refit(*args: object) -> None:
+        raise AssertionError("refitted the same data")
+
+    monkeypatch.setattr(running._gp, "_fit", refit)
+    assert running.propose(history[:-1], 1) == [point]
+
+
+@pytest.mark.slow
 def test_screened_scoring_keeps_proposals_feasible_distinct_and_seeded(small_problem) -> None:
     from autopeft.samplers.screen import screen_scores
 

@@ -55,19 +55,9 @@ FAILED = (1, 0)  # (round, index in batch) of the trial that fails because of it
 # Seconds per proposal here: Optuna's GPSampler refits its GP on every ask (~2), mobo ~1.
 SLOW = {"gp", "mobo"}
 # Samplers known to break the resume contract, and why (strict: when fixed, drop the entry).
-# The Optuna baselines keep one in-memory Optuna study per sampler object, whose random state
-# advances with every ask; a fresh object replays the history into a fresh study and draws
-# other points, already in the start-up phase. mobo warm-starts each GP fit from the previous
-# proposal's hyper-parameters (surrogate.WarmGP), which a fresh object fits cold: its second
-# model-based proposal differs (with cold fits only, all rounds agree).
-STATEFUL = {
-    **{
-        name: "the Optuna baselines keep an in-memory Optuna study and its random state"
-        for name, where in SAMPLERS.items()
-        if where.startswith("autopeft.samplers.optuna_samplers:")
-    },
-    "mobo": "mobo warm-starts its GP fits from the previous proposal (WarmGP state)",
-}
+# None today: the Optuna baselines rebuild their Optuna study from the history on every call,
+# and mobo warm-starts its GP fits from checkpoint fits on prefixes of the history.
+STATEFUL: dict[str, str] = {}
 
 
 def cases(names: Any, *, resume: bool = False) -> list[Any]:

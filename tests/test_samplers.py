@@ -106,3 +106,27 @@ def test_optuna_baselines_are_feasible_and_seeded(small_problem, name: str) -> N
 def test_optuna_baseline_rejects_unknown_options(bound) -> None:
     with pytest.raises(UserInputError, match=r"sampler 'tpe'.*bogus"):
         make_sampler("tpe", bound, OBJECTIVES, 0, {"bogus": 1})
+
+
+def test_nsga2_breeds_from_the_replayed_history(small_problem, monkeypatch) -> None:
+    """NSGA-II keeps its generations in trial attributes, which the history does not hold: the
+    rebuilt Optuna study derives them, so NSGA-II breeds from its parents, not at random."""
+    import optuna
+
+    parents: list[tuple[int, int]] = []
+    original = optuna.samplers.NSGAIISampler.get_parent_population
+
+    def spy(self, study, generation):
+        out = original(self, study, generation)
+        parents.append((generation, len(out)))
+        return out
+
+    monkeypatch.setattr(optuna.samplers.NSGAIISampler, "get_parent_population", spy)
+    objectives = [*OBJECTIVES, Objective("peak_memory_mb", "minimize")]
+    points = make_sampler("random", small_problem.bound, objectives, 0, {}).propose([], 13)
+    history = [Observation(p, "COMPLETE", small_problem.evaluate(p) or {}) for p in points]
+    history = [h if h.values else Observation(h.point, "FAIL", {}, True) for h in history]
+    complete = sum(h.state == "COMPLETE" for h in history)
+    sampler = make_sampler("nsga2", small_problem.bound, objectives, 0, {"population_size": 4})
+    sampler.propose(history, 2)
+    assert (complete // 4, 4) in parents

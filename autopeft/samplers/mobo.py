@@ -17,8 +17,10 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   avoid them; over-budget candidates are never returned.
 * **Batches with pending trials.** Running trials are ``X_pending`` (fantasised), and ``n``
   points are chosen jointly (sequential greedy), so parallel workers get distinct points.
-* **Cheap proposals.** All measured objectives share one batched GP; fits warm-start from the
-  previous proposal's hyper-parameters with a small iteration cap; the baseline is pruned with
+* **Cheap proposals.** All measured objectives share one batched GP; fits warm-start with a
+  small iteration cap from a checkpoint fit on a prefix of the history (a function of the
+  history, so a resumed study proposes what an uninterrupted one would: see
+  :class:`autopeft.samplers.surrogate.WarmGP`); the baseline is pruned with
   few samples; the posterior over the baseline is cached (``cache_root``); torch runs
   single-threaded here (faster for these sizes).
 
@@ -67,8 +69,9 @@ class MoboSampler(Sampler):
             (:mod:`autopeft.samplers.screen`) are scored by qLogNEHVI (measured with 64, 16
             MC samples and 10 fit iterations: 1.7 s instead of 1.9 s at 100 observations, but
             median HV after 40 trials 0.759 vs 0.795 over 3 seeds); 0 (default) scores all.
-        fit_maxiter: L-BFGS iterations of a GP fit warm-started from the previous proposal's
-            hyper-parameters (the first fit runs up to 100).
+        fit_maxiter: L-BFGS iterations of a GP fit warm-started from the checkpoint fit on
+            the largest power-of-two prefix of the observations (fits on fewer than 16
+            observations, and checkpoint fits, run up to 100).
     """
 
     def __init__(
@@ -130,21 +133,22 @@ class MoboSampler(Sampler):
         )
         from botorch.sampling.normal import SobolQMCNormalSampler
 
-        frame = Frame.from_observations(
-            self.objectives, complete, self.bound.space.max_trainable_params
-        )
         X = self.encoder.encode([h.point for h in complete])
         measured = [o for o in self.objectives if o.name != KNOWN]
-        Y = [[frame.scale(o.name, h.values[o.name]) for o in measured] for h in complete]
-        # one batched GP for every measured objective
-        model = self._gp.fit("objectives", X, torch.tensor(Y, dtype=torch.double))
+        # one batched GP for every measured objective; a checkpoint on the first c trials scales
+        # them by those trials' range (a function of the first c trials only)
+        model = self._gp.fit(
+            "objectives",
+            X,
+            self._scaled(complete, measured),
+            lambda c: (X[:c], self._scaled(complete[:c], measured)),
+        )
         constraints = []
         self._feasibility = None
-        failed = [h for h in history if h.state == TrialState.FAIL and h.infeasible]
-        if failed:
+        if any(h.state == TrialState.FAIL and h.infeasible for h in history):
             from botorch.models import ModelListGP
 
-            model = ModelListGP(model, self._feasibility_model(X, failed))
+            model = ModelListGP(model, self._feasibility_model(history))
             feasibility = len(measured)
             self._feasibility = feasibility
             constraints.append(lambda Z: Z[..., feasibility])  # <= 0 is feasible
@@ -195,11 +199,25 @@ class MoboSampler(Sampler):
             counts.append(self._counts[key])
         return torch.tensor(counts, dtype=torch.double).reshape(x.shape[:-1])
 
-    def _feasibility_model(self, X_ok: torch.Tensor, failed: list[Observation]) -> Any:
-        X_fail = self.encoder.encode([h.point for h in failed])
-        X = torch.cat([X_ok, X_fail])
-        y = torch.cat([-torch.ones(len(X_ok)), torch.ones(len(X_fail))]).double().unsqueeze(-1)
-        return self._gp.fit("feasibility", X, y)
+    def _scaled(self, complete: list[Observation], measured: list[Objective]) -> torch.Tensor:
+        """``len(complete) x len(measured)`` outcomes on the ``[0, 1]`` scale of their frame."""
+        budget = self.bound.space.max_trainable_params
+        frame = Frame.from_observations(self.objectives, complete, budget)
+        Y = [[frame.scale(o.name, h.values[o.name]) for o in measured] for h in complete]
+        return torch.tensor(Y, dtype=torch.double).reshape(len(complete), len(measured))
+
+    def _feasibility_model(self, history: Sequence[Observation]) -> Any:
+        """A GP of -1 (complete) / +1 (failed because of the configuration), rows in history
+        order (so that its checkpoints, fits on prefixes, stay put as trials are added)."""
+        rows = [
+            h
+            for h in history
+            if (h.state == TrialState.COMPLETE and h.values)
+            or (h.state == TrialState.FAIL and h.infeasible)
+        ]
+        X = self.encoder.encode([h.point for h in rows])
+        y = [[1.0 if h.state == TrialState.FAIL else -1.0] for h in rows]
+        return self._gp.fit("feasibility", X, torch.tensor(y, dtype=torch.double))
 
     # -- acquisition optimisation ---------------------------------------------------------
     def _optimize(self, acqf: Any, history: Sequence[Observation], n: int) -> list[Point]:

@@ -1,17 +1,24 @@
 """Baselines from Optuna: ``tpe``, ``nsga2`` and ``gp`` (Optuna's own multi-objective GPSampler).
 
-Each wraps one in-memory Optuna study per sampler instance. Points this sampler asked for are
-told their results when they appear in the history (so samplers that keep state in their
-trials, such as NSGA-II's generations, work); trials it did not ask for (a resumed study,
-another sampler's) are replayed with ``add_trial``. Ordered finite domains (rank ladders) are
-shown to Optuna as integer indices so TPE and GP see their order; categorical domains stay
-categorical. Over-budget asks are told FAIL and asked again, then fall back to seeded random.
+Stateless, as the sampler contract asks: every :meth:`~OptunaSampler.propose` builds a fresh
+in-memory Optuna study whose sampler is seeded from ``(seed, len(history))``, replays the
+history into it with ``add_trial`` (complete trials with their values, failures as FAIL,
+running trials as RUNNING, so TPE's constant liar and GPSampler's pending points see them),
+and asks ``n`` times. A resumed study therefore proposes what an uninterrupted one would, and
+nothing from an earlier call (Optuna's random state, GPSampler's cached kernel parameters)
+leaks into the next. NSGA-II keeps its generations in trial attributes: the replay derives
+them from the history (:meth:`Nsga2Sampler.replay_attrs`). Ordered finite domains (rank
+ladders) are shown to Optuna as integer indices so TPE and GP see their order; categorical
+domains stay categorical. Asks that are over budget or repeat a point of the history or of the
+batch are told FAIL (in the throw-away study) and asked again, then fall back to seeded random.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
@@ -31,26 +38,31 @@ class OptunaSampler(Sampler):
     ) -> None:
         super().__init__(bound, objectives, seed)
         self.options = options
-        self._study: Any = None
-        self._asked: dict[tuple[Any, ...], int] = {}
-        self._known: set[tuple[Any, ...]] = set()
         self._fallback = RandomSampler(bound, objectives, seed)
         self.make(seed)  # fail early on bad options
 
     def make(self, seed: int) -> Any:
         raise NotImplementedError
 
+    def replay_attrs(self, sampler: Any, history: Sequence[Observation]) -> list[dict[str, Any]]:
+        """System attributes of the replayed trials (none by default)."""
+        return [{} for _ in history]
+
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if self._study is None:
-            directions = [o.direction for o in self.objectives]
-            self._study = optuna.create_study(directions=directions, sampler=self.make(self.seed))
-        self._sync(history)
+        seed = int(np.random.default_rng([self.seed, len(history)]).integers(2**31))
+        sampler = self.make(seed)
+        study = optuna.create_study(
+            directions=[o.direction for o in self.objectives], sampler=sampler
+        )
+        study.add_trials(self._replay(history, self.replay_attrs(sampler, history)))
+        seen = {point_key(h.point) for h in history}
         points: list[Point] = []
         for i in range(n):
-            points.append(self._ask(history, len(history) + i))
+            points.append(self._ask(study, seen, len(history) + i))
+            seen.add(point_key(points[-1]))
         return points
 
     # -- Optuna bookkeeping -------------------------------------------------------------
@@ -82,42 +94,59 @@ class OptunaSampler(Sampler):
             out[d.name] = values[params[d.name]] if values is not None else params[d.name]
         return out
 
-    def _sync(self, history: Sequence[Observation]) -> None:
+    def _replay(self, history: Sequence[Observation], attrs: Sequence[dict[str, Any]]) -> list[Any]:
+        """The history as Optuna trials: COMPLETE (every objective measured), RUNNING (not
+        finished: pending), or FAIL (anything else)."""
         import optuna
 
         OptunaState = optuna.trial.TrialState
-        for h in history:
-            key = point_key(h.point)
-            if not h.state.is_finished() or key in self._known:
-                continue
-            complete = h.state == TrialState.COMPLETE
-            values = [h.values[o.name] for o in self.objectives] if complete else None
-            if key in self._asked:
-                state = OptunaState.COMPLETE if values else OptunaState.FAIL
-                self._study.tell(self._asked[key], values, state=state)
-            else:
-                self._study.add_trial(
-                    optuna.trial.create_trial(
-                        params=self._to_optuna(h.point),
-                        distributions=self._distributions(),
-                        values=values,
-                        state=OptunaState.COMPLETE if values else OptunaState.FAIL,
-                    )
+        dists = self._distributions()
+        trials = []
+        for h, system_attrs in zip(history, attrs, strict=True):
+            values = self._values(h)
+            state = OptunaState.FAIL
+            if values is not None:
+                state = OptunaState.COMPLETE
+            elif not h.state.is_finished():
+                state = OptunaState.RUNNING
+            trials.append(
+                optuna.trial.create_trial(
+                    params=self._to_optuna(h.point),
+                    distributions=dists,
+                    values=values,
+                    state=state,
+                    system_attrs=system_attrs,
                 )
-            self._known.add(key)
+            )
+        return trials
 
-    def _ask(self, history: Sequence[Observation], index: int) -> Point:
+    def _values(self, h: Observation) -> list[float] | None:
+        """The objective values of a complete trial that measured them all, else None."""
+        if h.state != TrialState.COMPLETE or any(o.name not in h.values for o in self.objectives):
+            return None
+        return [h.values[o.name] for o in self.objectives]
+
+    def _ask(self, study: Any, seen: set[tuple[Any, ...]], index: int) -> Point:
+        """A feasible new point; rejected asks are told FAIL. The fallback (seeded random) is
+        added as RUNNING so that the rest of the batch treats it as pending."""
         import optuna
 
         dists = self._distributions()
         for _ in range(MAX_ASKS):
-            trial = self._study.ask(dists)
+            trial = study.ask(dists)
             point = self._from_optuna(trial.params)
-            if self.bound.is_feasible(point) and point_key(point) not in self._asked:
-                self._asked[point_key(point)] = trial.number
+            if self.bound.is_feasible(point) and point_key(point) not in seen:
                 return point
-            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return self._fallback.draw(index)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        point = self._fallback.draw(index)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=self._to_optuna(point),
+                distributions=dists,
+                state=optuna.trial.TrialState.RUNNING,
+            )
+        )
+        return point
 
 
 class TpeSampler(OptunaSampler):
@@ -137,6 +166,16 @@ class Nsga2Sampler(OptunaSampler):
         import optuna
 
         return _build(optuna.samplers.NSGAIISampler, seed, {"population_size": 16, **self.options})
+
+    def replay_attrs(self, sampler: Any, history: Sequence[Observation]) -> list[dict[str, Any]]:
+        """Each trial's generation, as NSGA-II would have set it had the history been asked
+        and told in order: ``(complete trials before it) // population_size``."""
+        key = sampler._get_generation_key()
+        out, complete = [], 0
+        for h in history:
+            out.append({key: complete // sampler.population_size})
+            complete += self._values(h) is not None
+        return out
 
 
 class GpSampler(OptunaSampler):
