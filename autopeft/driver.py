@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume_updates
 from autopeft.core.objectives import Objective
 from autopeft.prepare import PreparedStudy, prepare_study, register_study
-from autopeft.progress import Reporter
+from autopeft.progress import Reporter, StudyStatus, study_status
 from autopeft.samplers import Observation, make_sampler
 from autopeft.space.encode import distribution
 from autopeft.storage.records import TrialRecord, placement_summary
@@ -261,21 +261,9 @@ class StudyRunner:
     def _report_status(self, target: int, executor: Executor) -> None:
         if not self.reporter.wants_status:
             return
-        from autopeft.progress import study_status
-
         start, done_before = self._clock
-        self.reporter.status(
-            study_status(
-                self.mirror.records(),
-                self.p.objectives,
-                budget=self.p.bound.space.max_trainable_params,
-                target=target,
-                running=len(executor.running()),
-                elapsed=time.monotonic() - start,
-                done_before=done_before,
-                hypervolume=self.mirror.hypervolume(),
-            )
-        )
+        running, elapsed = len(executor.running()), time.monotonic() - start
+        self.reporter.status(self.mirror.status(target, running, elapsed, done_before))
 
 
 class TrialMirror:
@@ -284,13 +272,14 @@ class TrialMirror:
     Loaded from the store once; after each of its own writes the driver re-reads the one
     trial it wrote (:meth:`refresh`), so the mirror equals :meth:`Store.records` as long as the
     driver is the only writer. It keeps at hand what the loop asks for on every poll: the
-    finished count, the sampler's history, whether interrupted trials wait for a re-run, and
-    the hypervolume curve (extended trial by trial once its frame is fixed).
+    finished count, the sampler's history, whether interrupted trials wait for a re-run, the
+    hypervolume curve (extended trial by trial once its frame is fixed) and the status line.
     """
 
     def __init__(self, store: Store, name: str, objectives: list[Objective], budget: int) -> None:
         self.store, self.name, self.objectives, self.budget = store, name, objectives, budget
-        self.finished = 0
+        self.finished, self.failed = 0, 0
+        self._best: dict[str, float] = {}  # best value of each objective over complete trials
         self._records: dict[int, TrialRecord] = {}
         self._history: dict[int, Observation] = {}
         self._running: set[int] = set()
@@ -334,10 +323,27 @@ class TrialMirror:
         for number, value in values.items():
             self._records[number] = replace(self._records[number], hypervolume=value)
 
-    def hypervolume(self) -> float | None:
-        """The hypervolume of all complete trials, known once :meth:`hypervolume_updates` has
-        run since the last one completed (None before, and while none is complete)."""
-        return self._hypervolume
+    def status(self, target: int, running: int, elapsed: float, done_before: int) -> StudyStatus:
+        """:func:`~autopeft.progress.study_status` of the records, from the counts kept here
+        (it reads them all once per run, for the hypervolume, if no trial has completed yet)."""
+        if self._complete and self._hypervolume is None:
+            status = study_status(
+                self.records(),
+                self.objectives,
+                budget=self.budget,
+                target=target,
+                running=running,
+                elapsed=elapsed,
+                done_before=done_before,
+            )
+            self._hypervolume = status.hypervolume
+            return status
+        done = min(self.finished, target)
+        eta = None
+        if done > done_before:
+            eta = elapsed / (done - done_before) * max(0, target - done)
+        best, hv = dict(self._best), self._hypervolume
+        return StudyStatus(done, running, self.failed, target, elapsed, eta, best, hv)
 
     def hypervolume_updates(self) -> dict[int, float]:
         """:func:`~autopeft.core.hypervolume.hypervolume_updates` of the records, in a cost
@@ -365,6 +371,7 @@ class TrialMirror:
         old = self._records.get(n)
         self._records[n] = record
         self.finished += _counts(record) - (old is not None and _counts(old))
+        self.failed += _failed(record) - (old is not None and _failed(old))
         if record.state in ("COMPLETE", "FAIL", "RUNNING") and not record.interrupted:
             self._history[n] = Observation(
                 record.params, record.state, record.values, record.infeasible
@@ -378,6 +385,10 @@ class TrialMirror:
         if _complete(record) and not (old is not None and _complete(old)):
             bisect.insort(self._complete, n)
             self._hypervolume = None
+            for o in self.objectives:
+                value = record.values[o.name]
+                pick = max if o.direction == "maximize" else min
+                self._best[o.name] = pick(self._best.get(o.name, value), value)
             if self._curve is not None:
                 self._curve.add(n, record.values)
 
@@ -473,6 +484,10 @@ def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
 
 def _counts(record: TrialRecord) -> bool:
     return record.state in ("COMPLETE", "FAIL") and not record.interrupted
+
+
+def _failed(record: TrialRecord) -> bool:
+    return record.state == "FAIL" and not record.interrupted
 
 
 def _complete(record: TrialRecord) -> bool:

@@ -63,14 +63,9 @@ def study_status(
     running: int,
     elapsed: float,
     done_before: int,
-    hypervolume: float | None = None,
 ) -> StudyStatus:
-    """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace.
-
-    ``hypervolume``: that of the complete records, when the caller keeps it (the driver does,
-    so that a status line costs no hypervolume); computed from ``records`` when None.
-    """
-    from autopeft.core import hypervolume as rule
+    """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
+    from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
 
     finished = [r for r in records if r.state in ("COMPLETE", "FAIL") and not r.interrupted]
     complete = [r for r in finished if r.state == "COMPLETE" and r.values]
@@ -84,10 +79,8 @@ def study_status(
         for o in objectives:
             pick = max if o.direction == "maximize" else min
             best[o.name] = pick(r.values[o.name] for r in complete)
-        hv = hypervolume
-        if hv is None:
-            frame = rule.Frame.from_observations(objectives, complete[: rule.FRAME_TRIALS], budget)
-            hv = rule.hypervolume(frame, [r.values for r in complete])
+        frame = Frame.from_observations(objectives, complete[:FRAME_TRIALS], budget)
+        hv = hypervolume(frame, [r.values for r in complete])
     failed = sum(1 for r in finished if r.state == "FAIL")
     return StudyStatus(done, running, failed, target, elapsed, eta, best, hv)
 
