@@ -275,6 +275,17 @@ class Store:
             )
             return None if row is None else (row.number, dict(json.loads(row.point_json)))
 
+    def retry_queue(self, name: str) -> list[int]:
+        """Numbers of the interrupted trials not yet re-run, oldest first (what
+        :meth:`next_retry` hands out, in order)."""
+        with self.session() as s:
+            rows = (
+                s.query(TrialRow.number)
+                .filter_by(study_name=name, interrupted=True, retried_by=None)
+                .order_by(TrialRow.number)
+            )
+            return [number for (number,) in rows]
+
     def mark_retried(self, name: str, number: int, by: int) -> None:
         """Record that interrupted trial ``number`` is re-run as trial ``by``."""
         with self.session() as s:
@@ -309,6 +320,20 @@ class Store:
             return [
                 _record(t, rows.get(t.number), objectives) for t in study.get_trials(deepcopy=False)
             ]
+
+    def record(
+        self, name: str, number: int, objectives: list[Objective] | None = None
+    ) -> TrialRecord:
+        """Trial ``number`` of study ``name``, as :meth:`records` has it; reads that trial only."""
+        objectives = objectives or self.objectives(name)
+        with self.session() as s:
+            row = s.get(TrialRow, (name, number))
+            if row is None:
+                study_id = self.optuna.get_study_id_from_name(name)
+                trial_id = self.optuna.get_trial_id_from_study_id_trial_number(study_id, number)
+            else:
+                trial_id = row.trial_id
+            return _record(self.optuna.get_trial(trial_id), row, objectives)
 
 
 def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> TrialRecord:
