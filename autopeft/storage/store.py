@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.exceptions import StorageError, StudyError
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
@@ -249,7 +250,7 @@ class Store:
         ``grace_seconds``) as *interrupted*; returns their numbers."""
         stale = []
         for record in self.records(name):
-            if record.state != "RUNNING":
+            if record.state != TrialState.RUNNING:
                 continue
             with self.session() as s:
                 row = s.get(TrialRow, (name, record.number))
