@@ -77,6 +77,7 @@ def _alloc_dir(tmp_path: Path, model: Path, space: str = ALLOC_SPACE, **kw: obje
     return write_study(tmp_path, model=str(model), **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
     tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,6 +189,7 @@ def test_adalora_trial_runs_and_exports_its_learned_ranks_as_lora(
     assert built == ranks
 
 
+@pytest.mark.slow
 def test_profile_cli_prints_the_table_writes_a_heatmap_and_reuses_the_store(
     tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -125,6 +125,7 @@ def test_mirror_matches_the_database_through_failures_retries_and_a_stop(
     assert [r.hypervolume for r in complete] == curve
 
 
+@pytest.mark.slow
 def test_stored_hypervolumes_equal_the_curve_after_25_trials(study_dir: Path) -> None:
     from autopeft.core.hypervolume import hypervolume_curve
 
@@ -136,6 +137,7 @@ def test_stored_hypervolumes_equal_the_curve_after_25_trials(study_dir: Path) ->
     assert len(set(curve)) > 3  # the front moved several times
 
 
+@pytest.mark.slow
 def test_a_lost_stored_hypervolume_is_put_back_on_resume(study_dir: Path) -> None:
     """As before the mirror: the first result after a resume repairs every stored value."""
     from autopeft.core.hypervolume import hypervolume_curve
@@ -188,6 +190,7 @@ def test_status_lines_equal_a_status_computed_from_the_database(study_dir: Path)
         assert reporter.checked == 1 + trials - before  # at the start, then after each result
 
 
+@pytest.mark.slow
 def test_the_driver_reads_the_whole_study_a_fixed_number_of_times(
     study_dir: Path, monkeypatch
 ) -> None:

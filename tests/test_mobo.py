@@ -43,6 +43,7 @@ def test_encoder_round_trip_and_exact_vectorised_counts(small_problem) -> None:
     assert torch.equal(count(enc.encode(points)), expected)
 
 
+@pytest.mark.slow
 def test_model_based_proposals_are_deterministic_feasible_and_new(small_problem) -> None:
     history = _start(small_problem)
     a = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 2)
@@ -120,6 +121,7 @@ def test_screened_scoring_keeps_proposals_feasible_distinct_and_seeded(small_pro
     assert (scores >= 0).all()
 
 
+@pytest.mark.slow
 def test_failures_change_later_proposals(small_problem) -> None:
     history = _start(small_problem)
     proposed = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 1)[
