@@ -99,12 +99,16 @@ class TrialMirror:
             )
             self._hypervolume = status.hypervolume
             return status
-        done = min(self.finished, target)
-        eta = None
-        if done > done_before:
-            eta = elapsed / (done - done_before) * max(0, target - done)
-        best, hv = dict(self._best), self._hypervolume
-        return StudyStatus(done, running, self.failed, target, elapsed, eta, best, hv)
+        return StudyStatus.at(
+            self.finished,
+            running=running,
+            failed=self.failed,
+            target=target,
+            elapsed=elapsed,
+            done_before=done_before,
+            best=dict(self._best),
+            hypervolume=self._hypervolume,
+        )
 
     def hypervolume_updates(self) -> dict[int, float]:
         """:func:`~autopeft.core.hypervolume.hypervolume_updates` of the records, in a cost

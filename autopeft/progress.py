@@ -38,6 +38,27 @@ class StudyStatus:
     best: dict[str, float] = field(default_factory=dict)
     hypervolume: float | None = None
 
+    @classmethod
+    def at(
+        cls,
+        finished: int,
+        *,
+        running: int,
+        failed: int,
+        target: int,
+        elapsed: float,
+        done_before: int,
+        best: dict[str, float],
+        hypervolume: float | None,
+    ) -> StudyStatus:
+        """The status with ``finished`` trials done; the ETA extrapolates this run's pace
+        (``done_before`` trials were done when it started, ``elapsed`` seconds ago)."""
+        done = min(finished, target)
+        eta = None
+        if done > done_before:
+            eta = elapsed / (done - done_before) * max(0, target - done)
+        return cls(done, running, failed, target, elapsed, eta, best, hypervolume)
+
     def line(self) -> str:
         """One line: ``7/12 done, 2 running, 1 failed | 3m10s, ~2m left | best ... | HV ...``."""
         head = f"{self.done}/{self.target} done, {self.running} running, {self.failed} failed"
@@ -71,10 +92,6 @@ def study_status(
 
     finished = [r for r in records if r.state.is_finished() and not r.interrupted]
     complete = [r for r in finished if r.state == TrialState.COMPLETE and r.values]
-    done = min(len(finished), target)
-    eta = None
-    if done > done_before:
-        eta = elapsed / (done - done_before) * max(0, target - done)
     best: dict[str, float] = {}
     hv = None
     if complete:
@@ -84,7 +101,16 @@ def study_status(
         frame = Frame.from_observations(objectives, complete[:FRAME_TRIALS], budget)
         hv = hypervolume(frame, [r.values for r in complete])
     failed = sum(1 for r in finished if r.state == TrialState.FAIL)
-    return StudyStatus(done, running, failed, target, elapsed, eta, best, hv)
+    return StudyStatus.at(
+        len(finished),
+        running=running,
+        failed=failed,
+        target=target,
+        elapsed=elapsed,
+        done_before=done_before,
+        best=best,
+        hypervolume=hv,
+    )
 
 
 def _duration(seconds: float) -> str:
