@@ -180,15 +180,19 @@ def _detect_family(leaves: dict[str, nn.Linear]) -> tuple[str, dict[str, str]]:
     return family, {path: role for role, path in FAMILY_ROLES[family].items()}
 
 
-def layout_on_meta(config: Any, num_labels: int) -> ModelLayout:
-    """The layout of a sequence-classification model built from ``config`` on the meta device
-    (no weights are read or allocated)."""
+def layout_on_meta(config: Any, num_labels: int | None = 2) -> ModelLayout:
+    """The layout of a model built from ``config`` on the meta device (no weights are read or
+    allocated): a sequence classifier with ``num_labels`` labels, or with ``num_labels=None``
+    a causal language model."""
     import copy
 
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     config = copy.deepcopy(config)
-    config.num_labels = num_labels
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config)
+        if num_labels is None:
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            config.num_labels = num_labels
+            model = AutoModelForSequenceClassification.from_config(config)
     return ModelLayout.from_model(model)
