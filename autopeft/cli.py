@@ -90,7 +90,8 @@ def validate(
         p = prepare_study(file)
         dims = len(p.bound.dimensions)
         typer.echo(
-            f"ok: study {p.name!r}: {p.bound.layout.family} model with {p.bound.layout.num_layers} "
+            f"ok: study {p.name!r} ({p.files.spec.task}, metric {p.files.spec.metric}): "
+            f"{p.bound.layout.family} model with {p.bound.layout.num_layers} "
             f"layers, {len(p.splits.train)}/{len(p.splits.validation)}/{len(p.splits.test)} "
             f"train/validation/test examples, {dims} search dimensions"
         )

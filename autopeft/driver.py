@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
 from autopeft.mirror import TrialMirror
-from autopeft.prepare import PreparedStudy, prepare_study, register_study
+from autopeft.prepare import PreparedStudy, prepare_study, register_study, worker_setup
 from autopeft.progress import Reporter
 from autopeft.samplers import make_sampler
 from autopeft.space.encode import distribution
@@ -24,7 +24,6 @@ from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
     from autopeft.executors.base import Executor
-    from autopeft.executors.worker import WorkerSetup
     from autopeft.space.bound import Point
     from autopeft.spec import ExecutorSpec
     from autopeft.trial.runner import TrialRequest, TrialResult
@@ -179,7 +178,7 @@ class StudyRunner:
     def _start(self, point: Point, retry_of: int | None = None) -> TrialRequest:
         from autopeft.trial.runner import TrialRequest
 
-        compiled = self.p.bound.compile(point)
+        compiled = self.p.bound.compile(point, self.p.task_type)
         number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
         self.mirror.refresh(number)
         if retry_of is not None:
@@ -259,23 +258,3 @@ class StudyRunner:
         start, done_before = self._clock
         running, elapsed = len(executor.running()), time.monotonic() - start
         self.reporter.status(self.mirror.status(target, running, elapsed, done_before))
-
-
-def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
-    """What every worker of ``prepared`` loads, under the executor settings ``spec``."""
-    from autopeft.executors.worker import WorkerSetup
-
-    study = prepared.files.spec
-    cap = None if spec.memory_cap_mb is None else int(spec.memory_cap_mb * 2**20)
-    return WorkerSetup(
-        model=study.model.path,
-        base_dir=prepared.files.base_dir,
-        splits=prepared.splits,
-        fidelity=study.fidelity,
-        seed=study.seed,
-        metric=study.metric,
-        device=spec.device,
-        num_hidden_layers=study.model.num_hidden_layers,
-        threads=spec.trial_threads,
-        memory_cap_bytes=cap,
-    )

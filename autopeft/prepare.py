@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autopeft.core.objectives import Objective
-from autopeft.exceptions import StudyError
+from autopeft.exceptions import StudyError, UnsupportedError
 from autopeft.samplers import make_sampler
-from autopeft.spec import StudyFiles, load_study
+from autopeft.spec import StudyFiles, StudySpec, load_study
 from autopeft.storage.urls import resolve_storage
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from autopeft.data import Splits
+    from autopeft.executors.worker import WorkerSetup
     from autopeft.space.bound import BoundSpace
+    from autopeft.spec import ExecutorSpec
     from autopeft.storage.store import Store
 
 
@@ -42,10 +46,17 @@ class PreparedStudy:
     files: StudyFiles
     name: str
     url: str
-    splits: Splits
+    splits: Splits[Any]
     model_path: Path
     bound: BoundSpace
     objectives: list[Objective]
+
+    @property
+    def task_type(self) -> str:
+        """The peft ``task_type`` of the study's configs (``SEQ_CLS``, ``CAUSAL_LM``)."""
+        from autopeft.tasks import peft_task_type
+
+        return peft_task_type(self.files.spec.task)
 
     def fingerprint(self) -> str:
         """What defines the search: resuming with a different fingerprint is refused."""
@@ -59,18 +70,15 @@ def prepare_study(
     from transformers import AutoConfig
 
     from autopeft.assets import resolve_model
-    from autopeft.data import load_dataset, split_dataset
+    from autopeft.data import split_dataset
     from autopeft.methods.binding import bind_space
-    from autopeft.models.layout import layout_on_meta
+    from autopeft.tasks import get_task
 
     files = load_study(path)
     spec = files.spec
-    data = load_dataset(
-        spec.dataset.source,
-        text_column=spec.dataset.text_column,
-        label_column=spec.dataset.label_column,
-        base_dir=files.base_dir,
-    )
+    task = get_task(spec.task)
+    check_devices(spec)
+    data = task.load_data(spec.dataset, files.base_dir)
     splits = split_dataset(
         data, validation=spec.split.validation, test=spec.split.test, seed=spec.split.seed
     )
@@ -79,7 +87,8 @@ def prepare_study(
         {"num_hidden_layers": spec.model.num_hidden_layers} if spec.model.num_hidden_layers else {}
     )
     config = AutoConfig.from_pretrained(model_path, local_files_only=True, **extra)
-    layout = layout_on_meta(config, len(data.label_names))
+    task.check(model_path, splits, spec.fidelity, spec.dataset)
+    layout = task.layout(config, data)
     bound = bind_space(files.space, layout, files.space_path)
     objectives = [Objective(n, d) for n, d in spec.objective_list()]  # type: ignore[arg-type]
     make_sampler(spec.sampler.name, bound, objectives, spec.seed, spec.sampler.options)
@@ -91,6 +100,53 @@ def prepare_study(
         model_path,
         bound,
         objectives,
+    )
+
+
+def check_devices(spec: StudySpec) -> None:
+    """Refuse, before anything runs, a precision or quantization the trials' device lacks.
+
+    On a local run the driver's device is the trials' device; when joining a cluster
+    (``executor.address``) the workers' GPUs cannot be seen from here, so only the spec's own
+    ``executor.device`` is checked.
+    """
+    import torch
+
+    from autopeft.tasks.loading import check_quantization
+
+    executor, model = spec.executor, spec.model
+    cuda = executor.device != "cpu" and (executor.address is not None or torch.cuda.is_available())
+    device = "cuda" if cuda else "cpu"
+    if model.precision == "fp16" and device != "cuda":
+        raise UnsupportedError(
+            "model.precision 'fp16' needs a CUDA device (fp16 training with loss scaling), but "
+            "trials would run on 'cpu'; use precision 'bf16' or 'fp32' on CPU"
+        )
+    check_quantization(model.quantization, device)
+
+
+def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
+    """What every worker of ``prepared`` loads, under the executor settings ``spec``."""
+    from autopeft.executors.worker import WorkerSetup
+
+    study = prepared.files.spec
+    cap = None if spec.memory_cap_mb is None else int(spec.memory_cap_mb * 2**20)
+    return WorkerSetup(
+        model=study.model.path,
+        base_dir=prepared.files.base_dir,
+        splits=prepared.splits,
+        fidelity=study.fidelity,
+        seed=study.seed,
+        metric=study.metric,
+        dataset=study.dataset,
+        evaluation=study.evaluation_or_default,
+        task=study.task,
+        device=spec.device,
+        num_hidden_layers=study.model.num_hidden_layers,
+        threads=spec.trial_threads,
+        memory_cap_bytes=cap,
+        precision=study.model.precision,
+        quantization=study.model.quantization,
     )
 
 

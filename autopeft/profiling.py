@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
 from autopeft.exceptions import StudyError, UnsupportedError
-from autopeft.prepare import prepare_study
+from autopeft.prepare import prepare_study, worker_setup
 from autopeft.storage.profiles import ProfileKey, get_or_compute, link_study, study_profiles
 from autopeft.storage.store import Store
 from autopeft.storage.urls import resolve_storage
@@ -37,9 +37,16 @@ def profile_key(prepared: PreparedStudy) -> ProfileKey:
     source = str(local.resolve()) if local.exists() else spec.dataset.source
     layers = spec.model.num_hidden_layers
     split = spec.split
+    columns = f"text={spec.dataset.text_column},label={spec.dataset.label_column}"
+    if spec.task != "seq_cls":
+        d = spec.dataset
+        columns = (
+            f"task={spec.task},prompt={d.prompt_column},completion={d.completion_column},"
+            f"messages={d.messages_column},chat_template={d.chat_template}"
+        )
     return ProfileKey(
         model=str(Path(prepared.model_path).resolve()) + (f"[layers={layers}]" if layers else ""),
-        dataset=f"{source}[text={spec.dataset.text_column},label={spec.dataset.label_column}]",
+        dataset=f"{source}[{columns}]",
         split=f"train[validation={split.validation},test={split.test},seed={split.seed},"
         f"examples={spec.fidelity.train_examples}]",
         n_batches=n_batches,
@@ -87,18 +94,9 @@ def attach_to_study(store: Store, study: str, found: dict[str, tuple[int, Profil
 
 def study_context(prepared: PreparedStudy) -> TrialContext:
     """The model and tokenized splits of a prepared study, loaded in this process."""
-    from autopeft.trial.context import build_context, pick_device
+    from autopeft.executors.worker import load_context
 
-    spec = prepared.files.spec
-    return build_context(
-        prepared.model_path,
-        prepared.splits,
-        spec.fidelity,
-        seed=spec.seed,
-        metric=spec.metric,
-        device=pick_device(spec.executor.device),
-        num_hidden_layers=spec.model.num_hidden_layers,
-    )
+    return load_context(worker_setup(prepared, prepared.files.spec.executor))
 
 
 def measure_profiles(
@@ -120,18 +118,20 @@ def measure_profiles(
             gradient_profiles(ctx.model, prepared.bound.layout, batches, gradient, ctx.device)
         )
     if "adalora" in kinds:
-        out["adalora"] = adalora_profile(ctx, prepared.bound.layout, key.seed)
+        out["adalora"] = adalora_profile(ctx, prepared.bound.layout, key.seed, prepared.task_type)
     return out
 
 
-def adalora_profile(ctx: TrialContext, layout: ModelLayout, seed: int) -> Profile:
+def adalora_profile(
+    ctx: TrialContext, layout: ModelLayout, seed: int, task_type: str = "SEQ_CLS"
+) -> Profile:
     """Train the AdaLoRA probe for the study's fidelity and score each cell by the rank it kept
     (see :mod:`autopeft.allocation.adalora_profile`)."""
     from autopeft.allocation.adalora_profile import adalora_probe, profile_from_learned
     from autopeft.trial.runner import TrialRequest, run_trial
 
     t0 = time.perf_counter()
-    compiled, init_r = adalora_probe(layout)
+    compiled, init_r = adalora_probe(layout, task_type)
     result = run_trial(ctx, TrialRequest(0, compiled, seed))
     learned = result.metrics.get("learned_peft_config") if result.ok else None
     if not learned:

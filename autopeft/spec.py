@@ -7,6 +7,7 @@ spec file's own directory. See the README for every field and its default.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,25 +18,57 @@ from autopeft.core.validation import StrictModel, issue_message, load_model
 from autopeft.exceptions import StudySpecError
 from autopeft.methods.binding import load_space
 from autopeft.space.schema import SearchSpace
+from autopeft.tasks import TASK_METRICS, default_metric
 
-Metric = Literal["accuracy", "macro_f1"]
+TaskName = Literal["seq_cls", "causal_lm"]
 MEASURES = ("trainable_params", "peak_memory_mb", "train_seconds")
+# Fields added after studies were stored: left out of the fingerprint while at their default, so
+# studies created before them still resume.
+_LATER_FIELDS: dict[tuple[str, ...], Any] = {
+    ("task",): "seq_cls",
+    ("evaluation",): None,
+    ("model", "precision"): "fp32",
+    ("model", "quantization"): None,
+    ("fidelity", "gradient_checkpointing"): False,
+    ("dataset", "prompt_column"): "prompt",
+    ("dataset", "completion_column"): "completion",
+    ("dataset", "messages_column"): "messages",
+    ("dataset", "chat_template"): False,
+}
 
 
 class ModelSpec(StrictModel):
-    """``path``: a built-in model name (``minilm-l6``) or a local HF model directory."""
+    """``path``: a built-in model name (``minilm-l6``, ``smollm2-135m``), a local HF model
+    directory, or a ``.gguf`` file (converted once into a cached HF directory).
+
+    ``precision``: the base weights' dtype and the forward pass's autocast (adapters stay fp32);
+    ``fp16`` needs CUDA. ``quantization``: QLoRA's ``nf4`` or ``int8`` base weights through
+    bitsandbytes (CUDA only).
+    """
 
     path: str
     num_hidden_layers: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    quantization: Literal["nf4", "int8"] | None = None
 
 
 class DatasetSpec(StrictModel):
-    """``source``: a built-in dataset (``trec6``, ``rotten_tomatoes``), or a local CSV / JSONL /
-    JSON file or ``datasets.save_to_disk`` directory with a text and a label column."""
+    """``source``: a built-in dataset (``trec6``, ``rotten_tomatoes``; ``trec6_qa`` for
+    ``causal_lm``), or a local CSV / JSONL / JSON file or ``datasets.save_to_disk`` directory.
+
+    ``seq_cls`` reads ``text_column`` and ``label_column``; ``causal_lm`` reads
+    ``prompt_column`` and ``completion_column``, or a chat ``messages_column`` whose last
+    message is the assistant's answer. ``chat_template``: render plain prompts with the
+    tokenizer's chat template too (chat messages always are).
+    """
 
     source: str
     text_column: str = "text"
     label_column: str = "label"
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    messages_column: str = "messages"
+    chat_template: bool = False
 
 
 class SplitSpec(StrictModel):
@@ -58,6 +91,30 @@ class FidelitySpec(StrictModel):
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     memory_steps: int = Field(default=2, ge=1)
+    gradient_checkpointing: bool = False
+
+
+class EvaluationSpec(StrictModel):
+    """How ``causal_lm`` trials are evaluated: ``exact_match`` greedily generates up to
+    ``max_new_tokens`` tokens per validation prompt, ``batch_size`` prompts at a time, and
+    compares after the normalisation of :mod:`autopeft.tasks.answers` (``answer_pattern``: a
+    regex whose last match is the answer). ``generate``: compute ``exact_match`` even when it
+    is not the metric (default: only then)."""
+
+    max_new_tokens: int = Field(default=16, ge=1, le=4096)
+    answer_pattern: str | None = Field(default=None, min_length=1)
+    batch_size: int = Field(default=16, ge=1)
+    generate: bool | None = None
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
 
 
 class ObjectiveSpec(StrictModel):
@@ -136,14 +193,16 @@ class StudySpec(StrictModel):
     version: Literal[1] = 1
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
+    task: TaskName = "seq_cls"
     model: ModelSpec
     dataset: DatasetSpec
     split: SplitSpec = SplitSpec()
-    metric: Metric = "accuracy"
+    metric: str = Field(default="", validate_default=True)
     objectives: tuple[ObjectiveSpec, ...] = ()
     search_space: str
     n_trials: int = Field(default=20, ge=1)
     fidelity: FidelitySpec = FidelitySpec()
+    evaluation: EvaluationSpec | None = None
     seed: int = 0
     storage: str | None = None
     sampler: SamplerSpec = SamplerSpec()
@@ -155,6 +214,40 @@ class StudySpec(StrictModel):
         key = {"model": "path", "dataset": "source"}.get(info.field_name, "name")
         return {key: value} if isinstance(value, str) else value
 
+    @field_validator("metric")
+    @classmethod
+    def _check_metric(cls, metric: str, info: Any) -> str:
+        task = info.data.get("task", "seq_cls")
+        if not metric:
+            return default_metric(task)
+        allowed = TASK_METRICS[task]
+        if metric not in allowed:
+            raise ValueError(
+                f"unknown metric {metric!r} for task {task!r}; allowed: {', '.join(allowed)}"
+            )
+        return metric
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> StudySpec:
+        if self.evaluation is not None and self.task != "causal_lm":
+            raise ValueError("evaluation applies to task causal_lm only")
+        if self.model.quantization is not None and self.executor.device == "cpu":
+            raise ValueError(
+                f"model.quantization {self.model.quantization!r} (QLoRA) needs CUDA, but "
+                "executor.device is 'cpu'"
+            )
+        return self
+
+    @property
+    def evaluation_or_default(self) -> EvaluationSpec:
+        """The ``evaluation:`` block, or its defaults."""
+        return self.evaluation or EvaluationSpec()
+
+    @property
+    def metric_direction(self) -> str:
+        """``maximize`` or ``minimize``: the direction of the study's metric."""
+        return TASK_METRICS[self.task][self.metric]
+
     @field_validator("objectives", mode="before")
     @classmethod
     def _objective_shorthand(cls, value: Any) -> Any:
@@ -165,13 +258,14 @@ class StudySpec(StrictModel):
     @field_validator("objectives")
     @classmethod
     def _check_objectives(cls, objectives: tuple[ObjectiveSpec, ...], info: Any) -> Any:
-        metric = info.data.get("metric", "accuracy")
+        task = info.data.get("task", "seq_cls")
+        metric = info.data.get("metric") or default_metric(task)
         names = [o.name for o in objectives]
         allowed = (metric, *MEASURES)
         for o in objectives:
             if o.name not in allowed:
                 raise ValueError(f"unknown objective {o.name!r}; allowed: {', '.join(allowed)}")
-            natural = "maximize" if o.name == metric else "minimize"
+            natural = TASK_METRICS[task].get(o.name, "minimize")
             if o.direction not in (None, natural):
                 raise ValueError(f"objective {o.name!r} must {natural[:-1]}e, got {o.direction!r}")
         if len(set(names)) != len(names):
@@ -187,12 +281,19 @@ class StudySpec(StrictModel):
             "trainable_params",
             "peak_memory_mb",
         ]
-        return [(n, "maximize" if n == self.metric else "minimize") for n in names]
+        return [(n, self.metric_direction if n == self.metric else "minimize") for n in names]
 
     def fingerprint(self) -> str:
         """Canonical JSON of everything that defines the search (not the budget or storage):
         resuming a study with a spec whose fingerprint differs is refused."""
         data = self.model_dump(exclude={"n_trials", "storage", "name", "description", "executor"})
+        for path, default in _LATER_FIELDS.items():
+            *parents, key = path
+            node = data
+            for parent in parents:
+                node = node[parent]
+            if node.get(key, default) == default:
+                node.pop(key, None)
         return json.dumps(data, sort_keys=True)
 
 

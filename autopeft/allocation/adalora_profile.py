@@ -20,9 +20,10 @@ INIT_R = 8
 TARGET_R = 4
 
 
-def adalora_probe(layout: ModelLayout) -> tuple[CompiledConfig, int]:
+def adalora_probe(layout: ModelLayout, task_type: str = "SEQ_CLS") -> tuple[CompiledConfig, int]:
     """The AdaLoRA trial that measures the profile: ``init_r`` 8 pruned to an average of 4 on
-    every linear cell (capped by the narrowest leaf). Returns (compiled config, ``init_r``)."""
+    every linear cell (capped by the narrowest leaf), for peft's ``task_type``. Returns
+    (compiled config, ``init_r``)."""
     init_r = min(INIT_R, *(min(s.in_features, s.out_features) for s in layout.sites))
     space = SearchSpace(
         name="adalora_profile",
@@ -34,7 +35,7 @@ def adalora_probe(layout: ModelLayout) -> tuple[CompiledConfig, int]:
             "target_modules": "all_linear",
         },
     )
-    return bind_space(space, layout).compile({}), init_r
+    return bind_space(space, layout).compile({}, task_type), init_r
 
 
 def profile_from_learned(

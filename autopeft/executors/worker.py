@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from autopeft.data import Splits
-    from autopeft.spec import FidelitySpec
+    from autopeft.spec import DatasetSpec, EvaluationSpec, FidelitySpec
     from autopeft.trial.context import TrialContext
     from autopeft.trial.runner import TrialRequest, TrialResult
 
@@ -32,19 +32,48 @@ class WorkerSetup:
 
     ``model`` is the spec's ``model.path`` (a built-in name or a directory) resolved on the
     worker, so a built-in model works on any node where autopeft is installed; a directory must
-    exist at the same path on every node. ``splits`` travel with the setup.
+    exist at the same path on every node (a ``.gguf`` file is converted once per node).
+    ``splits`` travel with the setup.
     """
 
     model: str
     base_dir: Path
-    splits: Splits
+    splits: Splits[Any]
     fidelity: FidelitySpec
     seed: int
     metric: str
+    dataset: DatasetSpec | None = None
+    evaluation: EvaluationSpec | None = None
+    task: str = "seq_cls"
     device: str = "auto"
     num_hidden_layers: int | None = None
     threads: int | None = None
     memory_cap_bytes: int | None = None
+    precision: str = "fp32"
+    quantization: str | None = None
+
+
+def load_context(setup: WorkerSetup) -> TrialContext:
+    """Resolve the model and build the :class:`TrialContext` of ``setup`` in this process."""
+    from autopeft.assets import resolve_model
+    from autopeft.trial.context import build_context, pick_device
+
+    return build_context(
+        resolve_model(setup.model, setup.base_dir),
+        setup.splits,
+        setup.fidelity,
+        task=setup.task,
+        dataset=setup.dataset,
+        evaluation=setup.evaluation,
+        seed=setup.seed,
+        metric=setup.metric,
+        device=pick_device(setup.device),
+        num_hidden_layers=setup.num_hidden_layers,
+        memory_cap_bytes=setup.memory_cap_bytes,
+        precision=setup.precision,
+        quantization=setup.quantization,
+        gradient_checkpointing=setup.fidelity.gradient_checkpointing,
+    )
 
 
 class TrialWorker:
@@ -58,22 +87,10 @@ class TrialWorker:
     def __init__(self, setup: WorkerSetup) -> None:
         import torch
 
-        from autopeft.assets import resolve_model
-        from autopeft.trial.context import build_context, pick_device
-
         self.threads = setup.threads
         self._pin_threads()
         t0 = time.perf_counter()
-        self.context: TrialContext = build_context(
-            resolve_model(setup.model, setup.base_dir),
-            setup.splits,
-            setup.fidelity,
-            seed=setup.seed,
-            metric=setup.metric,
-            device=pick_device(setup.device),
-            num_hidden_layers=setup.num_hidden_layers,
-            memory_cap_bytes=setup.memory_cap_bytes,
-        )
+        self.context: TrialContext = load_context(setup)
         self.load_seconds = time.perf_counter() - t0
         self.trials = 0
         self._progress: tuple[int, int, int] | None = None

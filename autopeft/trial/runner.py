@@ -96,7 +96,14 @@ def _train_and_evaluate(
     compiled, fid = request.compiled, ctx.fidelity
     method = get_method(compiled.method)
     method.verify(model, compiled)
-    model.to(ctx.device)
+    if not getattr(model, "is_quantized", False):  # bitsandbytes models are placed at load
+        model.to(ctx.device)
+    checkpointing = bool(
+        compiled.training.get("gradient_checkpointing", ctx.gradient_checkpointing)
+    )
+    base: Any = ctx.model  # the module peft wraps in place
+    if checkpointing:
+        base.gradient_checkpointing_enable({"use_reentrant": False})
     trainable = [p for p in model.parameters() if p.requires_grad]
     head = sum(p.numel() for p in trainable) - compiled.trainable_params
     lr = float(compiled.training.get("learning_rate", fid.learning_rate))
@@ -107,9 +114,13 @@ def _train_and_evaluate(
     )
     t1 = time.perf_counter()
     after_step = functools.partial(method.after_optimizer_step, model)
-    loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step, after_step)
+    try:
+        loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step, after_step)
+    finally:
+        if checkpointing:
+            base.gradient_checkpointing_disable()
     t2 = time.perf_counter()
-    quality = evaluate(ctx, model)
+    quality = ctx.evaluate(model)
     t3 = time.perf_counter()
     learned = method.learned_config(model, compiled)
     return {
@@ -122,6 +133,8 @@ def _train_and_evaluate(
         "memory_method": how,
         "final_train_loss": loss,
         "learning_rate": lr,
+        "precision": ctx.precision,
+        "gradient_checkpointing": checkpointing,
         "setup_seconds": t1 - t0,
         "train_seconds": t2 - t1,
         "eval_seconds": t3 - t2,
@@ -148,7 +161,8 @@ def _train(
     """Train ``max_steps`` steps; peak memory is measured over the first ``memory_steps``
     (shapes are fixed, so later steps repeat the same profile)."""
     fid = ctx.fidelity
-    n = ctx.train["labels"].shape[0]
+    n = ctx.n_train
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=generator)
     model.train()
@@ -168,9 +182,11 @@ def _train(
             idx = order[cursor : cursor + fid.batch_size]
             cursor += fid.batch_size
             batch = {k: v[idx].to(ctx.device) for k, v in ctx.train.items()}
-            loss = model(**batch).loss
-            loss.backward()
-            optimizer.step()
+            with ctx.autocast():
+                loss = model(**batch).loss
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             if after_step is not None:
                 after_step(step + 1)  # before zero_grad: AdaLoRA reads the gradients
             optimizer.zero_grad(set_to_none=True)
@@ -189,33 +205,3 @@ def _train(
         if measuring:
             meter.__exit__(None, None, None)
     return loss_value, meter.peak_bytes, meter.method
-
-
-@torch.no_grad()
-def evaluate(ctx: TrialContext, model: Any, batch_size: int = 64) -> dict[str, float]:
-    """Accuracy and macro-F1 on the validation tensors."""
-    model.eval()
-    data = ctx.validation
-    preds = []
-    for start in range(0, data["labels"].shape[0], batch_size):
-        batch = {
-            k: v[start : start + batch_size].to(ctx.device)
-            for k, v in data.items()
-            if k != "labels"
-        }
-        preds.append(model(**batch).logits.argmax(-1).cpu())
-    pred, gold = torch.cat(preds), data["labels"]
-    return {
-        "accuracy": float((pred == gold).float().mean()),
-        "macro_f1": _macro_f1(pred, gold, ctx.num_labels),
-    }
-
-
-def _macro_f1(pred: torch.Tensor, gold: torch.Tensor, k: int) -> float:
-    scores = []
-    for c in range(k):
-        tp = int(((pred == c) & (gold == c)).sum())
-        fp, fn = int(((pred == c) & (gold != c)).sum()), int(((pred != c) & (gold == c)).sum())
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return sum(scores) / len(scores) if scores else 0.0
