@@ -76,6 +76,10 @@ class TextDataset:
             label_names=self.label_names,
         )
 
+    def strata(self) -> tuple[int, ...]:
+        """Returns the label ids, so that splits keep every class's share."""
+        return self.labels
+
 
 def load_dataset(
     source: str,
