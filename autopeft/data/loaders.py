@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from autopeft.data.builtin import BUILTIN_DATASETS, read_builtin
+from autopeft.data.builtin import BUILTIN_COMPLETIONS, BUILTIN_DATASETS, read_builtin
 from autopeft.data.records import Record, file_records, resolve_source, saved_table
 from autopeft.exceptions import DatasetError
 
@@ -106,12 +106,19 @@ def load_dataset(
         sorted numerically. Built-ins are parsed once per process and cached.
 
     Raises:
-        DatasetError: If the source is not found, has an unsupported format, lacks a column,
-            has a row with an empty text or a missing label, or has fewer than two labels.
+        DatasetError: If the source is not found, is a completions built-in, has an
+            unsupported format, lacks a column, has a row with an empty text or a missing
+            label, or has fewer than two labels.
         UnsupportedError: If a save_to_disk directory is given and ``datasets`` is missing.
     """
     if source in BUILTIN_DATASETS:
         return _builtin_dataset(source)
+    if source in BUILTIN_COMPLETIONS:
+        raise DatasetError(
+            f"{source!r} is a built-in completions dataset (prompts and answers for causal-LM "
+            "fine-tuning), not labelled texts; load it with load_completions, or use a "
+            f"built-in text-classification dataset: {', '.join(sorted(BUILTIN_DATASETS))}"
+        )
     if text_column == label_column:
         raise DatasetError(
             f"text column and label column are both {text_column!r}; expected two columns"
