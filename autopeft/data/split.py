@@ -1,35 +1,62 @@
-"""Seeded, stratified train/validation/test splits."""
+"""Seeded, stratified train/validation/test splits of any dataset kind."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Generic, Protocol, Self, TypeVar
 
 import numpy as np
 
-from autopeft.data.loaders import TextDataset
 from autopeft.exceptions import DatasetError
 
-__all__ = ["Splits", "split_dataset"]
+__all__ = ["Splits", "Splittable", "split_dataset"]
+
+
+class Splittable(Protocol):
+    """What :func:`split_dataset` needs of a dataset (``TextDataset``, ``CompletionDataset``)."""
+
+    @property
+    def name(self) -> str:
+        """The dataset's display name; splits are named ``<name>/<split>``."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: Sequence[int], name: str | None = None) -> Self:
+        """Returns the examples at ``indices``, in that order, named ``name``."""
+        ...
+
+    def strata(self) -> tuple[int, ...]:
+        """Returns one stratum id per example (its label id; all zeros for no strata)."""
+        ...
+
+
+D = TypeVar("D", bound=Splittable)
 
 
 @dataclass(frozen=True)
-class Splits:
-    """The three disjoint parts of a dataset; all share the source's ``label_names``."""
+class Splits(Generic[D]):
+    """The three disjoint parts of a dataset, each of the source's kind.
 
-    train: TextDataset
-    validation: TextDataset
-    test: TextDataset
+    Parts of a ``TextDataset`` all keep the source's ``label_names``.
+    """
+
+    train: D
+    validation: D
+    test: D
 
 
-def split_dataset(ds: TextDataset, *, validation: float, test: float, seed: int) -> Splits:
-    """Splits a dataset into train, validation and test parts, stratified by label.
+def split_dataset(ds: D, *, validation: float, test: float, seed: int) -> Splits[D]:
+    """Splits a dataset into train, validation and test parts, stratified by ``ds.strata()``.
 
-    Each class is shuffled with ``numpy.random.default_rng(seed)`` (classes in label-id
-    order) and cut by rounding its size times each fraction; a class with at least 3
-    examples gets at least one example in every split, a smaller class goes to train.
-    Each split is then shuffled. The same inputs give the same splits on any machine.
+    Each stratum (a ``TextDataset``'s labels; a ``CompletionDataset`` is one stratum) is
+    shuffled with ``numpy.random.default_rng(seed)`` (strata in increasing id order) and cut
+    by rounding its size times each fraction, halves up; a stratum with at least 3 examples
+    gets at least one example in every split, a smaller one goes to train. Each split is
+    then shuffled. The same inputs give the same splits on any machine.
 
     Args:
         ds: The dataset to split.
@@ -54,18 +81,24 @@ def split_dataset(ds: TextDataset, *, validation: float, test: float, seed: int)
         raise DatasetError(f"split seed {seed!r} is invalid; expected a non-negative integer")
     rng = np.random.default_rng(int(seed))
     parts: tuple[list[int], list[int], list[int]] = ([], [], [])
-    for members in _members_by_label(ds):
+    strata = _members_by_stratum(ds.strata())
+    for members in strata:
         shuffled = [members[i] for i in rng.permutation(len(members))]
-        n_val, n_test = _class_sizes(len(members), validation, test)
+        n_val, n_test = _stratum_sizes(len(members), validation, test)
         parts[1].extend(shuffled[:n_val])
         parts[2].extend(shuffled[n_val : n_val + n_test])
         parts[0].extend(shuffled[n_val + n_test :])
     names = ("train", "validation", "test")
     for split, part in zip(names, parts, strict=True):
         if not part:
+            expected = (
+                "at least 3 examples"
+                if len(strata) <= 1
+                else ("at least one class with 3 or more examples")
+            )
             raise DatasetError(
                 f"dataset {ds.name!r}: {len(ds)} examples leave the {split} split empty; "
-                "expected at least one class with 3 or more examples"
+                f"expected {expected}"
             )
     train, val, tst = (
         ds.subset([part[i] for i in rng.permutation(len(part))], f"{ds.name}/{split}")
@@ -82,15 +115,16 @@ def _check_fraction(name: str, value: float) -> None:
         )
 
 
-def _members_by_label(ds: TextDataset) -> list[list[int]]:
-    members: list[list[int]] = [[] for _ in ds.label_names]
-    for index, label in enumerate(ds.labels):
-        members[label].append(index)
-    return members
+def _members_by_stratum(strata: Sequence[int]) -> list[list[int]]:
+    """Returns the example positions of each stratum, strata in increasing id order."""
+    members: dict[int, list[int]] = {}
+    for index, stratum in enumerate(strata):
+        members.setdefault(stratum, []).append(index)
+    return [members[stratum] for stratum in sorted(members)]
 
 
-def _class_sizes(size: int, validation: float, test: float) -> tuple[int, int]:
-    """Returns one class's (validation, test) counts, leaving train at least one example."""
+def _stratum_sizes(size: int, validation: float, test: float) -> tuple[int, int]:
+    """Returns one stratum's (validation, test) counts, leaving train at least one example."""
     if size < 3:
         return 0, 0
     n_val = max(1, math.floor(size * validation + 0.5))
