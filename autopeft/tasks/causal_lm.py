@@ -185,11 +185,12 @@ def render_prompts(tokenizer: Any, part: CompletionDataset, chat: bool) -> list[
         else:
             texts.append(prompt)
             templated.append(False)
-    with_special = tokenizer([t for t, c in zip(texts, templated, strict=True) if not c])
-    without = tokenizer(
-        [t for t, c in zip(texts, templated, strict=True) if c], add_special_tokens=False
-    )
-    plain, chats = iter(with_special["input_ids"]), iter(without["input_ids"])
+    def ids(batch: list[str], special: bool) -> list[list[int]]:
+        return list(tokenizer(batch, add_special_tokens=special)["input_ids"]) if batch else []
+
+    with_special = ids([t for t, c in zip(texts, templated, strict=True) if not c], True)
+    without = ids([t for t, c in zip(texts, templated, strict=True) if c], False)
+    plain, chats = iter(with_special), iter(without)
     return [list(next(chats) if c else next(plain)) for c in templated]
 
 
