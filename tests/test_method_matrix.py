@@ -95,12 +95,20 @@ def fresh(family: str) -> nn.Module:
     return copy.deepcopy(_BASES[family])
 
 
-def bind(method: str, family: str, tmp_path: Path, budget: int = 100000):
+def write_space(
+    tmp_path: Path, method: str, parameters: str, budget: int = 100000, extra: str = ""
+) -> Path:
+    """A space file for ``method`` with a ``parameters:`` block (and ``extra`` top-level keys)."""
     path = tmp_path / "space.yaml"
     path.write_text(
         f"version: 1\nname: m\nmethod: {method}\nmax_trainable_params: {budget}\n"
-        "module_presets: {ia3: [k, v, down]}\nparameters:\n" + CASES[method]
+        "module_presets: {ia3: [k, v, down]}\n" + extra + "parameters:\n" + parameters
     )
+    return path
+
+
+def bind(method: str, family: str, tmp_path: Path, budget: int = 100000):
+    path = write_space(tmp_path, method, CASES[method], budget)
     return bind_space(load_space(path), ModelLayout.from_model(fresh(family)), path)
 
 

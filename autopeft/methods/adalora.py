@@ -157,6 +157,8 @@ class AdaLoraMethod(Method):
         return lora_export(ranks, config, compiled)
 
     def verify(self, model: nn.Module, compiled: CompiledConfig) -> None:
+        """Check ranks and counts, after freezing peft's ``ranknum`` (:func:`freeze_ranknum`)."""
+        freeze_ranknum(model)
         found: dict[str, int] = {}
         for name, module in model.named_modules():
             lora_e = getattr(module, "lora_E", None)
@@ -165,6 +167,23 @@ class AdaLoraMethod(Method):
         if found != compiled.module_sizes:
             raise RuntimeError(f"built AdaLoRA ranks {found} differ from {compiled.module_sizes}")
         check_trainable_count(model, "lora_", compiled, "AdaLoRA")
+
+
+def freeze_ranknum(model: nn.Module) -> None:
+    """Make AdaLoRA's ``ranknum`` parameters non-trainable again.
+
+    peft 0.21.2 creates ``ranknum`` (the constant ``float(init_r)`` the output is divided by) as
+    a frozen parameter in a ``ParameterDict``, then casts the adapter to the base layer's dtype;
+    on a base that is not float32 (bf16 or fp16 on a GPU, float64) the cast tensor is stored back
+    through the ``ParameterDict``, which wraps it as a new parameter with ``requires_grad=True``.
+    The optimizer would then train it (one extra parameter per module), and since peft does not
+    save it, the reloaded adapter would compute something else."""
+    from peft.tuners.adalora import AdaLoraLayer
+
+    for module in model.modules():
+        if isinstance(module, AdaLoraLayer):
+            for value in module.ranknum.values():
+                value.requires_grad_(False)
 
 
 def learned_ranks(rank_pattern: dict[str, Any]) -> dict[str, int]:

@@ -143,12 +143,25 @@ class Method(ABC):
         )
 
 
+#: Name part of the trainable copies peft keeps of ``modules_to_save`` (the classification head).
+SAVED_MODULE_MARKER = ".modules_to_save."
+
+
 def check_trainable_count(
     model: nn.Module, marker: str, compiled: CompiledConfig, label: str
 ) -> None:
     """Raise ``RuntimeError`` unless the trainable parameters whose names contain ``marker``
-    add up to the compiled arithmetic (for :meth:`Method.verify`)."""
-    counted = sum(p.numel() for n, p in model.named_parameters() if marker in n and p.requires_grad)
+    add up to the compiled arithmetic and nothing else trains but peft's ``modules_to_save``
+    copies (the classification head under ``SEQ_CLS``; none under ``CAUSAL_LM``), for
+    :meth:`Method.verify`."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    stray = [n for n, _ in trainable if marker not in n and SAVED_MODULE_MARKER not in n]
+    if stray:
+        raise RuntimeError(
+            f"built {label} model trains parameters that are neither the adapter's nor a "
+            f"saved module's: {', '.join(stray[:5])}" + (" ..." if len(stray) > 5 else "")
+        )
+    counted = sum(p.numel() for n, p in trainable if marker in n)
     if counted != compiled.trainable_params:
         raise RuntimeError(
             f"built model has {counted} {label} parameters, compiled arithmetic says "
