@@ -21,7 +21,7 @@ LATEST_VENV := .latest-venv
 # The torch the lock pins: the build these machines carry.
 LOCK_TORCH  ?= torch==2.13.0
 
-.PHONY: install lock check lint types imports test test-fast test-latest demo bench clean
+.PHONY: install lock check lint types imports test test-fast test-latest demo demo-llm bench clean
 
 install: $(STAMP)
 
@@ -78,6 +78,10 @@ test-latest:
 
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo
+
+# The decoder-LLM demo: SmolLM2-135M (Llama architecture) on 2 Ray workers, about 10 min on CPU.
+demo-llm: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo --llm
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) runs demo_out .pytest_cache .mypy_cache

@@ -72,6 +72,37 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_tiny(tmp_path_factory.mktemp("tiny-bert"), "bert")
 
 
+# A minimal chat template (role-tagged turns, then the assistant tag) for the tiny causal LM.
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+def save_tiny_causal(path: Path) -> Path:
+    """A 2-layer random Llama causal LM with grouped-query attention (4 heads, 2 key-value
+    heads), the MiniLM tokenizer with ``[SEP]`` as its EOS token and a tiny chat template."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=64, pad_token_id=0,
+    )  # fmt: skip
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(resolve_model("minilm-l6"))
+    tokenizer.eos_token = "[SEP]"
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_causal(tmp_path_factory.mktemp("tiny-causal"))
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")

@@ -65,8 +65,8 @@ def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
 ) -> None:
     """4 trials on 2 workers; the worker running trial 1 is SIGKILLed mid-training: the trial
     is recorded as lost, a fresh worker replaces it, the point is re-run, the study completes."""
-    from autopeft.prepare import worker_setup
     from autopeft.executors.factory import make_executor
+    from autopeft.prepare import worker_setup
 
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=4, steps=400)
     p = prepare_study(spec)

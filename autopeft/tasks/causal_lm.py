@@ -185,6 +185,7 @@ def render_prompts(tokenizer: Any, part: CompletionDataset, chat: bool) -> list[
         else:
             texts.append(prompt)
             templated.append(False)
+
     def ids(batch: list[str], special: bool) -> list[list[int]]:
         return list(tokenizer(batch, add_special_tokens=special)["input_ids"]) if batch else []
 
