@@ -231,11 +231,6 @@ class StudySpec(StrictModel):
     def _task_fields(self) -> StudySpec:
         if self.evaluation is not None and self.task != "causal_lm":
             raise ValueError("evaluation applies to task causal_lm only")
-        if self.model.quantization is not None and self.executor.device == "cpu":
-            raise ValueError(
-                f"model.quantization {self.model.quantization!r} (QLoRA) needs CUDA, but "
-                "executor.device is 'cpu'"
-            )
         return self
 
     @property

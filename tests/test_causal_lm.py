@@ -284,3 +284,33 @@ def test_bad_causal_lm_input_is_refused_before_anything_is_written(
 
     spec.write_text(good.replace("metric: exact_match", "metric: accuracy"))
     _refused(spec, "unknown metric 'accuracy' for task 'causal_lm'", "exact_match")
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_and_bf16_change_how_trials_run_not_what_they_learn(
+    tiny_causal_dir: Path, tmp_path: Path
+) -> None:
+    runs = {}
+    for label, space_line, model in (
+        ("plain", "", f"{tiny_causal_dir}"),
+        ("checkpointed", "  gradient_checkpointing: true\n", f"{tiny_causal_dir}"),
+        ("bf16", "", f"{{path: {tiny_causal_dir}, precision: bf16}}"),
+    ):
+        directory = tmp_path / label
+        directory.mkdir()
+        spec = causal_study(directory, tiny_causal_dir, n_trials=2, metric="eval_loss")
+        spec.write_text(spec.read_text().replace(f"model: {tiny_causal_dir}", f"model: {model}"))
+        space = directory / "space.yaml"
+        space.write_text(space.read_text() + space_line)
+        runs[label] = run_study(spec).records
+    for plain, checkpointed, bf16 in zip(*runs.values(), strict=True):
+        assert plain.params == checkpointed.params == bf16.params  # same seeded proposals
+        assert checkpointed.metrics["gradient_checkpointing"] is True
+        assert plain.metrics["gradient_checkpointing"] is False
+        assert checkpointed.metrics["final_train_loss"] == pytest.approx(
+            plain.metrics["final_train_loss"], rel=1e-5
+        )
+        assert checkpointed.values["eval_loss"] == pytest.approx(plain.values["eval_loss"], rel=1e-5)
+        assert bf16.metrics["precision"] == "bf16"
+        assert bf16.values["eval_loss"] == pytest.approx(plain.values["eval_loss"], rel=0.05)
+        assert bf16.values["eval_loss"] != plain.values["eval_loss"]  # it really ran in bf16

@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     from autopeft.space.view import Point, SpaceView
 
 # Parameters every method accepts: they configure training or placement, not the adapter.
-COMMON_PARAMETERS = frozenset({"learning_rate", "target_modules"})
+# ``gradient_checkpointing`` (a boolean, fixed or ``{type: categorical, choices: [false, true]}``)
+# overrides the spec's ``fidelity.gradient_checkpointing`` per trial.
+COMMON_PARAMETERS = frozenset({"learning_rate", "target_modules", "gradient_checkpointing"})
 
 
 class Method(ABC):
@@ -130,8 +132,11 @@ class Method(ABC):
             placement.setdefault(layer, {})[module] = size
             module_sizes[self.site_name(bound, layer, module)] = size
         training = {}
-        if "learning_rate" in point or "learning_rate" in bound.space.constants():
+        constants = bound.space.constants()
+        if "learning_rate" in point or "learning_rate" in constants:
             training["learning_rate"] = float(bound.value(point, "learning_rate"))
+        if "gradient_checkpointing" in point or "gradient_checkpointing" in constants:
+            training["gradient_checkpointing"] = bool(bound.value(point, "gradient_checkpointing"))
         config = self.build_config(bound, point, task_type)
         return CompiledConfig(
             self.name,

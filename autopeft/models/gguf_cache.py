@@ -90,7 +90,7 @@ def _convert(path: Path, out: Path) -> None:
         raise UserInputError(
             f"reading {path.name} needs the 'gguf' package ({exc}); run: pip install gguf"
         ) from None
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+    except Exception as exc:  # a corrupt file fails anywhere in the reader (struct, numpy, ...)
         raise UserInputError(
             f"model file {path} could not be read as a GGUF causal LM ({exc}); expected a GGUF "
             "file of an architecture transformers supports (llama, mistral, qwen2, ...)"
