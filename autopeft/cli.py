@@ -168,16 +168,20 @@ def studies(storage: StorageOpt = None) -> None:
     from autopeft.results import list_studies
 
     table = Table(title="studies")
-    for col in ("name", "trials", "front", "best accuracy", "model", "dataset", "sampler"):
+    for col in ("name", "trials", "front", "best metric", "model", "dataset", "sampler"):
         table.add_column(col)
     for v in list_studies(storage):
-        best = max((r.values.get(v.spec["metric"], 0.0) for r in v.complete()), default=None)
+        metric = v.spec["metric"]
+        direction = next((o.direction for o in v.objectives if o.name == metric), "maximize")
+        pick = max if direction == "maximize" else min
+        values = [r.values[metric] for r in v.complete() if metric in r.values]
+        best = pick(values) if values else None
         counts = ", ".join(f"{k.lower()} {n}" for k, n in v.counts().items())
         table.add_row(
             v.name,
             counts,
             str(len(v.front())),
-            "-" if best is None else f"{best:.4f}",
+            "-" if best is None else f"{metric} {best:.4f}",
             v.spec["model"]["path"],
             v.spec["dataset"]["source"],
             v.spec["sampler"]["name"],

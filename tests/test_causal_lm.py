@@ -310,7 +310,8 @@ def test_gradient_checkpointing_and_bf16_change_how_trials_run_not_what_they_lea
         assert checkpointed.metrics["final_train_loss"] == pytest.approx(
             plain.metrics["final_train_loss"], rel=1e-5
         )
-        assert checkpointed.values["eval_loss"] == pytest.approx(plain.values["eval_loss"], rel=1e-5)
+        plain_loss = plain.values["eval_loss"]
+        assert checkpointed.values["eval_loss"] == pytest.approx(plain_loss, rel=1e-5)
         assert bf16.metrics["precision"] == "bf16"
         assert bf16.values["eval_loss"] == pytest.approx(plain.values["eval_loss"], rel=0.05)
         assert bf16.values["eval_loss"] != plain.values["eval_loss"]  # it really ran in bf16

@@ -16,7 +16,7 @@ def test_a_file_that_is_not_gguf_is_refused_with_what_it_starts_with(tmp_path: P
     fake.write_bytes(b"PK\x03\x04 a zip file")
     with pytest.raises(UserInputError, match=r"model.gguf is not a GGUF file .*b'PK\\x03\\x04'"):
         resolve_model("model.gguf", tmp_path)
-    with pytest.raises(UserInputError, match="not found; expected a .gguf file"):
+    with pytest.raises(UserInputError, match=r"not found; expected a \.gguf file"):
         resolve_model("missing.gguf", tmp_path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,17 @@ def test_plot_history_writes_png(tmp_path: Path) -> None:
     _is_png(plot_history(_study(), OBJECTIVES, tmp_path / "hv.png", hypervolume=hypervolume))
     with pytest.raises(UserInputError, match="hypervolume has 2 values"):
         plot_history(_study(), OBJECTIVES, tmp_path / "bad.png", hypervolume=[0.1, 0.2])
+
+
+def test_picks_follow_a_minimised_metric() -> None:
+    """With ``eval_loss`` as the metric, max-accuracy is the lowest loss and min-params breaks
+    ties by the lower loss."""
+    loss = Objective("eval_loss", "minimize")
+    records = []
+    for number, (value, params) in enumerate([(0.9, 100), (0.5, 400), (0.7, 100), (0.3, 900)]):
+        record = _trial(number, 0.0, params)
+        records.append(replace(record, values={"eval_loss": value, "trainable_params": params}))
+    objectives = (loss, PARAMS)
+    assert pick_trial(records, objectives, "max-accuracy").number == 3
+    assert pick_trial(records, objectives, "min-params").number == 2
+    assert pick_trial(records, objectives, "knee").number == 1

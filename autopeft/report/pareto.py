@@ -62,21 +62,31 @@ def pareto_front(
     return [done[i] for i in pareto_indices(table, [o.direction for o in objectives])]
 
 
+# Measured costs: never the "accuracy" of a study.
+_COSTS = frozenset({"trainable_params", "peak_memory_mb", "train_seconds"})
+
+
 def primary_objective(objectives: Sequence[Objective]) -> Objective:
-    """The objective that reports call "accuracy": the first maximized one, else the first.
+    """The objective that reports call "accuracy" (the task metric): the first maximized one,
+    else the first that is not a measured cost, else the first.
 
     Args:
         objectives: The study's objectives.
 
     Returns:
-        The first objective whose direction is ``maximize``, or the first objective.
+        The first objective whose direction is ``maximize`` (``accuracy``, ``exact_match``), or
+        the first one that is not ``trainable_params``, ``peak_memory_mb`` or ``train_seconds``
+        (``eval_loss``), or the first objective.
 
     Raises:
         UserInputError: If ``objectives`` is empty.
     """
     if not objectives:
         raise UserInputError("a study needs at least one objective; got none")
-    return next((o for o in objectives if o.direction == "maximize"), objectives[0])
+    maximized = next((o for o in objectives if o.direction == "maximize"), None)
+    if maximized is not None:
+        return maximized
+    return next((o for o in objectives if o.name not in _COSTS), objectives[0])
 
 
 def pick_trial(
@@ -86,7 +96,8 @@ def pick_trial(
 
     The rules (``how``):
 
-    * ``max-accuracy``: the highest value of the first maximized objective (the accuracy).
+    * ``max-accuracy``: the best value of the task metric (:func:`primary_objective`: the
+      highest accuracy or exact match, the lowest ``eval_loss``).
       Ties go to fewer ``trainable_params`` (when that is an objective), then to the lower
       trial number. The candidates are the front's trials, so the pick is never dominated;
       its accuracy is the best of all complete trials.
@@ -109,8 +120,7 @@ def pick_trial(
 
     Raises:
         UserInputError: If ``how`` is not one of :data:`PICKS`, or is ``min-params`` while
-            ``trainable_params`` is not an objective, or no objective is maximized for
-            ``max-accuracy``.
+            ``trainable_params`` is not an objective.
         StudyError: If no trial is complete with every objective measured.
     """
     if how not in PICKS:
@@ -146,14 +156,11 @@ def _sign(objective: Objective) -> float:
 def _pick_max_accuracy(front: list[TrialRecord], objectives: Sequence[Objective]) -> TrialRecord:
     """The front trial with the best accuracy; ties -> fewer params, then lower number."""
     accuracy = primary_objective(objectives)
-    if accuracy.direction != "maximize":
-        names = ", ".join(o.name for o in objectives)
-        raise UserInputError(f"'max-accuracy' needs a maximized objective; objectives are: {names}")
     has_params = any(o.name == PARAMS_OBJECTIVE for o in objectives)
 
     def key(r: TrialRecord) -> tuple[float, float, int]:
         params = r.values[PARAMS_OBJECTIVE] if has_params else 0.0
-        return (-r.values[accuracy.name], params, r.number)
+        return (-_sign(accuracy) * r.values[accuracy.name], params, r.number)
 
     return min(front, key=key)
 

@@ -17,7 +17,15 @@ if TYPE_CHECKING:
 __all__ = ["format_value", "front_rows", "render_table", "write_csv"]
 
 PARAM_PREFIX = "param."
-_FORMATS = {"accuracy": "{:.4f}", "trainable_params": "{:,.0f}", "peak_memory_mb": "{:.1f}"}
+_FORMATS = {
+    "accuracy": "{:.4f}",
+    "macro_f1": "{:.4f}",
+    "exact_match": "{:.4f}",
+    "eval_loss": "{:.4f}",
+    "perplexity": "{:.3f}",
+    "trainable_params": "{:,.0f}",
+    "peak_memory_mb": "{:.1f}",
+}
 
 
 def front_rows(
