@@ -303,18 +303,16 @@ def test_trec6_qa_rows_and_answers() -> None:
         "abbreviation": 86,
     }
     questions = load_dataset("trec6")
-    assert ds.prompts[0] == (
-        (
-            "user",
-            "What kind of answer does this question ask for? Reply with one word: "
-            "abbreviation, description, entity, human, location or number.\n"
-            f"Question: {questions.texts[0]}",
-        ),
+    system = (
+        "system",
+        "Say what kind of answer the question asks for, in one word: abbreviation, "
+        "description, entity, human, location or number.",
     )
+    assert ds.prompts[0] == (system, ("user", questions.texts[0]))
     words = {"ABBR": "abbreviation", "DESC": "description", "ENTY": "entity"}
     words |= {"HUM": "human", "LOC": "location", "NUM": "number"}
     assert ds.completions == tuple(words[questions.label_names[i]] for i in questions.labels)
-    assert all(len(p) == 1 and p[0][0] == "user" for p in ds.prompts)
+    assert all(len(p) == 2 and p[0] == system and p[1][0] == "user" for p in ds.prompts)
     assert ds.origins[4] == "built-in dataset 'trec6_qa': row 5"
     assert load_completions("trec6_qa") is ds  # cached
 

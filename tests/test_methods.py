@@ -606,7 +606,7 @@ def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     with pytest.raises(
         SearchSpaceError,
         match=r"parameters\.alpha_ratio: unknown parameter for method 'toy'; "
-        + r"allowed: learning_rate, rank, target_modules",
+        + r"allowed: gradient_checkpointing, learning_rate, rank, target_modules",
     ):
         load_space(path)
 

@@ -257,7 +257,7 @@ def test_unknown_parameter_for_lora_lists_allowed(tmp_path: Path) -> None:
         match=located(path, 10, "parameters.foo")
         + re.escape(
             "unknown parameter for method 'lora'; allowed: alpha, alpha_ratio, dropout, "
-            "learning_rate, rank, target_modules"
+            "gradient_checkpointing, learning_rate, rank, target_modules"
         ),
     ):
         load_space(path)
