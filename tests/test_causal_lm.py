@@ -208,7 +208,7 @@ def test_eval_loss_is_minimised_when_it_is_the_metric(
 
 @pytest.mark.slow
 def test_a_killed_causal_lm_driver_resumes(tiny_causal_dir: Path, tmp_path: Path) -> None:
-    spec = causal_study(tmp_path, tiny_causal_dir, n_trials=4, steps=150)
+    spec = causal_study(tmp_path, tiny_causal_dir, n_trials=4, steps=60)
     before, running = kill_driver_mid_trial(
         ["run", str(spec), "-q"], tmp_path / "studies.db", timeout=180
     )
