@@ -242,3 +242,13 @@ def _mid_trial(db: Path) -> bool:
     except sqlite3.OperationalError:
         return False
     return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """A CLI result that is one ``error:`` line naming every fragment, with exit code 2."""
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in err, err

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.results import load_view
+from tests.conftest import assert_user_error
 
 runner = CliRunner()
 
@@ -30,15 +31,6 @@ def ran(study_dir: Path) -> Path:
 def _dump(db: Path) -> list[str]:
     with sqlite3.connect(db) as con:
         return list(con.iterdump())
-
-
-def _assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    err = result.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def test_help_lists_every_command() -> None:
@@ -126,24 +118,24 @@ def test_bad_study_files_exit_2_and_leave_the_store_untouched(ran: Path) -> None
     good = spec.read_text()
 
     spec.write_text("name: [unclosed\n")
-    _assert_user_error(cli("run", spec), "study.yaml", "malformed YAML")
+    assert_user_error(cli("run", spec), "study.yaml", "malformed YAML")
 
     space = ran / "space.yaml"
     space_text = space.read_text()
     spec.write_text(good)
     space.write_text(space_text.replace("method: lora", "method: nope"))
-    _assert_user_error(cli("run", spec), "space.yaml:3", "unknown method 'nope'", "lora")
+    assert_user_error(cli("run", spec), "space.yaml:3", "unknown method 'nope'", "lora")
 
     space.write_text(space_text.replace("choices: [0, 1, 2, 4]", "low: -1, high: 4"))
-    _assert_user_error(cli("run", spec), "space.yaml", "parameters.rank", ">= 0", "-1")
+    assert_user_error(cli("run", spec), "space.yaml", "parameters.rank", ">= 0", "-1")
 
     space.write_text(space_text)
     (ran / "bad.csv").write_text("sentence,label\nhello,a\nbye,b\n")
     spec.write_text(good.replace("source: data.csv", "source: bad.csv"))
-    _assert_user_error(cli("run", spec), "column 'text' not found", "sentence")
+    assert_user_error(cli("run", spec), "column 'text' not found", "sentence")
 
     spec.write_text(good.replace("max_steps: 4", "max_steps: 0"))
-    _assert_user_error(cli("run", spec), "study.yaml:", "fidelity.max_steps", "(got 0)")
+    assert_user_error(cli("run", spec), "study.yaml:", "fidelity.max_steps", "(got 0)")
 
     spec.write_text(good)
     assert _dump(db) == before
@@ -151,30 +143,30 @@ def test_bad_study_files_exit_2_and_leave_the_store_untouched(ran: Path) -> None
 
 def test_unknown_study_and_bad_storage_urls(ran: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{ran / 'studies.db'}"
-    _assert_user_error(cli("show", "nope", "--storage", url), "no study named 'nope'", "tiny")
-    _assert_user_error(cli("front", "nope", "--storage", url), "no study named 'nope'")
-    _assert_user_error(
+    assert_user_error(cli("show", "nope", "--storage", url), "no study named 'nope'", "tiny")
+    assert_user_error(cli("front", "nope", "--storage", url), "no study named 'nope'")
+    assert_user_error(
         cli("studies", "--storage", f"sqlite:///{tmp_path / 'missing.db'}"), "no database file"
     )
     spec = ran / "study.yaml"
-    _assert_user_error(
+    assert_user_error(
         cli("run", spec, "--storage", "sqlite:////no/such/dir/x.db"),
         "cannot open storage",
         "does not exist",
     )
-    _assert_user_error(cli("run", spec, "--storage", "nosuchdb://host/db"), "cannot open storage")
+    assert_user_error(cli("run", spec, "--storage", "nosuchdb://host/db"), "cannot open storage")
     assert not Path("/no/such/dir").exists()
 
 
 def test_export_needs_exactly_one_selector(ran: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{ran / 'studies.db'}"
-    _assert_user_error(cli("export", "tiny", "--storage", url, "--out", tmp_path), "exactly one")
-    _assert_user_error(
+    assert_user_error(cli("export", "tiny", "--storage", url, "--out", tmp_path), "exactly one")
+    assert_user_error(
         cli(
             "export", "tiny", "--storage", url, "--out", tmp_path, "--trial", "0", "--pick", "knee"
         ),
         "exactly one",
     )
-    _assert_user_error(
+    assert_user_error(
         cli("export", "tiny", "--storage", url, "--out", tmp_path, "--trial", "99"), "no trial 99"
     )

@@ -15,6 +15,7 @@ from autopeft.data.builtin import (
 )
 from autopeft.data.records import (
     Record,
+    checked_positions,
     file_records,
     parse_json,
     resolve_source,
@@ -79,12 +80,7 @@ class CompletionDataset:
         Raises:
             DatasetError: If an index is out of range.
         """
-        positions = [int(i) for i in indices]
-        bad = next((i for i in positions if not 0 <= i < len(self)), None)
-        if bad is not None:
-            raise DatasetError(
-                f"dataset {self.name!r}: index {bad} out of range; expected 0..{len(self) - 1}"
-            )
+        positions = checked_positions(self.name, indices, len(self))
         return CompletionDataset(
             name=self.name if name is None else name,
             prompts=tuple(self.prompts[i] for i in positions),

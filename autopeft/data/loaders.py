@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.data.builtin import BUILTIN_COMPLETIONS, BUILTIN_DATASETS, read_builtin
-from autopeft.data.records import Record, file_records, resolve_source, saved_table
+from autopeft.data.records import (
+    Record,
+    checked_positions,
+    file_records,
+    resolve_source,
+    saved_table,
+)
 from autopeft.exceptions import DatasetError
 
 __all__ = ["TextDataset", "load_dataset"]
@@ -63,12 +69,7 @@ class TextDataset:
         Raises:
             DatasetError: If an index is out of range.
         """
-        positions = [int(i) for i in indices]
-        bad = next((i for i in positions if not 0 <= i < len(self)), None)
-        if bad is not None:
-            raise DatasetError(
-                f"dataset {self.name!r}: index {bad} out of range; expected 0..{len(self) - 1}"
-            )
+        positions = checked_positions(self.name, indices, len(self))
         return TextDataset(
             name=self.name if name is None else name,
             texts=tuple(self.texts[i] for i in positions),

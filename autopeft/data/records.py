@@ -33,6 +33,19 @@ ColumnCheck = Callable[[Path, Sequence[str]], None]
 FORMATS = ".csv, .jsonl, .json or a directory written by datasets' save_to_disk"
 
 
+def checked_positions(name: str, indices: Sequence[int], size: int) -> list[int]:
+    """``indices`` as ints, each checked to lie in ``0 .. size - 1`` (for ``subset``).
+
+    Raises:
+        DatasetError: If an index is out of range, naming the dataset.
+    """
+    positions = [int(i) for i in indices]
+    bad = next((i for i in positions if not 0 <= i < size), None)
+    if bad is not None:
+        raise DatasetError(f"dataset {name!r}: index {bad} out of range; expected 0..{size - 1}")
+    return positions
+
+
 def resolve_source(source: str, base_dir: Path | None, builtins: Collection[str]) -> Path:
     """Returns the existing file or directory that ``source`` names.
 
