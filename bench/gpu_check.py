@@ -136,8 +136,10 @@ def print_table(rows: list[tuple[str, dict]]) -> None:
     print(f"{'run / method':<26}" + "".join(f"{c:>20}" for c in columns))
     for label, figures in rows:
         cells = "".join(
-            f"{v:>20.1f}" if isinstance(v, float) else f"{v!s:>20}" for v in figures.values()
-        )
+            f"{v:>20.3f}" if k.startswith("exact") else f"{v:>20.1f}" if isinstance(v, float)
+            else f"{v!s:>20}"
+            for k, v in figures.items()
+        )  # fmt: skip
         print(f"{label:<26}{cells}")
 
 
