@@ -271,3 +271,17 @@ def test_picks_follow_a_minimised_metric() -> None:
     assert pick_trial(records, objectives, "max-accuracy").number == 3
     assert pick_trial(records, objectives, "min-params").number == 2
     assert pick_trial(records, objectives, "knee").number == 1
+
+
+def test_placement_summary_merges_runs_of_identical_layers() -> None:
+    from autopeft.storage.records import placement_summary
+
+    all_linear = dict.fromkeys(("q", "k", "v", "o", "gate", "up", "down"), 8)
+    two = dict.fromkeys(all_linear, 2)
+    placement = {0: all_linear, 1: all_linear, 2: two, 4: all_linear, 5: all_linear, 9: {}}
+    assert placement_summary(placement) == "q,k,v,o,gate,up,down: L0-1=8 L2=2 L4-5=8"
+    mixed = {0: {"q": 2, "v": 4}, 1: {"q": 2, "v": 4}, 3: {"k": 1, "v": 1}}
+    assert placement_summary(mixed) == "L0-1:q2,v4 L3:k1,v1"
+    assert placement_summary({3: {"v": 2}, 5: {"v": 2}}) == "v: L3=2 L5=2"
+    assert placement_summary({0: {"q": 4, "v": 8}, 2: {"v": 2}}) == "L0:q4,v8 L2:v2"
+    assert placement_summary({}) == "-"

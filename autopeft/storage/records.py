@@ -52,10 +52,31 @@ class TrialRecord:
 
 
 def placement_summary(placement: dict[int, dict[str, int]]) -> str:
-    """``L0:q4,v8 L2:v2`` for a layer -> {module type -> size} mapping; ``-`` when empty."""
-    parts = [
-        f"L{layer}:" + ",".join(f"{m}{r}" for m, r in cells.items())
-        for layer, cells in sorted(placement.items())
-        if cells
-    ]
-    return " ".join(parts) if parts else "-"
+    """``L0:q4,v8 L2:v2`` for a layer -> {module type -> size} mapping; ``-`` when empty.
+
+    Runs of consecutive layers with the same cells are merged (``L3-7:q8,v8``), so a 30-layer
+    placement stays readable in a table. When every layer adapts the same modules, each with
+    one size, the modules are named once: ``q,k,v,o,gate,up,down: L0-1=8 L2=2 L5-8=8``.
+    """
+    layers = [(layer, cells) for layer, cells in sorted(placement.items()) if cells]
+    if not layers:
+        return "-"
+    modules = {tuple(cells) for _, cells in layers}
+    uniform = all(len(set(cells.values())) == 1 for _, cells in layers)
+    if len(modules) == 1 and uniform and len(layers) > 1:
+        texts = [(layer, str(next(iter(cells.values())))) for layer, cells in layers]
+        head = ",".join(next(iter(modules))) + ": "
+        return head + " ".join(f"{span}={text}" for span, text in _runs(texts))
+    texts = [(layer, ",".join(f"{m}{r}" for m, r in cells.items())) for layer, cells in layers]
+    return " ".join(f"{span}:{text}" for span, text in _runs(texts))
+
+
+def _runs(texts: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """Consecutive layers with the same text merged: [("L0-2", text), ("L5", other)]."""
+    runs: list[list[Any]] = []
+    for layer, text in texts:
+        if runs and runs[-1][1] == layer - 1 and runs[-1][2] == text:
+            runs[-1][1] = layer
+        else:
+            runs.append([layer, layer, text])
+    return [(f"L{a}" if a == b else f"L{a}-{b}", text) for a, b, text in runs]
