@@ -25,7 +25,7 @@ from autopeft.warmstart import (
     ranked_points,
     stored_design,
 )
-from tests.conftest import assert_user_error, write_study, write_tiny_csv
+from tests.conftest import assert_user_error, kill_driver_mid_trial, write_study, write_tiny_csv
 
 runner = CliRunner()
 # Objective values (accuracy, trainable_params, peak_memory_mb) of the fabricated source trials:
@@ -49,19 +49,23 @@ def cli(*args: object):
 def source(study_dir: Path) -> Path:
     """``study_dir`` whose database holds study 'tiny' with six complete trials (random points,
     made-up values: nothing trained)."""
+    _make_source(study_dir, "tiny")
+    return study_dir
+
+
+def _make_source(directory: Path, name: str) -> None:
     from autopeft.prepare import prepare_study, register_study
     from autopeft.space.encode import distribution
 
-    p = prepare_study(study_dir / "study.yaml")
+    p = prepare_study(directory / "study.yaml", name=name)
     store = Store(p.url)
     register_study(store, p)
     sampler = RandomSampler(p.bound, p.objectives, seed=123)
     distributions = {d.name: distribution(d.spec) for d in p.bound.dimensions}
     for i, values in enumerate(SOURCE_VALUES):
         point = sampler.draw(i)
-        number = store.start_trial("tiny", point, distributions, p.bound.compile(point))
-        store.complete_trial("tiny", number, list(values), {})
-    return study_dir
+        number = store.start_trial(name, point, distributions, p.bound.compile(point))
+        store.complete_trial(name, number, list(values), {})
 
 
 def _url(directory: Path) -> str:
@@ -156,6 +160,49 @@ def test_resumed_warm_study_proposes_each_warm_point_once(source: Path) -> None:
     keys = [point_key(r.params) for r in load_view("resumed", url).records]
     assert len(keys) == 6 and len(set(keys)) == 6
     assert keys[:5] == [point_key(x) for x in design.points]
+
+
+@pytest.mark.slow
+def test_killed_warm_study_resumes_without_proposing_a_warm_point_twice(
+    study_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.conftest
+    from autopeft.driver import run_study
+
+    # the source's complete trials share the database: watch study 'tiny' only
+    monkeypatch.setattr(tests.conftest, "_mid_trial", _mid_tiny_trial)
+
+    _make_source(study_dir, "src")
+    spec = study_dir / "study.yaml"
+    spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 60"))
+    db = study_dir / "studies.db"
+    args = ["run", str(spec), "-q", "--warm-start", "src", "--trials", "4"]
+    before, running = kill_driver_mid_trial(args, db, timeout=120)
+    done = run_study(spec, trials=6)  # resumed without --warm-start: the stored design
+    design = stored_design(Store(_url(study_dir)), "tiny")
+    assert design is not None and len(design.points) == 5
+    counted = [r for r in done.records if not r.interrupted]
+    keys = [point_key(r.params) for r in counted]
+    assert len(counted) == 6 and len(set(keys)) == 6
+    assert keys[:5] == [point_key(x) for x in design.points]
+    assert all(r.state == TrialState.COMPLETE for r in counted)
+    interrupted = done.records[running[0].number]
+    assert interrupted.interrupted and point_key(interrupted.params) in keys  # re-run once
+    assert all(done.records[n].values == v for n, v in before.items())
+
+
+def _mid_tiny_trial(db: Path) -> bool:
+    """At least one trial of study 'tiny' finished and another one running."""
+    query = (
+        "select t.state, count(*) from trials t join studies s on s.study_id = t.study_id "
+        "where s.study_name = 'tiny' group by t.state"
+    )
+    try:
+        with sqlite3.connect(db) as con:
+            rows = dict(con.execute(query).fetchall())
+    except sqlite3.OperationalError:
+        return False
+    return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1
 
 
 def _dump(db: Path) -> list[str]:
