@@ -123,6 +123,14 @@ def run(
         str | None,
         typer.Option(help="Join a Ray cluster: auto, host:port or ray://host:port."),
     ] = None,
+    warm_start: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--warm-start",
+            help="Seed a new study from this stored study's front (repeatable; added to the "
+            "spec's `warm_start`).",
+        ),
+    ] = None,
 ) -> None:
     """Create a study, or resume it, and run trials until it has its budget of finished trials.
 
@@ -147,6 +155,7 @@ def run(
             name=name,
             reporter=reporter,
             executor_options=options,
+            warm_start=warm_start or (),
         )
     except KeyboardInterrupt:
         reporter.close()
@@ -207,6 +216,8 @@ def show(
         f"spec budget {spec['n_trials']} trials"
     )
     console.print("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in v.objectives))
+    if spec.get("warm_start"):
+        console.print("warm-started from: " + ", ".join(spec["warm_start"]))
     console.print(
         "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
     )

@@ -9,6 +9,7 @@ so its cost per trial stays flat as a study grows (no re-reading every trial per
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from autopeft.samplers import make_sampler
 from autopeft.space.encode import distribution
 from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
+from autopeft.warmstart import with_warm_start
 
 if TYPE_CHECKING:
     from autopeft.executors.base import Executor
@@ -51,6 +53,7 @@ def run_study(
     reporter: Reporter | None = None,
     executor: Executor | None = None,
     executor_options: dict[str, Any] | None = None,
+    warm_start: Sequence[str] = (),
 ) -> StudyOutcome:
     """Create the study (or resume it) and run trials until it has ``trials`` finished ones.
 
@@ -63,10 +66,12 @@ def run_study(
         executor: Where trials run (default: built from the spec's ``executor``).
         executor_options: Overrides of the spec's ``executor`` fields (``name``, ``workers``,
             ``address``, ...; None values ignored). They never change the study's fingerprint.
+        warm_start: Studies to seed a new study from, added to the spec's ``warm_start``
+            (ignored when the study exists: it keeps the design it was created with).
     """
     from autopeft.executors.factory import override_executor
 
-    prepared = prepare_study(path, storage=storage, name=name)
+    prepared = prepare_study(path, storage=storage, name=name, warm_start=warm_start)
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
@@ -108,9 +113,10 @@ class StudyRunner:
     ) -> None:
         spec = prepared.files.spec
         self.p, self.store, self.reporter = prepared, store, reporter
-        self.sampler = make_sampler(
+        sampler = make_sampler(
             spec.sampler.name, prepared.bound, prepared.objectives, spec.seed, spec.sampler.options
         )
+        self.sampler = with_warm_start(sampler, store, prepared.name)
         self._executor = executor
         self.executor_spec = executor_spec or spec.executor
         self._beats: dict[int, float] = {}

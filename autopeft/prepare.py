@@ -9,7 +9,8 @@ in the store, or checks that a stored study of the same name was made from the s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from autopeft.space.bound import BoundSpace
     from autopeft.spec import ExecutorSpec
     from autopeft.storage.store import Store
+    from autopeft.warmstart import WarmDesign
 
 
 @dataclass
@@ -41,6 +43,8 @@ class PreparedStudy:
         model_path: The local model directory.
         bound: The search space bound to the model's layout.
         objectives: The study's objectives, in Optuna's value order.
+        warm: The warm-start design of a new study with ``warm_start`` sources (None for a
+            cold start, and for a study that exists already: it keeps its stored design).
     """
 
     files: StudyFiles
@@ -50,6 +54,7 @@ class PreparedStudy:
     model_path: Path
     bound: BoundSpace
     objectives: list[Objective]
+    warm: WarmDesign | None = None
 
     @property
     def task_type(self) -> str:
@@ -64,9 +69,16 @@ class PreparedStudy:
 
 
 def prepare_study(
-    path: str | Path, *, storage: str | None = None, name: str | None = None
+    path: str | Path,
+    *,
+    storage: str | None = None,
+    name: str | None = None,
+    warm_start: Sequence[str] = (),
 ) -> PreparedStudy:
-    """Load and cross-check a study spec against its data and model; writes nothing."""
+    """Load and cross-check a study spec against its data and model; writes nothing.
+
+    ``warm_start`` adds source studies to the spec's ``warm_start``; with any, the warm-start
+    design is chosen here from the database (see :mod:`autopeft.warmstart`)."""
     from transformers import AutoConfig
 
     from autopeft.assets import resolve_model
@@ -75,6 +87,9 @@ def prepare_study(
     from autopeft.tasks import get_task
 
     files = load_study(path)
+    if warm_start:
+        sources = tuple(dict.fromkeys([*files.spec.warm_start, *warm_start]))
+        files = replace(files, spec=files.spec.model_copy(update={"warm_start": sources}))
     spec = files.spec
     task = get_task(spec.task)
     check_devices(spec)
@@ -91,16 +106,14 @@ def prepare_study(
     layout = task.layout(config, data)
     bound = bind_space(files.space, layout, files.space_path)
     objectives = [Objective(n, d) for n, d in spec.objective_list()]  # type: ignore[arg-type]
-    make_sampler(spec.sampler.name, bound, objectives, spec.seed, spec.sampler.options)
-    return PreparedStudy(
-        files,
-        name or spec.name,
-        resolve_storage(storage, spec.storage),
-        splits,
-        model_path,
-        bound,
-        objectives,
-    )
+    sampler = make_sampler(spec.sampler.name, bound, objectives, spec.seed, spec.sampler.options)
+    url, study = resolve_storage(storage, spec.storage), name or spec.name
+    warm = None
+    if spec.warm_start:
+        from autopeft.warmstart import design_size, plan_warm_start
+
+        warm = plan_warm_start(url, study, spec.warm_start, bound, design_size(sampler))
+    return PreparedStudy(files, study, url, splits, model_path, bound, objectives, warm)
 
 
 def check_devices(spec: StudySpec) -> None:
@@ -174,3 +187,7 @@ def register_study(store: Store, p: PreparedStudy) -> None:
             "objectives_json": json.dumps([o.__dict__ for o in p.objectives]),
         },
     )
+    if p.warm is not None:
+        from autopeft.warmstart import store_design
+
+        store_design(store, p.name, p.warm)

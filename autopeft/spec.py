@@ -207,6 +207,7 @@ class StudySpec(StrictModel):
     storage: str | None = None
     sampler: SamplerSpec = SamplerSpec()
     executor: ExecutorSpec = ExecutorSpec()
+    warm_start: tuple[str, ...] = ()
 
     @field_validator("model", "dataset", "sampler", "executor", mode="before")
     @classmethod
@@ -226,6 +227,18 @@ class StudySpec(StrictModel):
                 f"unknown metric {metric!r} for task {task!r}; allowed: {', '.join(allowed)}"
             )
         return metric
+
+    @field_validator("warm_start", mode="before")
+    @classmethod
+    def _warm_start_shorthand(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("warm_start")
+    @classmethod
+    def _check_warm_start(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"warm_start studies must be unique, got {list(names)}")
+        return names
 
     @model_validator(mode="after")
     def _task_fields(self) -> StudySpec:
@@ -280,8 +293,10 @@ class StudySpec(StrictModel):
 
     def fingerprint(self) -> str:
         """Canonical JSON of everything that defines the search (not the budget or storage):
-        resuming a study with a spec whose fingerprint differs is refused."""
-        data = self.model_dump(exclude={"n_trials", "storage", "name", "description", "executor"})
+        resuming a study with a spec whose fingerprint differs is refused. ``warm_start`` is
+        left out: it only chooses the first proposals, which a study stores when it is created."""
+        exclude = {"n_trials", "storage", "name", "description", "executor", "warm_start"}
+        data = self.model_dump(exclude=exclude)
         for path, default in _LATER_FIELDS.items():
             *parents, key = path
             node = data

@@ -1,0 +1,235 @@
+"""Warm start: seed a new study with an initial design chosen from earlier studies' fronts.
+
+A study spec's ``warm_start: [names]`` (or ``autopeft run --warm-start NAME``) names stored
+studies of the same database. Their complete trials are mapped onto the new space by dimension
+name (:func:`map_point`), ranked by their own Pareto fronts (:func:`ranked_points`) and the top
+ones, up to the sampler's initial-design size, become the study's first proposals, served by
+:class:`WarmStartSampler` before it hands over to the study's sampler.
+
+The design is chosen once, when the study is created, and stored with it (an Optuna study user
+attribute), so a resumed study serves the same points even if the source studies have grown
+since; a point is served only while no trial of the study holds it, so a restarted driver never
+proposes a warm point twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autopeft.core.pareto import pareto_indices
+from autopeft.core.states import TrialState
+from autopeft.exceptions import StudyError
+from autopeft.samplers import Observation, Sampler
+from autopeft.samplers.base import point_key
+from autopeft.space.bound import BoundSpace, Point
+from autopeft.space.encode import finite_values, from_unit
+from autopeft.space.schema import ParamSpec
+from autopeft.storage.records import TrialRecord
+from autopeft.storage.store import Store
+
+#: The Optuna study user attribute that holds a study's warm-start design.
+WARM_ATTR = "warm_start"
+#: Warm points for a sampler without an initial design of its own (``n_initial``).
+DEFAULT_POINTS = 5
+
+
+@dataclass(frozen=True)
+class WarmDesign:
+    """The first proposals of a warm-started study.
+
+    Attributes:
+        sources: The studies it was chosen from, in the order given.
+        points: The points to propose first, best first, each a point of the new space.
+    """
+
+    sources: tuple[str, ...]
+    points: tuple[Point, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sources": list(self.sources), "points": [dict(p) for p in self.points]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WarmDesign:
+        return cls(tuple(data["sources"]), tuple(dict(p) for p in data["points"]))
+
+
+class WarmStartSampler(Sampler):
+    """Proposes the warm points not yet held by a trial, then delegates to ``inner``.
+
+    Stateless like every sampler: which warm points are left is read from the history, so a
+    resumed study continues where it stopped. Warm points proposed in the same batch as the
+    inner sampler's points are shown to it as pending trials.
+    """
+
+    def __init__(self, inner: Sampler, points: Sequence[Point]) -> None:
+        super().__init__(inner.bound, inner.objectives, inner.seed)
+        self.inner = inner
+        self.points = [dict(p) for p in points]
+
+    def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
+        seen = {point_key(h.point) for h in history}
+        warm = [dict(p) for p in self.points if point_key(p) not in seen][:n]
+        if len(warm) == n:
+            return warm
+        pending = [Observation(p, TrialState.RUNNING, {}) for p in warm]
+        return warm + self.inner.propose([*history, *pending], n - len(warm))
+
+
+def design_size(sampler: Sampler) -> int:
+    """How many warm points replace the sampler's initial design (mobo's ``n_initial``)."""
+    size = getattr(sampler, "n_initial", None)
+    return size if isinstance(size, int) and size > 0 else DEFAULT_POINTS
+
+
+def plan_warm_start(
+    url: str, study: str, sources: Sequence[str], bound: BoundSpace, size: int
+) -> WarmDesign | None:
+    """The design of a new study ``study`` warm-started from ``sources``; None when ``study``
+    exists already (a resumed study keeps the design it stored). Writes nothing.
+
+    Raises:
+        StudyError: A source is not in the database, shares no dimension with ``bound``, has no
+            complete trial, or none of its points fits the new space's budget.
+    """
+    store = Store(url, create=False)
+    names = store.study_names()
+    if study in names:
+        return None
+    for source in sources:
+        if source not in names:
+            known = ", ".join(names) or "none"
+            raise StudyError(f"warm_start: no study named {source!r} in {url!r}; studies: {known}")
+    ranked: list[tuple[tuple[float, ...], dict[str, Any]]] = []
+    for index, source in enumerate(sources):
+        records = _source_records(store, source, bound)
+        objectives = store.objectives(source)
+        for (rank, crowding), record in ranked_points(records, objectives):
+            ranked.append(((rank, -crowding, index, record.number), record.params))
+    points: dict[tuple[Any, ...], Point] = {}
+    for _, params in sorted(ranked, key=lambda item: item[0]):
+        point = map_point(params, bound)
+        key = point_key(bound.canonical(point))
+        if key not in points and bound.is_feasible(point):
+            points[key] = point
+        if len(points) == size:
+            break
+    if not points:
+        raise StudyError(
+            f"warm_start: no point of {', '.join(map(repr, sources))} fits the new space "
+            f"(max_trainable_params={bound.space.max_trainable_params:,})"
+        )
+    return WarmDesign(tuple(sources), tuple(points.values()))
+
+
+def _source_records(store: Store, source: str, bound: BoundSpace) -> list[TrialRecord]:
+    """The complete trials of ``source``, once it is known to share a dimension with ``bound``."""
+    records = store.records(source)
+    dims = {d.name for d in bound.dimensions}
+    searched = {name for r in records for name in r.params}
+    if records and not searched & dims:
+        raise StudyError(
+            f"warm_start: study {source!r} shares no search dimension with the new space "
+            f"(it has {_few(searched)}; the new space has {_few(dims)})"
+        )
+    complete = [
+        r
+        for r in records
+        if r.state == TrialState.COMPLETE
+        and r.values
+        and all(math.isfinite(float(v)) for v in r.values.values())
+    ]
+    if not complete:
+        raise StudyError(f"warm_start: study {source!r} has no complete trials to start from")
+    return complete
+
+
+def _few(names: set[str], limit: int = 6) -> str:
+    shown = sorted(names)[:limit]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def ranked_points(
+    records: Sequence[TrialRecord], objectives: Sequence[Any]
+) -> list[tuple[tuple[int, float], TrialRecord]]:
+    """Each record with its (non-dominated sorting rank, crowding distance), best first.
+
+    Rank 0 is the Pareto front. Objectives are normalised to [0, 1] within ``records``, so the
+    crowding distance (NSGA-II's; infinite at a front's extremes) compares across studies.
+    """
+    directions = [o.direction for o in objectives]
+    table = np.array([[float(r.values[o.name]) for o in objectives] for r in records])
+    low, high = table.min(axis=0), table.max(axis=0)
+    scaled = (table - low) / np.where(high > low, high - low, 1.0)
+    remaining, out = list(range(len(records))), []
+    rank = 0
+    while remaining:
+        front = [remaining[i] for i in pareto_indices(table[remaining].tolist(), directions)]
+        front = front or remaining  # rows equal in every objective: one front
+        crowding = _crowding(scaled[front])
+        out += [((rank, crowding[k]), records[i]) for k, i in enumerate(front)]
+        taken = set(front)
+        remaining = [i for i in remaining if i not in taken]
+        rank += 1
+    return sorted(out, key=lambda item: (item[0][0], -item[0][1], item[1].number))
+
+
+def _crowding(values: np.ndarray) -> list[float]:
+    """NSGA-II crowding distance of the rows of ``values`` (``n x m``, normalised)."""
+    n = len(values)
+    distance = np.zeros(n)
+    for column in values.T:
+        order = np.argsort(column, kind="stable")
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for k in range(1, n - 1):
+            distance[order[k]] += column[order[k + 1]] - column[order[k - 1]]
+    return [float(d) for d in distance]
+
+
+def map_point(params: dict[str, Any], bound: BoundSpace) -> Point:
+    """A source trial's point in the new space, by dimension name: a dimension the source lacks
+    takes the new domain's centre, a value outside the new domain is clipped to the range or
+    snapped to the nearest numeric choice (else the centre)."""
+    point: Point = {}
+    for dim in bound.dimensions:
+        centre = from_unit(dim.spec, 0.5)
+        value = _fit(dim.spec, params[dim.name]) if dim.name in params else centre
+        point[dim.name] = value if dim.spec.contains(value) else centre
+    return point
+
+
+def _fit(spec: ParamSpec, value: Any) -> Any:
+    finite = finite_values(spec)
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if finite is not None:
+        if value in finite:
+            return finite[finite.index(value)]
+        if numeric and all(isinstance(v, int | float) for v in finite):
+            return min(finite, key=lambda v: abs(float(v) - float(value)))
+        return from_unit(spec, 0.5)
+    if not numeric:
+        return from_unit(spec, 0.5)
+    low, high = float(spec.low), float(spec.high)  # type: ignore[arg-type]
+    clipped = min(max(float(value), low), high)
+    return round(clipped) if spec.type == "int" else clipped
+
+
+def store_design(store: Store, study: str, design: WarmDesign) -> None:
+    """Keep ``design`` with the (just created) study ``study``."""
+    store.optuna_study(study).set_user_attr(WARM_ATTR, design.to_json())
+
+
+def stored_design(store: Store, study: str) -> WarmDesign | None:
+    """The design study ``study`` was created with; None for a cold-started study."""
+    data = store.optuna_study(study).user_attrs.get(WARM_ATTR)
+    return WarmDesign.from_json(data) if data else None
+
+
+def with_warm_start(sampler: Sampler, store: Store, study: str) -> Sampler:
+    """``sampler`` behind a :class:`WarmStartSampler` if study ``study`` stored a design."""
+    design = stored_design(store, study)
+    return sampler if design is None else WarmStartSampler(sampler, design.points)

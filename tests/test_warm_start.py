@@ -1,0 +1,239 @@
+"""Warm start: a new study's first proposals come from an earlier study's front, then its own
+sampler takes over; a resumed study never proposes a warm point twice; bad sources are refused
+before anything is written."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autopeft.cli import app
+from autopeft.core.states import TrialState
+from autopeft.results import load_view
+from autopeft.samplers import Observation, make_sampler
+from autopeft.samplers.base import point_key
+from autopeft.samplers.random import RandomSampler
+from autopeft.space.encode import from_unit
+from autopeft.storage.store import Store
+from autopeft.warmstart import (
+    WarmStartSampler,
+    map_point,
+    plan_warm_start,
+    ranked_points,
+    stored_design,
+)
+from tests.conftest import assert_user_error, kill_driver_mid_trial, write_study, write_tiny_csv
+
+runner = CliRunner()
+# Objective values (accuracy, trainable_params, peak_memory_mb) of the fabricated source trials:
+# trials 1, 3, 4 are its Pareto front (3 and 4 at its extremes), trials 0, 2, 5 its second rank.
+SOURCE_VALUES = [
+    (0.50, 1000, 10.0),
+    (0.60, 900, 10.0),
+    (0.55, 2000, 20.0),
+    (0.90, 3000, 30.0),
+    (0.40, 100, 5.0),
+    (0.50, 950, 11.0),
+]
+FRONT_ORDER = [3, 4, 1]
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def source(study_dir: Path) -> Path:
+    """``study_dir`` whose database holds study 'tiny' with six complete trials (random points,
+    made-up values: nothing trained)."""
+    _make_source(study_dir, "tiny")
+    return study_dir
+
+
+def _make_source(directory: Path, name: str) -> None:
+    from autopeft.prepare import prepare_study, register_study
+    from autopeft.space.encode import distribution
+
+    p = prepare_study(directory / "study.yaml", name=name)
+    store = Store(p.url)
+    register_study(store, p)
+    sampler = RandomSampler(p.bound, p.objectives, seed=123)
+    distributions = {d.name: distribution(d.spec) for d in p.bound.dimensions}
+    for i, values in enumerate(SOURCE_VALUES):
+        point = sampler.draw(i)
+        number = store.start_trial(name, point, distributions, p.bound.compile(point))
+        store.complete_trial(name, number, list(values), {})
+
+
+def _url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'studies.db'}"
+
+
+def _source_points(directory: Path) -> list[dict]:
+    records = sorted(load_view("tiny", _url(directory)).records, key=lambda r: r.number)
+    return [r.params for r in records]
+
+
+def _prepared(directory: Path):
+    from autopeft.prepare import prepare_study
+
+    return prepare_study(directory / "study.yaml")
+
+
+def test_map_point_clips_snaps_and_fills_the_centre(study_dir: Path) -> None:
+    bound = _prepared(study_dir).bound
+    dims = {d.name: d.spec for d in bound.dimensions}
+    cells = [n for n in dims if n.startswith("rank.")]
+    point = map_point(
+        {"learning_rate": 1.0, cells[0]: 3, cells[1]: 100, "target_modules": "x", "gone": 1},
+        bound,
+    )
+    assert point["learning_rate"] == 1.0e-2  # clipped to the range
+    assert point[cells[0]] in (2, 4) and point[cells[1]] == 4  # the nearest choice
+    assert point["target_modules"] == from_unit(dims["target_modules"], 0.5)  # unknown choice
+    assert point[cells[-1]] == from_unit(dims[cells[-1]], 0.5)  # absent in the source
+    bound.check_point(point)
+
+
+def test_design_is_the_front_first_capped_at_the_design_size(source: Path) -> None:
+    view = load_view("tiny", _url(source))
+    ranked = ranked_points(view.records, view.objectives)
+    assert [r.number for _, r in ranked[:3]] == FRONT_ORDER
+    assert [rank for (rank, _), _ in ranked] == [0, 0, 0, 1, 1, 1]
+    p = _prepared(source)
+    points = _source_points(source)
+    design = plan_warm_start(p.url, "new", ["tiny"], p.bound, 2)
+    assert design is not None and design.sources == ("tiny",)
+    assert [dict(x) for x in design.points] == [points[i] for i in FRONT_ORDER[:2]]
+    assert plan_warm_start(p.url, "tiny", ["tiny"], p.bound, 2) is None  # exists: stored design
+
+
+def test_warm_sampler_serves_unseen_points_then_delegates(source: Path) -> None:
+    p = _prepared(source)
+    inner = make_sampler("random", p.bound, p.objectives, 0, {})
+    warm = _source_points(source)[:3]
+    sampler = WarmStartSampler(inner, warm)
+    assert sampler.propose([], 2) == warm[:2]
+    seen = [Observation(warm[0], TrialState.RUNNING, {}), Observation(warm[2], "FAIL", {})]
+    batch = sampler.propose(seen, 3)
+    pending = Observation(warm[1], TrialState.RUNNING, {})
+    assert batch[0] == warm[1] and batch[1:] == inner.propose([*seen, pending], 2)
+    assert point_key(batch[1]) not in {point_key(w) for w in warm}
+
+
+@pytest.mark.slow
+def test_warm_study_starts_from_the_source_front_then_samples(source: Path) -> None:
+    spec = source / "study.yaml"
+    result = cli("run", spec, "-q", "--name", "warm", "--warm-start", "tiny", "--trials", 7)
+    assert result.exit_code == 0, result.output
+    url = _url(source)
+    points = _source_points(source)
+    design = stored_design(Store(url), "warm")
+    assert design is not None and len(design.points) == 5  # random's design size
+    trials = sorted(load_view("warm", url).records, key=lambda r: r.number)
+    assert [r.params for r in trials[:3]] == [points[i] for i in FRONT_ORDER]
+    assert [r.params for r in trials[:5]] == [dict(x) for x in design.points]
+    assert all(r.params in points for r in trials[:5])
+    assert all(r.params not in points for r in trials[5:]) and len(trials) == 7
+    p = _prepared(source)
+    cold = RandomSampler(p.bound, p.objectives, seed=0)  # the spec's sampler takes over
+    assert [r.params for r in trials[5:]] == [cold.draw(5), cold.draw(6)]
+    shown = cli("show", "warm", "--storage", url)
+    assert shown.exit_code == 0 and "warm-started from: tiny" in shown.output
+
+
+@pytest.mark.slow
+def test_resumed_warm_study_proposes_each_warm_point_once(source: Path) -> None:
+    spec = source / "study.yaml"
+    args = ("run", spec, "-q", "--name", "resumed", "--warm-start", "tiny")
+    first = cli(*args, "--trials", 2)
+    assert first.exit_code == 0, first.output
+    url = _url(source)
+    assert len(load_view("resumed", url).records) == 2
+    again = cli("run", spec, "-q", "--name", "resumed", "--trials", 6)  # no --warm-start
+    assert again.exit_code == 0, again.output
+    design = stored_design(Store(url), "resumed")
+    assert design is not None
+    keys = [point_key(r.params) for r in load_view("resumed", url).records]
+    assert len(keys) == 6 and len(set(keys)) == 6
+    assert keys[:5] == [point_key(x) for x in design.points]
+
+
+@pytest.mark.slow
+def test_killed_warm_study_resumes_without_proposing_a_warm_point_twice(
+    study_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.conftest
+    from autopeft.driver import run_study
+
+    # the source's complete trials share the database: watch study 'tiny' only
+    monkeypatch.setattr(tests.conftest, "_mid_trial", _mid_tiny_trial)
+
+    _make_source(study_dir, "src")
+    spec = study_dir / "study.yaml"
+    spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 60"))
+    db = study_dir / "studies.db"
+    args = ["run", str(spec), "-q", "--warm-start", "src", "--trials", "4"]
+    before, running = kill_driver_mid_trial(args, db, timeout=120)
+    done = run_study(spec, trials=6)  # resumed without --warm-start: the stored design
+    design = stored_design(Store(_url(study_dir)), "tiny")
+    assert design is not None and len(design.points) == 5
+    counted = [r for r in done.records if not r.interrupted]
+    keys = [point_key(r.params) for r in counted]
+    assert len(counted) == 6 and len(set(keys)) == 6
+    assert keys[:5] == [point_key(x) for x in design.points]
+    assert all(r.state == TrialState.COMPLETE for r in counted)
+    interrupted = done.records[running[0].number]
+    assert interrupted.interrupted and point_key(interrupted.params) in keys  # re-run once
+    assert all(done.records[n].values == v for n, v in before.items())
+
+
+def _mid_tiny_trial(db: Path) -> bool:
+    """At least one trial of study 'tiny' finished and another one running."""
+    query = (
+        "select t.state, count(*) from trials t join studies s on s.study_id = t.study_id "
+        "where s.study_name = 'tiny' group by t.state"
+    )
+    try:
+        with sqlite3.connect(db) as con:
+            rows = dict(con.execute(query).fetchall())
+    except sqlite3.OperationalError:
+        return False
+    return rows.get("COMPLETE", 0) >= 1 and rows.get("RUNNING", 0) >= 1
+
+
+def _dump(db: Path) -> list[str]:
+    with sqlite3.connect(db) as con:
+        return list(con.iterdump())
+
+
+def test_bad_warm_start_sources_exit_2_and_write_nothing(
+    source: Path, tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    from autopeft.prepare import prepare_study, register_study
+
+    url = _url(source)
+    empty = prepare_study(source / "study.yaml", name="empty")
+    register_study(Store(url), empty)  # a study without trials
+    other = tmp_path / "other"
+    other.mkdir()
+    write_tiny_csv(other / "data.csv")
+    (other / "space.yaml").write_text(
+        "version: 1\nname: per_layer\nmethod: lora\nmax_trainable_params: 4000\nparameters:\n"
+        "  rank: {type: int, choices: [0, 1, 2], per: layer}\n  learning_rate: 0.005\n"
+    )
+    write_study(other, model=str(tiny_bert_dir), name="disjoint", storage=url)
+    db = source / "studies.db"
+    before = _dump(db)
+    spec = source / "study.yaml"
+
+    result = cli("run", spec, "-q", "--name", "new", "--warm-start", "nope")
+    assert_user_error(result, "no study named 'nope'", "tiny", "empty")
+    result = cli("run", spec, "-q", "--name", "new", "--warm-start", "empty")
+    assert_user_error(result, "study 'empty' has no complete trials")
+    result = cli("run", other / "study.yaml", "-q", "--warm-start", "tiny")
+    assert_user_error(result, "study 'tiny' shares no search dimension", "rank.0")
+    assert _dump(db) == before
