@@ -148,10 +148,18 @@ def test_bad_option_is_a_user_error(small_problem) -> None:
         make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, {"n_initial": 1})
 
 
+class R:
+    def __init__(self, acc: float, params: float) -> None:
+        self.state, self.values = "COMPLETE", {"accuracy": acc, "trainable_params": params}
+
+
 def test_hypervolume_rule() -> None:
     objs = OBJECTIVES[:2]
-    frame = Frame.from_observations(objs, [], budget=100)
-    assert frame.bounds["trainable_params"] == (0.0, 100.0)
+    # trainable_params is framed by its observed range like the metric, never by the budget
+    seen = [R(0.5, 50), R(0.9, 90)]
+    frame = Frame.from_observations(objs, seen, budget=100)
+    assert frame.bounds["trainable_params"] == pytest.approx((46.0, 94.0))
+    assert frame == Frame.from_observations(objs, seen, budget=10**9)
     frame = Frame(
         {"accuracy": (0.0, 1.0), "trainable_params": (0.0, 100.0)},
         {"accuracy": "maximize", "trainable_params": "minimize"},
@@ -166,10 +174,6 @@ def test_hypervolume_rule() -> None:
         frame,
         [{"accuracy": 0.5, "trainable_params": 50}, {"accuracy": 0.9, "trainable_params": 90}],
     ) == pytest.approx(0.29)
-
-    class R:
-        def __init__(self, acc: float, params: float) -> None:
-            self.state, self.values = "COMPLETE", {"accuracy": acc, "trainable_params": params}
 
     curve = hypervolume_curve(objs, [R(0.5, 50), R(0.4, 60), R(0.9, 90)], budget=100)
     assert len(curve) == 3 and curve[0] == curve[1] < curve[2]

@@ -2,13 +2,32 @@
 
 The rule (AutoPEFT hard-coded one reference point for every task; we derive it per study):
 
-* every objective is scaled to ``[0, 1]`` with **1 = best**, and the reference point is the
-  origin, so the hypervolume of a study lies in ``[0, 1]``;
-* ``trainable_params`` is scaled by the hard budget: ``1 - params / max_trainable_params``;
-* every other objective (the metric, peak memory, time) is scaled by the range observed over
-  the study's first ``frame_trials`` (10) complete trials, widened by 10 % on each side; values
-  outside it are clipped for the hypervolume (so the reference, the worst edge, is fixed once
-  those trials exist and the curve never moves backwards).
+* every objective, ``trainable_params`` included, is scaled to ``[0, 1]`` with **1 = best** by
+  the range observed over a set of complete trials, widened by 10 % on each side (a range of
+  one value ``v`` is widened by ``10 % * |v|``), and the reference point is the origin of that
+  scale (the worst edge of every range), so the hypervolume of a study lies in ``[0, 1]``;
+* the study's curve (``show``, the stored per-trial hypervolume, the progress line) frames by
+  the first ``frame_trials`` (10) complete trials and clips values outside the frame (so the
+  reference is fixed once those trials exist and the curve never moves backwards);
+  ``mobo`` frames each proposal by all complete trials so far (and a GP checkpoint on the
+  first ``c`` trials by those ``c``), and scores candidates' exact parameter counts on the
+  same ``trainable_params`` scale.
+
+What the rule does not depend on, by construction:
+
+* **the budget** ``max_trainable_params``: it bounds which points are feasible, never a scale.
+  Scaling by it (``1 - params / budget``, the rule before) made every point score ~1 on
+  ``trainable_params`` under a loose budget, so the acquisition and the reported hypervolume
+  stopped caring about size. Measured on the synthetic family (38 dimensions, largest
+  reachable count 663,552; 40 ``mobo`` trials, 3 seeds, HV in one fixed frame): median HV
+  0.821 with the budget at 663,552 and 0.732 at 10 M under that rule; 0.840 at both now
+  (identical runs);
+* **units and offsets**: ``(v - lo) / (hi - lo)`` is unchanged when an objective is multiplied
+  by a positive constant or shifted (memory in MB or KB, a metric in % or a fraction); the
+  ``mobo`` GP standardises its outcomes as well.
+
+A non-linear monotone rescaling (log parameters, say) changes a hypervolume by definition:
+the scale is linear in the reported units.
 """
 
 from __future__ import annotations
@@ -33,18 +52,22 @@ class Frame:
 
     @classmethod
     def from_observations(
-        cls, objectives: Sequence[Objective], observations: Iterable[Any], budget: int
+        cls,
+        objectives: Sequence[Objective],
+        observations: Iterable[Any],
+        budget: int | None = None,
     ) -> Frame:
-        """Build the frame from objects with a ``values`` dict (observations or records)."""
+        """Build the frame from objects with a ``values`` dict (observations or records).
+
+        ``budget`` is accepted for existing callers and ignored: the rule (module docstring)
+        scales nothing by the budget."""
+        del budget
         rows = [o.values for o in observations]
         bounds = {}
         for obj in objectives:
-            if obj.name == "trainable_params":
-                bounds[obj.name] = (0.0, float(budget))
-                continue
             seen = [float(r[obj.name]) for r in rows if obj.name in r]
             lo, hi = (min(seen), max(seen)) if seen else (0.0, 1.0)
-            pad = MARGIN * (hi - lo) if hi > lo else max(abs(hi), 1.0) * MARGIN
+            pad = MARGIN * ((hi - lo) if hi > lo else abs(hi) or 1.0)
             bounds[obj.name] = (lo - pad, hi + pad)
         return cls(bounds, {o.name: o.direction for o in objectives})
 
@@ -76,11 +99,11 @@ def hypervolume(frame: Frame, values: Sequence[dict[str, float]]) -> float:
 def hypervolume_curve(
     objectives: Sequence[Objective],
     records: Sequence[Any],
-    budget: int,
+    budget: int | None = None,
     frame_trials: int = FRAME_TRIALS,
 ) -> list[float]:
     """Hypervolume after each complete record (in order), framed by the first
-    ``frame_trials`` complete records."""
+    ``frame_trials`` complete records (``budget``: ignored, see the module docstring)."""
     complete = [
         r
         for r in records
@@ -93,7 +116,7 @@ def hypervolume_curve(
 
 
 def hypervolume_updates(
-    objectives: Sequence[Objective], records: Sequence[Any], budget: int
+    objectives: Sequence[Objective], records: Sequence[Any], budget: int | None = None
 ) -> dict[int, float]:
     """Trial number -> hypervolume for the complete records whose stored ``hypervolume``
     differs from :func:`hypervolume_curve` (the newest one, and while the frame is still being

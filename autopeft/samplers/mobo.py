@@ -24,9 +24,10 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   few samples; the posterior over the baseline is cached (``cache_root``); torch runs
   single-threaded here (faster for these sizes).
 
-Objectives are scaled to ``[0, 1]`` (1 = best) before modelling: the metric by its observed
-range, ``trainable_params`` by the budget, other measures by their observed range, with a 10 %
-margin; the reference point is the origin of that scale (see :mod:`autopeft.core.hypervolume`).
+Objectives are scaled to ``[0, 1]`` (1 = best) before modelling, each by its range over the
+complete trials with a 10 % margin (``trainable_params`` too, never by the budget, so loosening
+the budget or changing an objective's units proposes the same points); the reference point is
+the origin of that scale. The rule, and why, is in :mod:`autopeft.core.hypervolume`.
 """
 
 from __future__ import annotations
@@ -135,13 +136,19 @@ class MoboSampler(Sampler):
 
         X = self.encoder.encode([h.point for h in complete])
         measured = [o for o in self.objectives if o.name != KNOWN]
+        frame = Frame.from_observations(self.objectives, complete)
         # one batched GP for every measured objective; a checkpoint on the first c trials scales
         # them by those trials' range (a function of the first c trials only)
         model = self._gp.fit(
             "objectives",
             X,
-            self._scaled(complete, measured),
-            lambda c: (X[:c], self._scaled(complete[:c], measured)),
+            _scaled(frame, complete, measured),
+            lambda c: (
+                X[:c],
+                _scaled(
+                    Frame.from_observations(self.objectives, complete[:c]), complete[:c], measured
+                ),
+            ),
         )
         constraints = []
         self._feasibility = None
@@ -154,7 +161,8 @@ class MoboSampler(Sampler):
             constraints.append(lambda Z: Z[..., feasibility])  # <= 0 is feasible
         pending = [h.point for h in history if h.state == TrialState.RUNNING]
         objective = _Objectives(
-            len(measured), self._params_scaled() if len(measured) < len(self.objectives) else None
+            len(measured),
+            self._params_scaled(frame) if len(measured) < len(self.objectives) else None,
         )
         # every objective is scaled to [0, 1] (1 = best) with the reference point at 0
         ref_point = torch.zeros(len(self.objectives), dtype=torch.double)
@@ -177,13 +185,14 @@ class MoboSampler(Sampler):
         self.last_acquisition = acqf  # for inspection and tests
         return self._optimize(acqf, history, n)
 
-    def _params_scaled(self) -> Any:
-        """``trainable_params`` is known exactly: computed from the rows, scaled by the budget."""
-        budget = float(self.bound.space.max_trainable_params)
+    def _params_scaled(self, frame: Frame) -> Any:
+        """``trainable_params`` is known exactly: computed from the rows, on ``frame``'s scale
+        (the observed range with its margin, as for the measured objectives)."""
+        lo, hi = frame.bounds[KNOWN]
         count = self.bound.method.params_tensor(self.bound, self.encoder) or self._count_rows
 
         def scaled_params(x: torch.Tensor) -> torch.Tensor:
-            return 1.0 - count(x).to(x.dtype) / budget
+            return 1.0 - (count(x).to(x.dtype) - lo) / (hi - lo)
 
         return scaled_params
 
@@ -198,13 +207,6 @@ class MoboSampler(Sampler):
                 self._counts[key] = self.bound.count_params(point)
             counts.append(self._counts[key])
         return torch.tensor(counts, dtype=torch.double).reshape(x.shape[:-1])
-
-    def _scaled(self, complete: list[Observation], measured: list[Objective]) -> torch.Tensor:
-        """``len(complete) x len(measured)`` outcomes on the ``[0, 1]`` scale of their frame."""
-        budget = self.bound.space.max_trainable_params
-        frame = Frame.from_observations(self.objectives, complete, budget)
-        Y = [[frame.scale(o.name, h.values[o.name]) for o in measured] for h in complete]
-        return torch.tensor(Y, dtype=torch.double).reshape(len(complete), len(measured))
 
     def _feasibility_model(self, history: Sequence[Observation]) -> Any:
         """A GP of -1 (complete) / +1 (failed because of the configuration), rows in history
@@ -312,6 +314,12 @@ class MoboSampler(Sampler):
 
     def _seed(self, history: Sequence[Observation]) -> int:
         return int(np.random.default_rng([self.seed, len(history)]).integers(2**31))
+
+
+def _scaled(frame: Frame, complete: list[Observation], measured: list[Objective]) -> torch.Tensor:
+    """``len(complete) x len(measured)`` outcomes on the ``[0, 1]`` scale of ``frame``."""
+    Y = [[frame.scale(o.name, h.values[o.name]) for o in measured] for h in complete]
+    return torch.tensor(Y, dtype=torch.double).reshape(len(complete), len(measured))
 
 
 def _acquisition(acqf: Any, X: torch.Tensor, chunk: int = 256) -> torch.Tensor:
