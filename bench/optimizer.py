@@ -30,7 +30,7 @@ import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,18 +81,22 @@ def run(name: str, cls: str, seed: int, trials: int, options: dict) -> Results:
     return results
 
 
-def cached_run(cache: Path | None, job: tuple) -> tuple[Results, float]:
-    """:func:`run` of ``job``, or its stored results from an earlier invocation; + seconds."""
+def cached_run(cache: Path | None, job: tuple, cached_only: bool = False) -> tuple[Results, float]:
+    """:func:`run` of ``job``, or its stored results from an earlier invocation; + seconds.
+    With ``cached_only``, a run not in the cache is skipped (no results)."""
     key = json.dumps(job, sort_keys=True)
     path = cache / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.json" if cache else None
     if path is not None and path.exists():
-        return json.loads(path.read_text())["results"], 0.0
+        stored = json.loads(path.read_text())
+        return stored["results"], stored.get("seconds", 0.0)
+    if cached_only:
+        return [], 0.0
     t0 = time.perf_counter()
     results = run(*job)
     seconds = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, "results": results}))
+        path.write_text(json.dumps({"key": key, "results": results, "seconds": seconds}))
     return results, seconds
 
 
@@ -145,34 +149,40 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
         trials = max(args.trials, args.random_trials if name == "random" else 0)
         jobs += [(name, c, s, trials, _options(name, args)) for c in classes for s in args.seeds]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs) as pool:
-        outcomes = list(pool.map(cached_run, [args.cache] * len(jobs), jobs))
-    print(f"\n{len(jobs)} runs in {time.perf_counter() - t0:.0f} s wall on {args.jobs} processes")
     hv: dict[tuple[str, str, int], list[float]] = {}
     problems = {(c, s): make_problem(c, s) for c in classes for s in args.seeds}
-    for (name, c, s, _, _), (results, seconds) in zip(jobs, outcomes, strict=True):
-        for k in {args.trials, args.random_trials if name == "random" else args.trials}:
-            hv.setdefault((name, c, k), []).append(hv_at(problems[c, s], results, k))
-        print(f"# {name:6} {c:14} seed {s}: {len(results)} trials in {seconds:.0f} s")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(cached_run, args.cache, j, args.cached_only): j for j in jobs}
+        for future in as_completed(futures):
+            (name, c, s, _, _), (results, seconds) = futures[future], future.result()
+            if not results:
+                continue
+            for k in {args.trials, args.random_trials if name == "random" else args.trials}:
+                hv.setdefault((name, c, k), []).append(hv_at(problems[c, s], results, k))
+            print(
+                f"# {name:6} {c:14} seed {s}: {len(results)} trials in {seconds:.0f} s", flush=True
+            )
+    print(f"{len(jobs)} runs in {time.perf_counter() - t0:.0f} s wall on {args.jobs} processes")
     columns = [(n, args.trials) for n in names]
     if "random" in names:
         columns.append(("random", args.random_trials))
     print(f"\nnormalised hypervolume, median [IQR] over seeds {args.seeds}")
-    print(f"{'class':14} " + " ".join(f"{f'{n}@{k}':>21}" for n, k in columns) + "  checks")
+    print(f"{'class':14} " + " ".join(f"{n + '@' + str(k):>22}" for n, k in columns) + "  checks")
     for c in classes:
-        cells = [_cell(hv.get((n, c, k), [])) for n, k in columns]
-        print(f"{c:14} " + " ".join(f"{x:>21}" for x in cells) + "  " + _checks(hv, c, args))
+        cells = [_cell(hv.get((n, c, k), []), len(args.seeds)) for n, k in columns]
+        print(f"{c:14} " + " ".join(f"{x:>22}" for x in cells) + "  " + _checks(hv, c, args))
     print(
         f"checks: mobo@{args.trials} >= gp@{args.trials} | >= random@{args.random_trials} | "
-        f"> tpe@{args.trials}, on medians (y/n; - = not run)"
+        f"> tpe@{args.trials}, on medians (y/n; - = not run; * = over fewer seeds)"
     )
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], seeds: int) -> str:
     if not values:
         return "-"
     q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return f"{statistics.median(values):.3f} [{q[0]:.3f},{q[2]:.3f}]"
+    star = "*" if len(values) < seeds else ""  # fewer seeds ran (--cached-only)
+    return f"{star}{statistics.median(values):.3f} [{q[0]:.3f},{q[2]:.3f}]"
 
 
 def _checks(hv: dict, c: str, args: argparse.Namespace) -> str:
@@ -226,6 +236,9 @@ def _parse() -> argparse.Namespace:
         default=None,
         help="directory of per-(sampler, options, class, seed, trials) results: runs found "
         "there are read instead of re-run, so a long comparison can be split over invocations",
+    )
+    parser.add_argument(
+        "--cached-only", action="store_true", help="tabulate the runs in --cache, run nothing"
     )
     parser.add_argument("--no-latency", action="store_true", help="skip the latency table")
     parser.add_argument("--latency-only", action="store_true", help="only the latency table")
