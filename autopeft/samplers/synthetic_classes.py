@@ -59,8 +59,9 @@ class ProblemClass:
         importance: Layer/module importance pattern: ``random``, ``early``, ``late``, ``flat``,
             ``sparse``.
         noise: Standard deviation of the accuracy noise.
-        failures: Whether points fail: a large total rank with a learning rate above 3x the
-            optimum diverges, and peak memory over 70 % of its span is out of memory.
+        failures: Whether points fail: LoRA with a total rank over 20 % of the largest and a
+            learning rate above 3x the optimum diverges; peak memory over 70 % of the span from
+            its floor to its ceiling is out of memory.
         objectives: 2 (accuracy, trainable_params) or 3 (+ peak_memory_mb).
         method_choice: Search the method among lora, ia3 and prompt_tuning.
         targets: The LoRA ``target_modules`` presets searched (one preset: a constant).
@@ -164,9 +165,7 @@ class ClassProblem:
         if self.cls.failures and self._fails(method, sizes, lr, memory):
             return None
         capacity = sum(
-            self.layer_weight[layer]
-            * self.module_weight.get(module, 0.5 * self.cls.layers)
-            * math.log1p(size * SIZE_SCALE[method])
+            self._weight(layer, module) * math.log1p(size * SIZE_SCALE[method])
             for (layer, module), size in sizes.items()
         )
         saturation = 1.0 - math.exp(-capacity / self.cls.layers)
@@ -178,6 +177,11 @@ class ClassProblem:
             "peak_memory_mb": float(memory + self.rng.normal(0, 0.05)),
         }
         return {o.name: values[o.name] for o in self.objectives}
+
+    def _weight(self, layer: int, module: str) -> float:
+        if module == "prompt":  # a soft prompt reaches every layer: half the layers' worth
+            return 0.5 * self.cls.layers
+        return float(self.layer_weight[layer]) * self.module_weight[module]
 
     def _fails(self, method: str, sizes: dict, lr: float, memory: float) -> bool:
         share = sum(sizes.values()) / (len(self.bound.layout.sites) * 2 ** (self.cls.rungs - 1))
