@@ -14,9 +14,9 @@ on the same problems through ``make_sampler`` / ``Observation``, like a study do
 Hypervolume uses one fixed frame per problem for every sampler: accuracy in [0.3, 0.95],
 trainable_params in [0, budget], peak memory (3-objective classes) between its floor (150 MB)
 and the ceiling a feasible point can reach; 1 = best, clipped, the reference point is the origin.
-Prints per class the median [IQR] over seeds of HV after ``--trials`` (and random after
-``--random-trials``), whether mobo >= gp, mobo >= random@``--random-trials`` and mobo > tpe
-(medians), and the CPU / wall seconds of one warm mobo and gp proposal at 100 and 300
+Prints per class the median [IQR] (inclusive quartiles) over seeds of HV after ``--trials``
+(and random after ``--random-trials``), whether mobo >= gp, mobo >= random@``--random-trials``
+and mobo > tpe (medians), and the CPU / wall seconds of one warm mobo and gp proposal at 100 and 300
 observations on a 32-layer all-linear space (torch on one thread).
 Not a test: nothing here asserts.
 """
@@ -180,7 +180,7 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
 def _cell(values: list[float], seeds: int) -> str:
     if not values:
         return "-"
-    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    q = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
     star = "*" if len(values) < seeds else ""  # fewer seeds ran (--cached-only)
     return f"{star}{statistics.median(values):.3f} [{q[0]:.3f},{q[2]:.3f}]"
 
