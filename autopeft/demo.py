@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from autopeft.results import StudyView
     from autopeft.storage.records import TrialRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,14 +88,14 @@ def _use_llm_export(
     console: Console, study: Path, url: str, export: Path, record: TrialRecord
 ) -> int:
     from autopeft.prepare import prepare_study
-    from autopeft.results import load_view
+    from autopeft.results import choose_trial, load_view
 
     prepared = prepare_study(study, storage=url)
     spec = prepared.files.spec
     view = load_view(prepared.name, url)
     console.rule("4. the base model, zero-shot, on the same validation examples")
     base, n = _zero_shot(prepared)
-    best = _best(view, spec.metric)
+    best = choose_trial(view, pick="max-accuracy")  # the best value of the study's metric
     console.print(
         f"{spec.metric} on {n} validation examples: base model (no adapter) "
         f"{base[spec.metric]:.3f}; best trial {best.number} ({best.method}, "
@@ -147,15 +146,6 @@ def _zero_shot(prepared: Any) -> tuple[dict[str, float], int]:
     ctx = load_context(worker_setup(prepared, prepared.files.spec.executor))
     n = min(prepared.files.spec.fidelity.eval_examples, len(prepared.splits.validation))
     return ctx.evaluate(ctx.model), n
-
-
-def _best(view: StudyView, metric: str) -> TrialRecord:
-    from autopeft.tasks import TASK_METRICS
-
-    done = view.complete()
-    direction = next(d for m in TASK_METRICS.values() for k, d in m.items() if k == metric)
-    pick = max if direction == "maximize" else min
-    return pick(done, key=lambda r: (r.values[metric], -r.number))
 
 
 def _write_rows(prepared: Any, out: Path) -> tuple[Path, Path]:

@@ -54,6 +54,7 @@ class EvaluationLike(Protocol):
     max_new_tokens: int
     answer_pattern: str | None
     batch_size: int
+    generate: bool | None
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ class CausalLanguageModeling(Task):
     ) -> CausalEval:
         rows = encode_rows(tokenizer, part, fidelity.seq_len, dataset.chat_template)
         ids, mask = left_padded(rows.prompts, tokenizer.pad_token_id)
-        generate = getattr(evaluation, "generate", None)
+        generate = evaluation.generate
         return CausalEval(
             tensors=training_tensors(rows, fidelity.seq_len, tokenizer.pad_token_id),
             prompt_ids=ids,
