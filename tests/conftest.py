@@ -252,3 +252,54 @@ def assert_user_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in err, err
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+# `tools/ci_services.sh` (run by .ci/run) starts the machine's server and exports
+# AUTOPEFT_TEST_POSTGRES (a URL whose role may CREATE DATABASE) and AUTOPEFT_REQUIRE_POSTGRES=1.
+# Locally, without it, the PostgreSQL tests skip with the command that enables them; in CI a
+# missing server fails them instead.
+def _postgres_admin_url() -> str | None:
+    import os
+
+    url = os.environ.get("AUTOPEFT_TEST_POSTGRES")
+    if not url:
+        reason = "no PostgreSQL: run `eval \"$(tools/ci_services.sh)\"` to enable these tests"
+        if os.environ.get("AUTOPEFT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend in turn: a fresh SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture()
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(_postgres_admin_url())
+    name = f"autopeft_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # server down or role without CREATEDB
+        import os
+
+        if os.environ.get("AUTOPEFT_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"PostgreSQL at {admin.render_as_string()} unusable: {exc}")
+    yield admin.set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
