@@ -106,3 +106,26 @@ def test_a_one_value_range_is_widened_in_its_own_units() -> None:
     assert mb.scale("peak_memory_mb", 540.0) == pytest.approx(
         gb.scale("peak_memory_mb", 540 / 1024)
     )
+
+
+def test_a_binding_budget_moves_the_size_reference_to_the_budget(problems) -> None:
+    """Under a budget that some points exceed, sizes up to the budget keep hypervolume value
+    (the reference sits at the budget); a budget no point reaches leaves the observed range."""
+    at_reach, loose = problems
+    binding = _with_budget(at_reach, at_reach.bound.space.max_trainable_params // 4)
+    history = [h for h in _history(binding) if h.values]
+    frame = Frame.from_observations(OBJECTIVES, history)
+    observed_hi = frame.bounds["trainable_params"][1]
+    budget = binding.bound.space.max_trainable_params
+    assert observed_hi < budget  # the design stayed below the budget: the edge must move
+    sampler = make_sampler("mobo", binding.bound, OBJECTIVES, 0, CHEAP)
+    assert sampler._binding_budget() == budget
+    scaled = sampler._params_scaled(frame)
+    x = sampler.encoder.encode([h.point for h in history])
+    counts = [binding.bound.count_params(h.point) for h in history]
+    # a linear scale whose zero (the reference) is the budget, not the observed maximum
+    lo = frame.bounds["trainable_params"][0]
+    expected = [1 - (c - lo) / (budget - lo) for c in counts]
+    assert scaled(x).tolist() == pytest.approx(expected)
+    for problem in (at_reach, loose):
+        assert make_sampler("mobo", problem.bound, OBJECTIVES, 0, CHEAP)._binding_budget() is None

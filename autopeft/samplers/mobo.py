@@ -25,9 +25,11 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   single-threaded here (faster for these sizes).
 
 Objectives are scaled to ``[0, 1]`` (1 = best) before modelling, each by its range over the
-complete trials with a 10 % margin (``trainable_params`` too, never by the budget, so loosening
-the budget or changing an objective's units proposes the same points); the reference point is
-the origin of that scale. The rule, and why, is in :mod:`autopeft.core.hypervolume`.
+complete trials with a 10 % margin (``trainable_params`` too, so loosening the budget beyond
+reach or changing an objective's units proposes the same points); the reference point is the
+origin of that scale. One exception: while the budget binds (some seeded random points of the
+space exceed it) the worst edge of ``trainable_params`` is the budget itself. The rule, and
+why, is in :mod:`autopeft.core.hypervolume`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from autopeft.space.encode import finite_values, from_unit, to_unit
 KNOWN = "trainable_params"
 #: Joint posterior samples used to drop observations that are never Pareto-optimal.
 PRUNE_SAMPLES = 256
+#: Random points drawn once per sampler to tell whether the budget binds (see ``_binding_budget``).
+BUDGET_PROBES = 512
 
 
 class MoboSampler(Sampler):
@@ -96,6 +100,7 @@ class MoboSampler(Sampler):
         self.mc_samples, self.fit_maxiter = mc_samples, fit_maxiter
         self.score_top = score_top
         self._feasibility: int | None = None
+        self._budget_probe: int | None = None
         self.last_acquisition: Any = None
         self.encoder = DesignEncoder(bound)
         self._initial = SobolSampler(bound, objectives, seed)
@@ -187,14 +192,42 @@ class MoboSampler(Sampler):
 
     def _params_scaled(self, frame: Frame) -> Any:
         """``trainable_params`` is known exactly: computed from the rows, on ``frame``'s scale
-        (the observed range with its margin, as for the measured objectives)."""
+        (the observed range with its margin, as for the measured objectives), its worst edge
+        widened to the budget when the budget binds (:meth:`_binding_budget`)."""
         lo, hi = frame.bounds[KNOWN]
+        budget = self._binding_budget()
+        if budget is not None:
+            hi = max(hi, float(budget))
         count = self.bound.method.params_tensor(self.bound, self.encoder) or self._count_rows
 
         def scaled_params(x: torch.Tensor) -> torch.Tensor:
             return 1.0 - (count(x).to(x.dtype) - lo) / (hi - lo)
 
         return scaled_params
+
+    def _binding_budget(self) -> int | None:
+        """The budget if it binds (some of :data:`BUDGET_PROBES` seeded random points of the
+        space are over it), else ``None``.
+
+        Under a binding budget every size up to the budget is of interest, so the reference
+        point sits at the budget and candidates larger than anything observed so far can still
+        add hypervolume; the observed range alone (the rule for a budget that does not bind)
+        cost 0.05 HV on the synthetic ``tight`` class. The probe draws do not depend on the
+        budget, so a budget loosened beyond every probe gives the same proposals."""
+        if self._budget_probe is None:
+            rng = np.random.default_rng([self.seed, 7919])
+            dims = self.bound.dimensions
+            largest = 0
+            for _ in range(BUDGET_PROBES):
+                point = {
+                    d.name: from_unit(d.spec, float(u))
+                    for d, u in zip(dims, rng.random(len(dims)), strict=True)
+                }
+                if self.bound.method.cell_sizes(self.bound, point):
+                    largest = max(largest, self.bound.count_params(point))
+            self._budget_probe = largest
+        budget = self.bound.space.max_trainable_params
+        return budget if self._budget_probe > budget else None
 
     def _count_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Exact counts of encoded rows, one decode per distinct row (memoised: the
