@@ -131,6 +131,13 @@ def run(
             "spec's `warm_start`).",
         ),
     ] = None,
+    ray_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Token of a token-auth Ray cluster (default: $RAY_AUTH_TOKEN, the file in "
+            "$RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token; RAY_AUTH_MODE is set for you).",
+        ),
+    ] = None,
 ) -> None:
     """Create a study, or resume it, and run trials until it has its budget of finished trials.
 
@@ -141,6 +148,10 @@ def run(
     from autopeft.driver import run_study
     from autopeft.progress import Reporter, RichReporter
 
+    if ray_token_file is not None:
+        from autopeft.executors.ray_auth import use_token_file
+
+        use_token_file(ray_token_file)
     options = {
         "name": executor.value if executor is not None else None,
         "workers": workers,

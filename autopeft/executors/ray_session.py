@@ -4,8 +4,10 @@
   ``ray.init(address="local")``: a bare ``ray.init()`` would attach to any cluster already
   running on the host (someone else's, on a shared machine).
 * ``address`` (``auto``, ``host:port``, ``ray://host:port``): join a running cluster
-  (``ray start --head``); leaving only disconnects. Ray 2.60 clusters use token auth by default:
-  the client needs ``RAY_AUTH_MODE=token`` and the cluster's token (``~/.ray/auth_token``).
+  (``ray start --head``); leaving only disconnects. Ray 2.60 clusters use token auth by default;
+  :mod:`autopeft.executors.ray_auth` checks the address and switches this process to token mode
+  with the token Ray finds (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``)
+  when the cluster asks for one, so the user need not set ``RAY_AUTH_MODE``.
 * If this process is already connected (``ray.init`` called by the caller, e.g. a notebook or
   a test), that connection is used and left open.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autopeft.exceptions import StudyError, UnsupportedError
+from autopeft.executors.ray_auth import FIX, JoinState, prepare_join, restore
 
 NICENESS = "RAY_worker_niceness"  # Ray's system config, read from the environment
 
@@ -62,6 +65,7 @@ class RaySession:
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
     owned: bool = field(default=False, init=False)
+    joined: JoinState | None = field(default=None, init=False)
 
     def describe(self) -> str:
         where = self.address or "embedded local instance"
@@ -111,14 +115,17 @@ class RaySession:
     def _join(self) -> None:
         import ray
 
+        assert self.address is not None
+        self.joined = prepare_join(self.address)  # reachable? token? (one clear line if not)
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, auth errors, bad address formats, ...
+            restore(self.joined)
+            self.joined = None
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StudyError(
                 f"cannot join the Ray cluster at executor.address={self.address!r}: {first}. "
-                "Start one with `ray start --head`; a client of a token-auth cluster needs "
-                "RAY_AUTH_MODE=token and the cluster's token"
+                f"Start one with `ray start --head`; a token-auth cluster needs its token: {FIX}"
             ) from None
 
     def _check_fits(self, workers: int) -> None:
@@ -140,3 +147,5 @@ class RaySession:
         if self.owned and ray.is_initialized():
             ray.shutdown()
         self.owned = False
+        restore(self.joined)
+        self.joined = None
