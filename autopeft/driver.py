@@ -81,6 +81,7 @@ def run_study(
     """
     from autopeft.executors.factory import override_executor
 
+    _refuse_if_running(path, storage, name)
     prepared = prepare_study(path, storage=storage, name=name, warm_start=warm_start)
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
@@ -107,6 +108,25 @@ def run_study(
         runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
         runner.lease = lease
         return runner.run(trials or prepared.files.spec.n_trials)
+
+
+def _refuse_if_running(path: str | Path, storage: str | None, name: str | None) -> None:
+    """Refuse a study that another driver runs now, before the slow checks of
+    :func:`prepare_study` (the lease taken later is what decides)."""
+    from autopeft.spec import load_study
+    from autopeft.storage.urls import resolve_storage
+
+    spec = load_study(path).spec
+    url = resolve_storage(storage, spec.storage)
+    try:
+        store = Store(url, create=False)
+    except StorageError:
+        return  # no database yet (or a bad URL, which prepare_study reports)
+    lease = StudyLease(
+        store, name or spec.name, stale_after=STALE_AFTER_SECONDS, heartbeat_every=HEARTBEAT_SECONDS
+    )
+    lease.refuse_if_held()
+    store.engine.dispose()
 
 
 def _note(text: str) -> None:

@@ -119,6 +119,12 @@ class StudyLease:
             raise StudyError(self._refusal(seen) if seen else "could not take the study's lease")
         self.held, self.lost = True, False
 
+    def refuse_if_held(self) -> None:
+        """Raise :class:`StudyError` if a live driver holds the lease (a read; takes nothing)."""
+        seen = self.holder()
+        if seen is not None and self._takeover_reason(seen) is None:
+            raise StudyError(self._refusal(seen))
+
     def holder(self) -> LeaseInfo | None:
         """The current lease of the study, if any."""
 

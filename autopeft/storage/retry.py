@@ -47,6 +47,7 @@ _TRANSIENT_TEXT = (
     "ssl connection has been closed",
     "eof detected",
     "connection to server",
+    "not currently accepting connections",
 )
 _DRIVER_ERRORS = ("OperationalError", "InterfaceError")
 _local = threading.local()
