@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from autopeft.storage.store import Store
 
 _T = TypeVar("_T")
+_HELD_HERE: set[str] = set()  # tokens of the leases this process holds now
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class StudyLease:
             seen = self.holder()
             raise StudyError(self._refusal(seen) if seen else "could not take the study's lease")
         self.held, self.lost = True, False
+        _HELD_HERE.add(self.token)
 
     def refuse_if_held(self) -> None:
         """Raise :class:`StudyError` if a live driver holds the lease (a read; takes nothing)."""
@@ -173,6 +175,8 @@ class StudyLease:
             return f"which sent no heartbeat for {quiet:.0f} s"
         if _process_gone(seen.owner):
             return "whose process is gone"
+        if seen.owner == self.owner and seen.token not in _HELD_HERE and self._is_this_process():
+            return "whose run in this process has ended"
         return None
 
     def _refusal(self, seen: LeaseInfo) -> str:
@@ -239,6 +243,7 @@ class StudyLease:
         if not self.held:
             return
         self.held = False
+        _HELD_HERE.discard(self.token)
         statement = delete(LeaseRow).where(
             LeaseRow.study_name == self.study, LeaseRow.token == self.token
         )
@@ -248,6 +253,11 @@ class StudyLease:
                 s.execute(statement)
         except Exception:  # the database is down: the lease goes stale
             pass
+
+    def _is_this_process(self) -> bool:
+        from autopeft.storage.store import OWNER
+
+        return self.owner == OWNER
 
     def _run(self, fn: Callable[[], _T], what: str) -> _T:
         return call_with_retry(fn, what, self.store.url)

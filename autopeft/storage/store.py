@@ -236,10 +236,9 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics, None, False)
-        for key in ("peak_memory_mb", "accuracy", "head_params", "train_seconds"):
-            if key in metrics:
-                self.optuna.set_trial_user_attr(trial_id, key, metrics[key])
-        self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, values)
+        keys = ("peak_memory_mb", "accuracy", "head_params", "train_seconds")
+        attrs = {key: metrics[key] for key in keys if key in metrics}
+        self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, attrs, values)
 
     @retried("record a failed trial")
     def fail_trial(
@@ -257,17 +256,22 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics or {}, reason, infeasible, interrupted)
-        self.optuna.set_trial_user_attr(trial_id, "fail_reason", reason)
-        self._set_state(trial_id, optuna.trial.TrialState.FAIL)
+        self._set_state(trial_id, optuna.trial.TrialState.FAIL, {"fail_reason": reason})
 
     def _set_state(
-        self, trial_id: int, state: optuna.trial.TrialState, values: list[float] | None = None
+        self,
+        trial_id: int,
+        state: optuna.trial.TrialState,
+        attrs: dict[str, Any],
+        values: list[float] | None = None,
     ) -> None:
-        """Finish an Optuna trial; a retry that finds it finished in ``state`` already (its
-        first commit went through) does nothing."""
+        """Set user attributes of an Optuna trial, then finish it; a retry that finds it
+        finished in ``state`` already (its first commit went through) does nothing."""
         import optuna
 
         try:
+            for key, value in attrs.items():
+                self.optuna.set_trial_user_attr(trial_id, key, value)
             self.optuna.set_trial_state_values(trial_id, state, values)
         except optuna.exceptions.UpdateFinishedTrialError:
             if self.optuna.get_trial(trial_id).state != state:
