@@ -142,9 +142,9 @@ def test_a_sqlite_reader_holding_the_database_never_fails_a_trial(
 
     reader = threading.Thread(target=read_for_3_seconds)
     hook = _Hook(lambda: (reader.start(), held.wait()))
-    outcome = run_study(study_dir / "study.yaml", trials=2, reporter=hook)
+    outcome = run_study(study_dir / "study.yaml", trials=1, reporter=hook)
     reader.join()
-    assert [r.state for r in outcome.records] == ["COMPLETE", "COMPLETE"]
+    assert [r.state for r in outcome.records] == ["COMPLETE"]
     assert any("database is locked" in s for s in seen)  # the driver did wait for the reader
 
 
