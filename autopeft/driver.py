@@ -114,19 +114,12 @@ def _refuse_if_running(path: str | Path, storage: str | None, name: str | None) 
     """Refuse a study that another driver runs now, before the slow checks of
     :func:`prepare_study` (the lease taken later is what decides)."""
     from autopeft.spec import load_study
+    from autopeft.storage.lease import refuse_if_running
     from autopeft.storage.urls import resolve_storage
 
     spec = load_study(path).spec
     url = resolve_storage(storage, spec.storage)
-    try:
-        store = Store(url, create=False)
-    except StorageError:
-        return  # no database yet (or a bad URL, which prepare_study reports)
-    lease = StudyLease(
-        store, name or spec.name, stale_after=STALE_AFTER_SECONDS, heartbeat_every=HEARTBEAT_SECONDS
-    )
-    lease.refuse_if_held()
-    store.engine.dispose()
+    refuse_if_running(url, name or spec.name, STALE_AFTER_SECONDS)
 
 
 def _note(text: str) -> None:

@@ -68,6 +68,24 @@ def test_a_stale_lease_is_taken_over_with_a_note(storage_url: str) -> None:
     assert second.holder().owner == "host-b:2"  # type: ignore[union-attr]
 
 
+def test_the_quick_check_refuses_a_live_lease_and_creates_nothing(
+    storage_url: str, tmp_path: Path
+) -> None:
+    from autopeft.storage.lease import refuse_if_running
+
+    missing = tmp_path / "none.db"
+    refuse_if_running(f"sqlite:///{missing}", "s", 60)
+    assert not missing.exists()
+    refuse_if_running(storage_url, "s", 60)  # an empty database: no tables yet
+    store = Store(storage_url)
+    refuse_if_running(storage_url, "s", 60)  # tables, no lease
+    _lease(store, "host-a:1").acquire()
+    with pytest.raises(StudyError, match="'s' is being run by host-a:1 since"):
+        refuse_if_running(storage_url, "s", 60)
+    _age(store, 100)
+    refuse_if_running(storage_url, "s", 60)  # stale: the run may take it over
+
+
 def test_a_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

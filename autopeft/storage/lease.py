@@ -121,12 +121,6 @@ class StudyLease:
         self.held, self.lost = True, False
         _HELD_HERE.add(self.token)
 
-    def refuse_if_held(self) -> None:
-        """Raise :class:`StudyError` if a live driver holds the lease (a read; takes nothing)."""
-        seen = self.holder()
-        if seen is not None and self._takeover_reason(seen) is None:
-            raise StudyError(self._refusal(seen))
-
     def holder(self) -> LeaseInfo | None:
         """The current lease of the study, if any."""
 
@@ -170,23 +164,10 @@ class StudyLease:
             return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 
     def _takeover_reason(self, seen: LeaseInfo) -> str | None:
-        quiet = time.time() - seen.heartbeat_at
-        if quiet >= self.stale_after:
-            return f"which sent no heartbeat for {quiet:.0f} s"
-        if _process_gone(seen.owner):
-            return "whose process is gone"
-        if seen.owner == self.owner and seen.token not in _HELD_HERE and self._is_this_process():
-            return "whose run in this process has ended"
-        return None
+        return takeover_reason(seen, self.stale_after, self.owner)
 
     def _refusal(self, seen: LeaseInfo) -> str:
-        since = datetime.fromtimestamp(seen.acquired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        quiet = max(0.0, time.time() - seen.heartbeat_at)
-        wait = max(1, math.ceil(self.stale_after - quiet))
-        return (
-            f"study {self.study!r} is being run by {seen.owner} since {since} (heartbeat "
-            f"{quiet:.0f} s ago); stop it first, or wait {wait} s for the lease to go stale"
-        )
+        return refusal(self.study, seen, self.stale_after)
 
     # -- keep and release ----------------------------------------------------------------------
     def beat(self) -> bool:
@@ -254,11 +235,6 @@ class StudyLease:
         except Exception:  # the database is down: the lease goes stale
             pass
 
-    def _is_this_process(self) -> bool:
-        from autopeft.storage.store import OWNER
-
-        return self.owner == OWNER
-
     def _run(self, fn: Callable[[], _T], what: str) -> _T:
         return call_with_retry(fn, what, self.store.url)
 
@@ -275,3 +251,60 @@ def _process_gone(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def refuse_if_running(url: str, study: str, stale_after: float) -> None:
+    """Raise :class:`StudyError` if a live driver holds the lease of ``study`` at ``url``.
+
+    Only reads, and creates nothing (no SQLite file, no tables): a quick check before the slow
+    preparation of a run. The lease that the run takes afterwards is what decides.
+    """
+    from sqlalchemy import create_engine, inspect, select
+
+    from autopeft.storage.retry import engine_kwargs
+
+    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
+        return
+    try:
+        engine = create_engine(url, **engine_kwargs(url))
+    except Exception:
+        return  # a bad URL: the run reports it
+    try:
+        with engine.connect() as c:
+            if not inspect(c).has_table(LeaseRow.__tablename__):
+                return
+            row = c.execute(select(LeaseRow).where(LeaseRow.study_name == study)).first()
+    except Exception:
+        return
+    finally:
+        engine.dispose()
+    if row is None:
+        return
+    seen = LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
+    if takeover_reason(seen, stale_after, None) is None:
+        raise StudyError(refusal(study, seen, stale_after))
+
+
+def takeover_reason(seen: LeaseInfo, stale_after: float, owner: str | None) -> str | None:
+    """Why the lease ``seen`` may be taken over (by ``owner``), or None while it is live."""
+    from autopeft.storage.store import OWNER
+
+    quiet = time.time() - seen.heartbeat_at
+    if quiet >= stale_after:
+        return f"which sent no heartbeat for {quiet:.0f} s"
+    if _process_gone(seen.owner):
+        return "whose process is gone"
+    if seen.owner == owner == OWNER and seen.token not in _HELD_HERE:
+        return "whose run in this process has ended"
+    return None
+
+
+def refusal(study: str, seen: LeaseInfo, stale_after: float) -> str:
+    """The one-line refusal of a study whose lease ``seen`` is live."""
+    since = datetime.fromtimestamp(seen.acquired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    quiet = max(0.0, time.time() - seen.heartbeat_at)
+    wait = max(1, math.ceil(stale_after - quiet))
+    return (
+        f"study {study!r} is being run by {seen.owner} since {since} (heartbeat "
+        f"{quiet:.0f} s ago); stop it first, or wait {wait} s for the lease to go stale"
+    )
