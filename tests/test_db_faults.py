@@ -209,7 +209,10 @@ def test_postgres_backends_terminated_mid_study_lose_and_double_nothing(
 
 @pytest.mark.slow
 def test_postgres_that_stays_down_is_one_error_and_the_next_run_recovers(
-    study_dir: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    study_dir: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from sqlalchemy import text
     from typer.testing import CliRunner
@@ -236,6 +239,7 @@ def test_postgres_that_stays_down_is_one_error_and_the_next_run_recovers(
     assert_user_error(result, "stayed unreachable for 2 s", "run the same command again")
     monkeypatch.undo()
     done = run_study(spec, trials=2, storage=postgres_url)
+    assert "run in this process has ended: taking over" in capsys.readouterr().err
     states = [(r.number, r.state, r.interrupted) for r in done.records]
     assert states == [(0, "FAIL", True), (1, "COMPLETE", False), (2, "COMPLETE", False)]
     assert done.records[1].params == done.records[0].params  # the lost trial's point re-ran

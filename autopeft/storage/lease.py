@@ -281,7 +281,9 @@ def refuse_if_running(url: str, study: str, stale_after: float) -> None:
     if row is None:
         return
     seen = LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
-    if takeover_reason(seen, stale_after, None) is None:
+    from autopeft.storage.store import OWNER
+
+    if takeover_reason(seen, stale_after, OWNER) is None:  # OWNER: who would run it
         raise StudyError(refusal(study, seen, stale_after))
 
 
