@@ -4,10 +4,15 @@ until the budget. The driver is the only writer to the database.
 Being the only writer, the driver keeps a :class:`~autopeft.mirror.TrialMirror` of the study's
 records: loaded from the database when a run starts, then updated after each of its own writes,
 so its cost per trial stays flat as a study grows (no re-reading every trial per poll).
+
+"The only writer" is enforced: :func:`run_study` holds the study's lease
+(:class:`~autopeft.storage.lease.StudyLease`) from before its first proposal until it stops, so
+a second driver of a live study is refused with the holder's name.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
+from autopeft.exceptions import StorageError
 from autopeft.mirror import TrialMirror
 from autopeft.prepare import PreparedStudy, prepare_study, register_study, worker_setup
 from autopeft.progress import Reporter
 from autopeft.samplers import make_sampler
 from autopeft.space.encode import distribution
+from autopeft.storage.lease import StudyLease
 from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
 from autopeft.warmstart import with_warm_start
@@ -31,7 +38,10 @@ if TYPE_CHECKING:
     from autopeft.trial.runner import TrialRequest, TrialResult
 
 HEARTBEAT_SECONDS = 10.0
+"""Seconds between heartbeats of running trials and of the study's lease."""
 STALE_AFTER_SECONDS = 120.0
+"""Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
+be taken over by another driver."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +81,49 @@ def run_study(
     """
     from autopeft.executors.factory import override_executor
 
+    _refuse_if_running(path, storage, name)
     prepared = prepare_study(path, storage=storage, name=name, warm_start=warm_start)
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
     register_study(store, prepared)
-    if profiles:
-        from autopeft.profiling import attach_to_study
+    lease = StudyLease(
+        store,
+        prepared.name,
+        stale_after=STALE_AFTER_SECONDS,
+        heartbeat_every=HEARTBEAT_SECONDS,
+        note=_note,
+    )
+    try:
+        lease.acquire()
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
+    with lease:  # acquired above; heartbeats from here on, released however the run ends
+        if profiles:
+            from autopeft.profiling import attach_to_study
 
-        attach_to_study(store, prepared.name, profiles)
-    runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
-    return runner.run(trials or prepared.files.spec.n_trials)
+            attach_to_study(store, prepared.name, profiles)
+        runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
+        runner.lease = lease
+        return runner.run(trials or prepared.files.spec.n_trials)
+
+
+def _refuse_if_running(path: str | Path, storage: str | None, name: str | None) -> None:
+    """Refuse a study that another driver runs now, before the slow checks of
+    :func:`prepare_study` (the lease taken later is what decides)."""
+    from autopeft.spec import load_study
+    from autopeft.storage.lease import refuse_if_running
+    from autopeft.storage.urls import resolve_storage
+
+    spec = load_study(path).spec
+    url = resolve_storage(storage, spec.storage)
+    refuse_if_running(url, name or spec.name, STALE_AFTER_SECONDS)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _allocation_profiles(p: PreparedStudy, store: Store, reporter: Reporter | None) -> dict:
@@ -124,6 +166,7 @@ class StudyRunner:
         self._clock = (time.monotonic(), 0)  # (start, finished trials at start)
         self.distributions = {d.name: distribution(d.spec) for d in prepared.bound.dimensions}
         self.mirror: TrialMirror  # loaded by run()
+        self.lease: StudyLease | None = None  # checked on every poll when set
 
     def run(self, target: int) -> StudyOutcome:
         name = self.p.name
@@ -150,6 +193,10 @@ class StudyRunner:
                     self._record(result, target)
                     self._report_status(target, executor)
                 self._beat_running(executor)
+                if self.lease is not None:
+                    self.lease.check()
+        except StorageError:
+            raise  # the database is gone: the next run re-queues the trials left RUNNING
         except BaseException:
             for number in executor.running():
                 self.store.fail_trial(

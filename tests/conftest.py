@@ -300,6 +300,15 @@ def postgres_url():
             raise
         pytest.skip(f"PostgreSQL at {admin.render_as_string()} unusable: {exc}")
     yield admin.set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    import time
+
+    for attempt in range(10):  # FORCE cannot end an autovacuum worker (a superuser's): wait
+        try:
+            with engine.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            break
+        except Exception:
+            if attempt == 9:
+                raise
+            time.sleep(0.5)
     engine.dispose()

@@ -3,6 +3,11 @@
 The database is the source of truth. One process (the driver) writes; that is safe on SQLite
 and on PostgreSQL. Thread-safety: a :class:`Store` may be used from one thread at a time.
 Stored rows are never rewritten except to move a trial RUNNING -> COMPLETE/FAIL.
+
+Database faults: connections are pinged before use, SQLite waits for locks, and every public
+method is retried as a whole on a transient fault (:mod:`autopeft.storage.retry`), so each one
+is idempotent: a write whose commit succeeded but whose answer was lost, run again, changes
+nothing more (:meth:`Store.start_trial` finds the trial it made by a key of its own).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +28,7 @@ from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
 from autopeft.exceptions import StorageError, StudyError
 from autopeft.storage.records import TrialRecord
+from autopeft.storage.retry import call_with_retry, engine_kwargs, retried
 from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
 
 if TYPE_CHECKING:
@@ -31,6 +38,8 @@ if TYPE_CHECKING:
     from autopeft.core.compiled import CompiledConfig
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+START_KEY = "autopeft_start"
+"""Optuna user attribute: the key :meth:`Store.start_trial` finds its own trial by on a retry."""
 
 
 class Store:
@@ -50,8 +59,8 @@ class Store:
         _check_sqlite_path(url, create)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            self.optuna = optuna.storages.RDBStorage(url)
-            self.engine = create_engine(url)
+            self.optuna = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+            self.engine = create_engine(url, **engine_kwargs(url))
             Base.metadata.create_all(self.engine)
             with self.session() as s:
                 self._migrate(s)
@@ -69,7 +78,9 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction on our tables: committed on success, rolled back on error."""
+        """A transaction on our tables: committed on success, rolled back on error (then a
+        :class:`StorageError` raised from the database's error, which the retried public
+        methods look through to tell a lost connection or a lock from a mistake)."""
         from sqlalchemy.exc import SQLAlchemyError
         from sqlalchemy.orm import Session
 
@@ -91,18 +102,21 @@ class Store:
         elif row.version < SCHEMA_VERSION:
             from sqlalchemy import inspect, text
 
-            # 1 -> 2 only added tables, which create_all has just made; 2 -> 3 adds a column
+            # 1 -> 2 and 3 -> 4 only added tables, which create_all has just made; 2 -> 3 adds
+            # a column
             columns = {c["name"] for c in inspect(s.connection()).get_columns("autopeft_trials")}
             if "hypervolume" not in columns:  # works on SQLite and PostgreSQL alike
                 s.execute(text("ALTER TABLE autopeft_trials ADD COLUMN hypervolume FLOAT"))
             row.version = SCHEMA_VERSION
 
     # -- studies -----------------------------------------------------------------------------
+    @retried("list the studies")
     def study_names(self) -> list[str]:
         """Names of autopeft studies in this database, oldest first."""
         with self.session() as s:
             return [r.name for r in s.query(StudyRow).order_by(StudyRow.created_at)]
 
+    @retried("read a study")
     def study_row(self, name: str) -> StudyRow:
         """Our row of study ``name``; :class:`StudyError` listing the known names otherwise."""
         with self.session() as s:
@@ -129,12 +143,14 @@ class Store:
             optuna.delete_study(study_name=name, storage=self.optuna)
             raise
 
+    @retried("read a study")
     def optuna_study(self, name: str) -> optuna.Study:
         """The Optuna study object of ``name``."""
         import optuna
 
         return optuna.load_study(study_name=name, storage=self.optuna)
 
+    @retried("read a study")
     def objectives(self, name: str) -> list[Objective]:
         """The objectives of study ``name``, in Optuna's value order."""
         return [Objective(**o) for o in json.loads(self.study_row(name).objectives_json)]
@@ -147,32 +163,64 @@ class Store:
         distributions: dict[str, Any],
         compiled: CompiledConfig,
     ) -> int:
-        """Record a RUNNING trial with its point and compiled config; returns its number."""
+        """Record a RUNNING trial with its point and compiled config; returns its number.
+
+        Retried as a whole, it creates one trial: the Optuna trial carries a fresh key
+        (user attribute ``autopeft_start``), and a retry first looks for a trial with that key.
+        """
         import optuna
 
-        study_id = self.optuna.get_study_id_from_name(name)
+        key, tries = uuid.uuid4().hex, [0]
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
             params=point,
             distributions=distributions,
-            user_attrs={"method": compiled.method, "trainable_params": compiled.trainable_params},
+            user_attrs={
+                "method": compiled.method,
+                "trainable_params": compiled.trainable_params,
+                START_KEY: key,
+            },
         )
-        trial_id = self.optuna.create_new_trial(study_id, template_trial=template)
-        number = self.optuna.get_trial_number_from_id(trial_id)
-        with self.session() as s:
-            s.add(
-                TrialRow(
-                    study_name=name,
-                    number=number,
-                    trial_id=trial_id,
-                    point_json=json.dumps(point),
-                    compiled_json=json.dumps(compiled.__dict__),
-                    owner=OWNER,
-                    heartbeat_at=time.time(),
-                )
-            )
-        return number
 
+        def start() -> int:
+            tries[0] += 1
+            study_id = self.optuna.get_study_id_from_name(name)
+            trial_id = self._trial_with_key(study_id, key) if tries[0] > 1 else None
+            if trial_id is None:
+                trial_id = self.optuna.create_new_trial(study_id, template_trial=template)
+            number = self.optuna.get_trial_number_from_id(trial_id)
+            with self.session() as s:
+                if s.get(TrialRow, (name, number)) is None:
+                    s.add(
+                        TrialRow(
+                            study_name=name,
+                            number=number,
+                            trial_id=trial_id,
+                            point_json=json.dumps(point),
+                            compiled_json=json.dumps(compiled.__dict__),
+                            owner=OWNER,
+                            heartbeat_at=time.time(),
+                        )
+                    )
+            return number
+
+        return call_with_retry(start, "record a new trial", self.url)
+
+    def _trial_with_key(self, study_id: int, key: str) -> int | None:
+        """The id of the trial of study ``study_id`` that :meth:`start_trial` made with ``key``."""
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT t.trial_id FROM trials t JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id WHERE t.study_id = :study AND a.key = :attr "
+            "AND a.value_json = :value"
+        )
+        with self.session() as s:
+            params = {"study": study_id, "attr": START_KEY, "value": json.dumps(key)}
+            found = s.execute(query, params).scalar()
+        return None if found is None else int(found)
+
+    @retried("record a heartbeat")
     def heartbeat(self, name: str, number: int) -> None:
         """Mark a running trial alive now."""
         with self.session() as s:
@@ -180,6 +228,7 @@ class Store:
             if row is not None:
                 row.heartbeat_at = time.time()
 
+    @retried("record a trial's result")
     def complete_trial(
         self, name: str, number: int, values: list[float], metrics: dict[str, Any]
     ) -> None:
@@ -187,11 +236,11 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics, None, False)
-        for key in ("peak_memory_mb", "accuracy", "head_params", "train_seconds"):
-            if key in metrics:
-                self.optuna.set_trial_user_attr(trial_id, key, metrics[key])
-        self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, values)
+        keys = ("peak_memory_mb", "accuracy", "head_params", "train_seconds")
+        attrs = {key: metrics[key] for key in keys if key in metrics}
+        self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, attrs, values)
 
+    @retried("record a failed trial")
     def fail_trial(
         self,
         name: str,
@@ -207,8 +256,26 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics or {}, reason, infeasible, interrupted)
-        self.optuna.set_trial_user_attr(trial_id, "fail_reason", reason)
-        self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        self._set_state(trial_id, optuna.trial.TrialState.FAIL, {"fail_reason": reason})
+
+    def _set_state(
+        self,
+        trial_id: int,
+        state: optuna.trial.TrialState,
+        attrs: dict[str, Any],
+        values: list[float] | None = None,
+    ) -> None:
+        """Set user attributes of an Optuna trial, then finish it; a retry that finds it
+        finished in ``state`` already (its first commit went through) does nothing."""
+        import optuna
+
+        try:
+            for key, value in attrs.items():
+                self.optuna.set_trial_user_attr(trial_id, key, value)
+            self.optuna.set_trial_state_values(trial_id, state, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            if self.optuna.get_trial(trial_id).state != state:
+                raise
 
     def _finish(
         self,
@@ -245,6 +312,7 @@ class Store:
             compiled_json="{}",
         )
 
+    @retried("recover the trials of a stopped driver")
     def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
         """Fail RUNNING trials whose driver is gone (dead pid on this host, or no heartbeat for
         ``grace_seconds``) as *interrupted*; returns their numbers."""
@@ -265,6 +333,7 @@ class Store:
                 stale.append(record.number)
         return stale
 
+    @retried("read the re-run queue")
     def next_retry(self, name: str) -> tuple[int, dict[str, Any]] | None:
         """The oldest interrupted trial not yet re-run, as (number, point); None if none."""
         with self.session() as s:
@@ -276,6 +345,7 @@ class Store:
             )
             return None if row is None else (row.number, dict(json.loads(row.point_json)))
 
+    @retried("read the re-run queue")
     def retry_queue(self, name: str) -> list[int]:
         """Numbers of the interrupted trials not yet re-run, oldest first (what
         :meth:`next_retry` hands out, in order)."""
@@ -287,6 +357,7 @@ class Store:
             )
             return [number for (number,) in rows]
 
+    @retried("record a re-run")
     def mark_retried(self, name: str, number: int, by: int) -> None:
         """Record that interrupted trial ``number`` is re-run as trial ``by``."""
         with self.session() as s:
@@ -294,6 +365,7 @@ class Store:
             if row is not None:
                 row.retried_by = by
 
+    @retried("record the hypervolume")
     def set_hypervolumes(self, name: str, values: dict[int, float]) -> None:
         """Store the study's hypervolume after each of these (complete) trials."""
         with self.session() as s:
@@ -302,6 +374,7 @@ class Store:
                 if row is not None:
                     row.hypervolume = value
 
+    @retried("read a trial's re-runs")
     def retries_before(self, name: str, number: int) -> int:
         """How many earlier trials trial ``number`` re-runs (the ``retried_by`` chain into it)."""
         count = 0
@@ -312,6 +385,7 @@ class Store:
                     return count
                 count, number = count + 1, row.number
 
+    @retried("read a study's trials")
     def records(self, name: str) -> list[TrialRecord]:
         """Every trial of study ``name`` joined with our details, by trial number."""
         study = self.optuna_study(name)
@@ -322,6 +396,7 @@ class Store:
                 _record(t, rows.get(t.number), objectives) for t in study.get_trials(deepcopy=False)
             ]
 
+    @retried("read a trial")
     def record(
         self, name: str, number: int, objectives: list[Objective] | None = None
     ) -> TrialRecord:

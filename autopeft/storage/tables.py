@@ -3,7 +3,8 @@
 Optuna's RDB schema holds studies, trials, params and objective values (so ``optuna-dashboard``
 opens our studies). These tables hold what Optuna does not model: the study spec and search
 space as written, the model layout, compiled peft configs, full measurements, and trial
-ownership/heartbeats for crash recovery. Bump :data:`SCHEMA_VERSION` with a migration in
+ownership/heartbeats for crash recovery, and the lease that lets one driver at a time run a
+study. Bump :data:`SCHEMA_VERSION` with a migration in
 ``store._migrate`` whenever a table changes.
 """
 
@@ -16,7 +17,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
 # 3: autopeft_trials.hypervolume
-SCHEMA_VERSION = 3
+# 4: autopeft_leases (one driver per study)
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -97,3 +99,19 @@ class StudyProfileRow(Base):
 
     study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
     profile_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class LeaseRow(Base):
+    """The driver that runs a study now (schema 4): at most one row per study.
+
+    ``token`` identifies one acquisition (two drivers in one process share an ``owner``);
+    times are Unix seconds from the drivers' clocks, like :attr:`TrialRow.heartbeat_at`.
+    """
+
+    __tablename__ = "autopeft_leases"
+
+    study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(256))
+    token: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,312 @@
+"""One driver per study: a lease row in the database, taken atomically, kept by a heartbeat.
+
+A driver takes the lease of its study before it proposes anything and gives it back when it
+stops. While the holder's heartbeat is fresh every other driver is refused; a lease whose
+holder sent no heartbeat for ``stale_after`` seconds (or whose process on this host is gone)
+is taken over. Every decision is one conditional statement whose row count says who won, so
+two drivers racing for the same study never both win, on SQLite or PostgreSQL:
+
+- no row yet: ``INSERT`` — the primary key lets exactly one insert through;
+- a stale row: ``UPDATE ... WHERE study_name = :s AND token = :seen AND heartbeat_at = :seen_at``
+  (compare-and-swap on what was read; a holder that beat meanwhile, or a faster rival, makes
+  it match nothing);
+- heartbeat and release: ``UPDATE``/``DELETE ... WHERE token = :mine``; a heartbeat that
+  matches nothing means the lease was taken over, and the driver stops.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from autopeft.exceptions import StudyError
+from autopeft.storage.retry import call_with_retry
+from autopeft.storage.tables import LeaseRow
+
+if TYPE_CHECKING:
+    from autopeft.storage.store import Store
+
+_T = TypeVar("_T")
+_HELD_HERE: set[str] = set()  # tokens of the leases this process holds now
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """Who holds a study's lease, and since when (Unix seconds)."""
+
+    owner: str
+    token: str
+    acquired_at: float
+    heartbeat_at: float
+
+
+class StudyLease:
+    """The lease of study ``study`` in ``store``, for one driver.
+
+    Use it as a context manager (acquire, heartbeat in a background thread, release), or call
+    :meth:`acquire`, :meth:`beat` and :meth:`release` yourself. Thread-safety: the heartbeat
+    thread and the owning thread share only the ``lost`` flag; each statement runs in its own
+    transaction.
+
+    Args:
+        store: The study's store.
+        study: The study name.
+        stale_after: Seconds without a heartbeat after which the lease may be taken over.
+        heartbeat_every: Seconds between heartbeats (well below ``stale_after``).
+        owner: Who holds it, as shown to others (default ``host:pid``).
+        note: Called with a one-line note when a stale lease is taken over.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        study: str,
+        *,
+        stale_after: float,
+        heartbeat_every: float,
+        owner: str | None = None,
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        from autopeft.storage.store import OWNER
+
+        self.store, self.study = store, study
+        self.stale_after, self.heartbeat_every = stale_after, heartbeat_every
+        self.owner = owner or OWNER
+        self.token = uuid.uuid4().hex
+        self.note = note or (lambda _: None)
+        self.held = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> StudyLease:
+        if not self.held:
+            self.acquire()
+        self.start_heartbeat()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # -- acquire -----------------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the lease, or raise :class:`StudyError` naming the live holder."""
+        for _ in range(5):  # each pass either decides or saw a rival move first
+            seen = self.holder()
+            if seen is None:
+                if self._run(self._insert, "take the study's lease"):
+                    break
+                continue
+            why = self._takeover_reason(seen)
+            if why is None:
+                raise StudyError(self._refusal(seen))
+            if self._run(functools.partial(self._swap, seen), "take over the study's lease"):
+                self.note(
+                    f"note: study {self.study!r} was run by {seen.owner}, {why}: taking over "
+                    "its lease"
+                )
+                break
+        else:
+            seen = self.holder()
+            raise StudyError(self._refusal(seen) if seen else "could not take the study's lease")
+        self.held, self.lost = True, False
+        _HELD_HERE.add(self.token)
+
+    def holder(self) -> LeaseInfo | None:
+        """The current lease of the study, if any."""
+
+        def read() -> LeaseInfo | None:
+            with self.store.session() as s:
+                row = s.get(LeaseRow, self.study)
+                if row is None:
+                    return None
+                return LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
+
+        return self._run(read, "read the study's lease")
+
+    def _insert(self) -> bool:
+        from sqlalchemy.exc import IntegrityError
+
+        now = time.time()
+        try:
+            with self.store.session() as s:
+                s.add(LeaseRow(study_name=self.study, owner=self.owner, token=self.token,
+                               acquired_at=now, heartbeat_at=now))  # fmt: skip
+        except Exception as exc:
+            if isinstance(exc.__cause__, IntegrityError) or isinstance(exc, IntegrityError):
+                return False  # a rival inserted first
+            raise
+        return True
+
+    def _swap(self, seen: LeaseInfo) -> bool:
+        from sqlalchemy import update
+
+        now = time.time()
+        statement = (
+            update(LeaseRow)
+            .where(
+                LeaseRow.study_name == self.study,
+                LeaseRow.token == seen.token,
+                LeaseRow.heartbeat_at == seen.heartbeat_at,
+            )
+            .values(owner=self.owner, token=self.token, acquired_at=now, heartbeat_at=now)
+        )
+        with self.store.session() as s:
+            return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+    def _takeover_reason(self, seen: LeaseInfo) -> str | None:
+        return takeover_reason(seen, self.stale_after, self.owner)
+
+    def _refusal(self, seen: LeaseInfo) -> str:
+        return refusal(self.study, seen, self.stale_after)
+
+    # -- keep and release ----------------------------------------------------------------------
+    def beat(self) -> bool:
+        """Refresh the heartbeat; False (and :attr:`lost` set) if another driver took over."""
+        from sqlalchemy import update
+
+        statement = (
+            update(LeaseRow)
+            .where(LeaseRow.study_name == self.study, LeaseRow.token == self.token)
+            .values(heartbeat_at=time.time())
+        )
+
+        def run() -> bool:
+            with self.store.session() as s:
+                return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+        if not self._run(run, "refresh the study's lease"):
+            self.lost = True
+        return not self.lost
+
+    def check(self) -> None:
+        """Raise :class:`StudyError` if the lease was taken over by another driver."""
+        if self.lost:
+            seen = self.holder()
+            by = f" by {seen.owner}" if seen else ""
+            raise StudyError(
+                f"study {self.study!r}: this driver's lease was taken over{by} (no heartbeat "
+                f"reached the database for {self.stale_after:.0f} s); stopping"
+            )
+
+    def start_heartbeat(self) -> None:
+        """Beat every ``heartbeat_every`` seconds in a daemon thread until :meth:`release`."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat_loop, name="lease", daemon=True)
+        self._thread.start()
+
+    def _beat_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_every):
+            try:
+                if not self.beat():
+                    return
+            except Exception:  # the database is down: the owning thread will see it too
+                continue
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lease if this driver still holds it. One try, no
+        error: a lease left behind goes stale (or its process is seen gone) and is taken over."""
+        from sqlalchemy import delete
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if not self.held:
+            return
+        self.held = False
+        _HELD_HERE.discard(self.token)
+        statement = delete(LeaseRow).where(
+            LeaseRow.study_name == self.study, LeaseRow.token == self.token
+        )
+
+        try:
+            with self.store.session() as s:
+                s.execute(statement)
+        except Exception:  # the database is down: the lease goes stale
+            pass
+
+    def _run(self, fn: Callable[[], _T], what: str) -> _T:
+        return call_with_retry(fn, what, self.store.url)
+
+
+def _process_gone(owner: str) -> bool:
+    """Whether ``owner`` (``host:pid``) is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def refuse_if_running(url: str, study: str, stale_after: float) -> None:
+    """Raise :class:`StudyError` if a live driver holds the lease of ``study`` at ``url``.
+
+    Only reads, and creates nothing (no SQLite file, no tables): a quick check before the slow
+    preparation of a run. The lease that the run takes afterwards is what decides.
+    """
+    from sqlalchemy import create_engine, inspect, select
+
+    from autopeft.storage.retry import engine_kwargs
+
+    if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
+        return
+    try:
+        engine = create_engine(url, **engine_kwargs(url))
+    except Exception:
+        return  # a bad URL: the run reports it
+    try:
+        with engine.connect() as c:
+            if not inspect(c).has_table(LeaseRow.__tablename__):
+                return
+            row = c.execute(select(LeaseRow).where(LeaseRow.study_name == study)).first()
+    except Exception:
+        return
+    finally:
+        engine.dispose()
+    if row is None:
+        return
+    seen = LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
+    from autopeft.storage.store import OWNER
+
+    if takeover_reason(seen, stale_after, OWNER) is None:  # OWNER: who would run it
+        raise StudyError(refusal(study, seen, stale_after))
+
+
+def takeover_reason(seen: LeaseInfo, stale_after: float, owner: str | None) -> str | None:
+    """Why the lease ``seen`` may be taken over (by ``owner``), or None while it is live."""
+    from autopeft.storage.store import OWNER
+
+    quiet = time.time() - seen.heartbeat_at
+    if quiet >= stale_after:
+        return f"which sent no heartbeat for {quiet:.0f} s"
+    if _process_gone(seen.owner):
+        return "whose process is gone"
+    if seen.owner == owner == OWNER and seen.token not in _HELD_HERE:
+        return "whose run in this process has ended"
+    return None
+
+
+def refusal(study: str, seen: LeaseInfo, stale_after: float) -> str:
+    """The one-line refusal of a study whose lease ``seen`` is live."""
+    since = datetime.fromtimestamp(seen.acquired_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    quiet = max(0.0, time.time() - seen.heartbeat_at)
+    wait = max(1, math.ceil(stale_after - quiet))
+    return (
+        f"study {study!r} is being run by {seen.owner} since {since} (heartbeat "
+        f"{quiet:.0f} s ago); stop it first, or wait {wait} s for the lease to go stale"
+    )
