@@ -59,7 +59,13 @@ def export_config(
     trial: int | None = None,
 ) -> tuple[Path, TrialRecord]:
     """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial)."""
-    view = load_view(study, storage)
+    return export_view(load_view(study, storage), out, pick=pick, trial=trial)
+
+
+def export_view(
+    view: StudyView, out: str | Path, *, pick: str | None = None, trial: int | None = None
+) -> tuple[Path, TrialRecord]:
+    """:func:`export_config` of a study already read (``view``)."""
     record = choose_trial(view, trial=trial, pick=pick)
     out = Path(out)
     try:

@@ -264,7 +264,7 @@ def _postgres_admin_url() -> str | None:
 
     url = os.environ.get("AUTOPEFT_TEST_POSTGRES")
     if not url:
-        reason = "no PostgreSQL: run `eval \"$(tools/ci_services.sh)\"` to enable these tests"
+        reason = 'no PostgreSQL: run `eval "$(tools/ci_services.sh)"` to enable these tests'
         if os.environ.get("AUTOPEFT_REQUIRE_POSTGRES") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

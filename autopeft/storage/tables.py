@@ -16,7 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
 # 3: autopeft_trials.hypervolume
-SCHEMA_VERSION = 3
+# 4: autopeft_tokens (API tokens of `autopeft serve`)
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -97,3 +98,15 @@ class StudyProfileRow(Base):
 
     study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
     profile_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class TokenRow(Base):
+    """An API token of ``autopeft serve``: only its sha256 is stored (schema 4)."""
+
+    __tablename__ = "autopeft_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
