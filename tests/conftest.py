@@ -303,3 +303,12 @@ def postgres_url():
     with engine.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path):
+    """A completed 3-trial tiny study behind the service app (see tests/service_support.py),
+    made once for every tests/test_service*.py module."""
+    from tests.service_support import make_served
+
+    return make_served(tmp_path_factory.mktemp("service"), tiny_bert_dir)

@@ -22,7 +22,10 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
         return "complete"
     if any(r.state == TrialState.RUNNING for r in view.records):
         return "running"  # driven from elsewhere (`autopeft run`)
-    return "failed" if exit_code not in (None, 0, 130) else "stopped"
+    return "failed" if exit_code not in _STOPPED else "stopped"
+
+
+_STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
 
 
 def target(view: StudyView) -> int:
