@@ -115,11 +115,8 @@ MATRIX = {
 
 @pytest.mark.parametrize("token", list(MATRIX))
 def test_auth_matrix(client: TestClient, served: Served, token: str | None) -> None:
-    value = (
-        {"wrong": "apt_not-a-token", None: None}.get(token) if token in ("wrong", None) else None
-    )
-    value = value or (getattr(served, token) if token not in ("wrong", None) else value)
-    headers = served.auth(value)
+    value = token if token in (None, "wrong") else getattr(served, str(token))
+    headers = served.auth("apt_not-a-token" if value == "wrong" else value)
     read_status, write_status = MATRIX[token]
     for path in READS:
         assert client.get(path, headers=headers).status_code == read_status, path
