@@ -42,7 +42,12 @@ def test_submit_watch_stop_resume_export(served: Served, tmp_path: Path) -> None
     assert again.status_code == 409
     status = _wait(client, headers, lambda s: s["counts"]["complete"] >= 1, 90)
     assert status["counts"]["complete"] >= 1, status
-    assert client.post("/api/studies/live/stop", headers=headers).status_code == 202
+    # a restarted server (a new app on the same data dir) finds the driver and stops it
+    restarted = TestClient(
+        create_app(url, roots=[served.root, served.model.parent], data_dir=tmp_path / "svc")
+    )
+    assert restarted.get("/api/studies/live", headers=headers).json()["state"] == "running"
+    assert restarted.post("/api/studies/live/stop", headers=headers).status_code == 202
     status = _wait(client, headers, lambda s: s["state"] != "running", 30)
     assert status["state"] in ("stopped", "complete"), status
     if status["state"] == "stopped":

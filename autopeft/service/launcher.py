@@ -71,15 +71,22 @@ class Launcher:
         """Write a submitted spec and space into a fresh staging directory; returns the study
         name and the rewritten spec's path. Errors name the files as submitted (``spec.yaml``,
         ``space.yaml``), never the server's paths."""
-        from autopeft.core.validation import read_yaml
+        from autopeft.core.validation import load_model, read_yaml
+        from autopeft.methods.binding import load_space
+        from autopeft.spec import StudySpec
 
         staging = self.data_dir / "staging" / uuid.uuid4().hex
         staging.mkdir()
         try:
             (staging / "spec.yaml").write_text(spec_text, encoding="utf-8")
             (staging / "space.yaml").write_text(space_text, encoding="utf-8")
+            # the files as submitted first, so messages carry the submitter's line numbers
             data, _ = read_yaml(staging / "spec.yaml", StudySpecError)
-            name = check_name(name if name is not None else str(data.get("name", "")))
+            if name is not None:
+                data["name"] = check_name(name)
+            load_model(staging / "spec.yaml", StudySpec, StudySpecError)
+            load_space(staging / "space.yaml")
+            name = check_name(str(data.get("name", "")))
             data.update(name=name, search_space="space.yaml")
             data.pop("storage", None)
             if n_trials is not None:
