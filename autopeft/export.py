@@ -72,5 +72,9 @@ def export_view(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserInputError(f"cannot create export directory {out}: {exc.strerror}") from None
-    trial_config(view, record).save_pretrained(str(out))
+    config = trial_config(view, record)
+    for key, value in vars(config).items():
+        if isinstance(value, set):  # peft writes a set in hash order, which varies by process
+            setattr(config, key, sorted(value, key=str))
+    config.save_pretrained(str(out))
     return out / "adapter_config.json", record

@@ -82,6 +82,8 @@ def test_export_is_what_the_cli_writes(
     result = CliRunner().invoke(cli_app, args)
     assert result.exit_code == 0, result.output
     assert response.content == (tmp_path / "adapter_config.json").read_bytes()
+    modules = response.json()["target_modules"]  # the same bytes in every process: sorted
+    assert modules == sorted(modules)
     assert f"exported trial {response.headers['x-autopeft-trial']} " in result.output
 
 
