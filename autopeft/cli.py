@@ -394,6 +394,10 @@ def serve(
             "the data dir's `datasets/` always is one.",
         ),
     ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Run every submitted study's trials on this Ray cluster."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the web UI (needs the `service` extra)."""
     try:
@@ -409,7 +413,11 @@ def serve(
     from autopeft.storage.urls import resolve_storage
 
     application = create_app(
-        resolve_storage(storage), public_read=public_read, roots=root or (), data_dir=data_dir
+        resolve_storage(storage),
+        public_read=public_read,
+        roots=root or (),
+        data_dir=data_dir,
+        address=address,
     )
     uvicorn.run(application, host=host, port=port, log_level="info")
 

@@ -248,3 +248,13 @@ def test_only_token_hashes_are_stored(served: Served) -> None:
     with sqlite3.connect(served.url.removeprefix("sqlite:///")) as db:
         stored = " ".join(str(row) for row in db.execute("SELECT * FROM autopeft_tokens"))
     assert served.read not in stored and served.write not in stored
+
+
+def test_a_cluster_address_reaches_every_driver(served: Served, tmp_path: Path) -> None:
+    from autopeft.service.launcher import Launcher
+
+    launcher = Launcher(tmp_path, served.url, address="ray://head:10001")
+    command = launcher.command("demo")
+    assert command[-4:] == ["--executor", "ray", "--address", "ray://head:10001"]
+    assert command[command.index("--storage") + 1] == served.url
+    assert Launcher(tmp_path, served.url).command("demo")[-1] == "--quiet"

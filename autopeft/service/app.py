@@ -37,6 +37,7 @@ def create_app(
     data_dir: str | Path = "autopeft-service",
     max_spec_bytes: int = MAX_SPEC_BYTES,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    address: str | None = None,
 ) -> FastAPI:
     """The ASGI app serving the study database ``storage_url``.
 
@@ -48,12 +49,14 @@ def create_app(
         data_dir: Where submitted specs, driver logs and pid files, and uploads are kept.
         max_spec_bytes: The limit of a submitted spec or search space, each.
         max_upload_bytes: The limit of an uploaded dataset.
+        address: Run every submitted study's trials on this Ray cluster (``auto``,
+            ``host:port``, ``ray://host:port``); None: as each spec's ``executor`` says.
     """
     from autopeft.service import routes, ui
 
     service = ServiceState(
         store=Store(storage_url),
-        launcher=Launcher(Path(data_dir), storage_url, [Path(r) for r in roots]),
+        launcher=Launcher(Path(data_dir), storage_url, [Path(r) for r in roots], address),
         public_read=public_read,
         max_spec_bytes=max_spec_bytes,
         max_upload_bytes=max_upload_bytes,
@@ -63,6 +66,8 @@ def create_app(
         version=_version(),
         summary="Submit PEFT configuration searches, watch their Pareto fronts, export configs.",
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN; the UI is offline
+        redoc_url=None,
     )
     app.state.service = service
     app.include_router(routes.router)

@@ -49,11 +49,19 @@ class Launcher:
         storage: The database URL every driver writes to.
         roots: Directories that specs may take models and datasets from; ``data_dir/datasets``
             (where uploads go) is always one.
+        address: A Ray cluster every driver runs its trials on (``autopeft run --executor ray
+            --address ADDRESS``); None: each spec's own ``executor``.
     """
 
-    def __init__(self, data_dir: Path, storage: str, roots: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        storage: str,
+        roots: Sequence[Path] = (),
+        address: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.storage = storage
+        self.storage, self.address = storage, address
         self.uploads = self.data_dir / "datasets"
         for sub in ("studies", "staging", "datasets"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -154,8 +162,7 @@ class Launcher:
         with self._lock:
             if self._alive(name):
                 raise UserInputError(f"study {name!r} is already running")
-            command = [sys.executable, "-m", "autopeft.cli", "run", str(spec)]
-            command += ["--storage", self.storage, "--name", name, "--quiet"]
+            command = self.command(name)
             with (directory / "driver.log").open("ab") as log:
                 proc = subprocess.Popen(
                     command,
@@ -168,6 +175,19 @@ class Launcher:
             self._procs[name] = proc
             (directory / "driver.pid").write_text(f"{proc.pid}\n")
             return proc.pid
+
+    def command(self, name: str) -> list[str]:
+        """The driver command of study ``name``."""
+        spec = self.study_dir(name) / "study.yaml"
+        command = [sys.executable, "-m", "autopeft.cli", "run", str(spec)]
+        command += ["--storage", self.storage, "--name", name, "--quiet"]
+        for flag, value in self.executor_overrides().items():
+            command += [f"--{flag}", value]
+        return command
+
+    def executor_overrides(self) -> dict[str, str]:
+        """The ``executor`` fields the server sets on every driver."""
+        return {} if self.address is None else {"executor": "ray", "address": self.address}
 
     def running(self, name: str) -> bool:
         """Whether a driver of ``name`` (started by this server or an earlier one) runs."""

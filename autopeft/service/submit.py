@@ -28,6 +28,12 @@ def submit_study(
                 prepared = prepare_study(path, storage=launcher.storage, name=name)
             except (OSError, ValueError) as exc:  # a model or data file the loaders reject
                 raise UserInputError(f"cannot prepare study {name!r}: {exc}") from None
+            overrides = launcher.executor_overrides()
+            if overrides:  # what the driver's --executor/--address will ask, checked now
+                from autopeft.executors.factory import override_executor
+
+                overrides["name"] = overrides.pop("executor")
+                override_executor(prepared.files.spec.executor, overrides)
             with service.lock:
                 register_study(service.store, prepared)
         except BaseException:
