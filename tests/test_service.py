@@ -58,10 +58,15 @@ def test_study_summary_trials_and_front(client: TestClient, served: Served) -> N
     detail = _get(client, served, "/api/studies/tiny/trials/0").json()
     assert detail["peft_config"]["peft_type"] == "LORA" and detail["state"] == "COMPLETE"
     assert _get(client, served, "/api/studies/tiny/trials/99").status_code == 404
-    png = _get(client, served, "/api/studies/tiny/plot.png")
-    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     missing = _get(client, served, "/api/studies/nope")
     assert missing.status_code == 404 and "no study named 'nope'" in missing.json()["detail"]
+
+
+@pytest.mark.slow
+def test_front_plot_png(client: TestClient, served: Served) -> None:
+    png = _get(client, served, "/api/studies/tiny/plot.png")
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert png.content.startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(
