@@ -202,10 +202,19 @@ def _model(spec: str, path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_a_declared_oversized_body_is_refused_unread(client: TestClient, served: Served) -> None:
+def test_bodies_over_the_limit_or_of_unknown_length_are_refused_unread(
+    client: TestClient, served: Served
+) -> None:
     headers = {**served.auth(served.write), "Content-Type": "application/json"}
     response = client.post("/api/studies", content=b"{" + b" " * 200_000 + b"}", headers=headers)
     assert response.status_code == 413
+
+    def chunks():
+        yield b'{"spec": "'
+        yield b'"}'
+
+    chunked = client.post("/api/studies", content=chunks(), headers=headers)
+    assert chunked.status_code == 411
 
 
 def test_dataset_uploads_are_named_safely_and_size_limited(served: Served, tmp_path: Path) -> None:

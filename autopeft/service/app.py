@@ -86,7 +86,8 @@ def create_app(
 
 
 class BodyLimit:
-    """Refuse (413) a request whose declared body is over the limit before reading it."""
+    """Refuse a request whose declared body is over the limit (413), or whose body has no
+    declared length (411: a chunked body), before reading it."""
 
     def __init__(self, app: ASGIApp, *, limit: int, upload_limit: int) -> None:
         self.app, self.limit, self.upload_limit = app, limit, upload_limit
@@ -95,12 +96,15 @@ class BodyLimit:
         if scope["type"] == "http":
             upload = scope["path"] == "/api/datasets"
             limit = self.upload_limit + 64 * 1024 if upload else self.limit
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > limit:
-                detail = f"request body over the limit of {limit} bytes"
-                if not length.isdigit():
-                    detail = "invalid Content-Length header"
-                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            status, detail = 0, ""
+            if length is None and b"transfer-encoding" in headers:
+                status, detail = 411, "a request body needs a Content-Length header"
+            elif length is not None and (not length.isdigit() or int(length) > limit):
+                status, detail = 413, f"request body over the limit of {limit} bytes"
+            if status:
+                await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
