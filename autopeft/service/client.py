@@ -51,7 +51,8 @@ class Client:
         name: str | None = None,
         n_trials: int | None = None,
     ) -> str:
-        """Submit a study (spec and space as YAML text, or paths of YAML files); returns its name.
+        """Submit a study (spec and space as YAML text, or paths of YAML files: a ``Path``, or
+        a one-line string naming an existing file); returns its name.
 
         The server validates it first: a bad spec raises :class:`ServiceError` (status 400) with
         the message ``autopeft validate`` would print."""
@@ -126,12 +127,22 @@ class Client:
 
 
 def _text(value: str | Path) -> str:
+    """YAML text: a Path, or a one-line string naming an existing file, is read."""
+    if isinstance(value, str) and "\n" not in value and _is_file(value):
+        value = Path(value)
     if isinstance(value, Path):
         try:
             return value.read_text(encoding="utf-8")
         except OSError as exc:
             raise UserInputError(f"cannot read {value}: {exc.strerror}") from None
     return value
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a file name
+        return False
 
 
 def _q(name: str) -> str:
