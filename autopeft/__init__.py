@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AutoPeftError",
+    "Client",
     "UserInputError",
     "__version__",
     "export_config",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Client": "autopeft.service.client",
     "run_study": "autopeft.driver",
     "prepare_study": "autopeft.prepare",
     "load_study": "autopeft.spec",

@@ -59,12 +59,22 @@ def export_config(
     trial: int | None = None,
 ) -> tuple[Path, TrialRecord]:
     """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial)."""
-    view = load_view(study, storage)
+    return export_view(load_view(study, storage), out, pick=pick, trial=trial)
+
+
+def export_view(
+    view: StudyView, out: str | Path, *, pick: str | None = None, trial: int | None = None
+) -> tuple[Path, TrialRecord]:
+    """:func:`export_config` of a study already read (``view``)."""
     record = choose_trial(view, trial=trial, pick=pick)
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserInputError(f"cannot create export directory {out}: {exc.strerror}") from None
-    trial_config(view, record).save_pretrained(str(out))
+    config = trial_config(view, record)
+    for key, value in vars(config).items():
+        if isinstance(value, set):  # peft writes a set in hash order, which varies by process
+            setattr(config, key, sorted(value, key=str))
+    config.save_pretrained(str(out))
     return out / "adapter_config.json", record

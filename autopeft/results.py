@@ -47,6 +47,17 @@ class StudyView:
 
         return hypervolume_curve(self.objectives, self.records, self.budget)
 
+    def best_values(self) -> dict[str, float]:
+        """The best value of each objective over the complete trials (empty when none)."""
+        done = self.complete()
+        if not done:
+            return {}
+        pick = {"maximize": max, "minimize": min}
+        return {
+            o.name: pick[o.direction](r.values[o.name] for r in done if o.name in r.values)
+            for o in self.objectives
+        }
+
     def front(self) -> list[TrialRecord]:
         """Non-dominated complete trials, best first by the first objective."""
         from autopeft.report import pareto_front
@@ -62,15 +73,16 @@ def open_store(storage: str | None) -> Store:
 def list_studies(storage: str | None = None) -> list[StudyView]:
     """Every autopeft study in the database."""
     store = open_store(storage)
-    return [_view(store, name) for name in store.study_names()]
+    return [view_of(store, name) for name in store.study_names()]
 
 
 def load_view(name: str, storage: str | None = None) -> StudyView:
     """One study; :class:`StudyError` (listing the known names) if it does not exist."""
-    return _view(open_store(storage), name)
+    return view_of(open_store(storage), name)
 
 
-def _view(store: Store, name: str) -> StudyView:
+def view_of(store: Store, name: str) -> StudyView:
+    """Study ``name`` read from an open ``store`` (a server keeps one store open)."""
     row = store.study_row(name)
     budget = int(yaml.safe_load(row.space_yaml)["max_trainable_params"])
     return StudyView(

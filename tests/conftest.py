@@ -312,3 +312,12 @@ def postgres_url():
                 raise
             time.sleep(0.5)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path):
+    """A completed 3-trial tiny study behind the service app (see tests/service_support.py),
+    made once for every tests/test_service*.py module."""
+    from tests.service_support import make_served
+
+    return make_served(tmp_path_factory.mktemp("service"), tiny_bert_dir)

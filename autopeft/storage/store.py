@@ -102,8 +102,8 @@ class Store:
         elif row.version < SCHEMA_VERSION:
             from sqlalchemy import inspect, text
 
-            # 1 -> 2 and 3 -> 4 only added tables, which create_all has just made; 2 -> 3 adds
-            # a column
+            # 1 -> 2, 3 -> 4 and 4 -> 5 only added tables, which create_all has just made;
+            # 2 -> 3 adds a column
             columns = {c["name"] for c in inspect(s.connection()).get_columns("autopeft_trials")}
             if "hypervolume" not in columns:  # works on SQLite and PostgreSQL alike
                 s.execute(text("ALTER TABLE autopeft_trials ADD COLUMN hypervolume FLOAT"))

@@ -18,7 +18,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
 # 3: autopeft_trials.hypervolume
 # 4: autopeft_leases (one driver per study)
-SCHEMA_VERSION = 4
+# 5: autopeft_tokens (API tokens of `autopeft serve`)
+SCHEMA_VERSION = 5
 
 
 class Base(DeclarativeBase):
@@ -115,3 +116,15 @@ class LeaseRow(Base):
     token: Mapped[str] = mapped_column(String(64))
     acquired_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class TokenRow(Base):
+    """An API token of ``autopeft serve``: only its sha256 is stored (schema 5)."""
+
+    __tablename__ = "autopeft_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -1,0 +1,242 @@
+"""The HTTP API: ``/health`` and ``/api/...`` (the OpenAPI document at ``/openapi.json`` is
+the reference)."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from enum import StrEnum
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from autopeft.results import StudyView, view_of
+from autopeft.service import summary
+from autopeft.service.auth import Read, Write
+from autopeft.service.launcher import check_name
+from autopeft.service.state import ServiceState
+
+router = APIRouter()
+
+StudyName = Annotated[str, Path(min_length=1, max_length=512, description="Study name.")]
+
+
+class Pick(StrEnum):
+    max_accuracy = "max-accuracy"
+    min_params = "min-params"
+    knee = "knee"
+
+
+class FrontFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+class Submission(BaseModel):
+    """A study to run: the spec and its search space as YAML text."""
+
+    spec: str = Field(max_length=1 << 20, description="The study spec YAML (studies/*.yaml).")
+    search_space: str = Field(max_length=1 << 20, description="The search-space YAML.")
+    name: str | None = Field(default=None, max_length=128, description="Default: the spec's.")
+    n_trials: int | None = Field(default=None, ge=1, le=100_000, description="Trials wanted.")
+
+
+class Created(BaseModel):
+    name: str
+
+
+class Action(BaseModel):
+    name: str
+    state: str
+
+
+def _service(request: Request) -> ServiceState:
+    service: ServiceState = request.app.state.service
+    return service
+
+
+def _view(service: ServiceState, name: str) -> StudyView:
+    with service.lock:
+        if name not in service.store.study_names():
+            raise HTTPException(404, f"no study named {name!r}")
+        return view_of(service.store, name)
+
+
+def _state(service: ServiceState, view: StudyView) -> str:
+    launcher = service.launcher
+    running = launcher.submitted(view.name) and launcher.running(view.name)
+    return summary.study_state(
+        view, driver_running=running, exit_code=launcher.exit_code(view.name)
+    )
+
+
+@router.get("/health", tags=["service"])
+def health() -> dict[str, str]:
+    """Liveness; needs no token."""
+    return {"status": "ok"}
+
+
+@router.get("/api/studies", tags=["studies"], dependencies=[Read])
+def list_studies(request: Request) -> list[dict[str, Any]]:
+    """Every study in the database, oldest first, summarised."""
+    service = _service(request)
+    with service.lock:
+        views = [view_of(service.store, n) for n in service.store.study_names()]
+    return [summary.summary(v, _state(service, v)) for v in views]
+
+
+@router.get("/api/studies/{name}", tags=["studies"], dependencies=[Read])
+def get_study(request: Request, name: StudyName) -> dict[str, Any]:
+    """State, trial counts, hypervolume, best values, ETA."""
+    service = _service(request)
+    view = _view(service, name)
+    return summary.summary(view, _state(service, view))
+
+
+@router.get("/api/studies/{name}/trials", tags=["studies"], dependencies=[Read])
+def get_trials(request: Request, name: StudyName) -> list[dict[str, Any]]:
+    """Every trial: objectives, placement, parameters, state, hypervolume, front membership."""
+    return summary.trials(_view(_service(request), name))
+
+
+@router.get("/api/studies/{name}/trials/{number}", tags=["studies"], dependencies=[Read])
+def get_trial(
+    request: Request, name: StudyName, number: Annotated[int, Path(ge=0, le=1 << 31)]
+) -> dict[str, Any]:
+    """One trial with its peft config and per-layer placement."""
+    detail = summary.trial_detail(_view(_service(request), name), number)
+    if detail is None:
+        raise HTTPException(404, f"study {name!r} has no trial {number}")
+    return detail
+
+
+@router.get(
+    "/api/studies/{name}/front",
+    tags=["studies"],
+    dependencies=[Read],
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def get_front(request: Request, name: StudyName, format: FrontFormat = FrontFormat.json) -> Any:
+    """The Pareto front (``autopeft front --format json|csv``)."""
+    from autopeft.report import front_rows, write_csv
+
+    view = _view(_service(request), name)
+    rows = front_rows(view.front(), view.objectives)
+    if format is FrontFormat.json:
+        return rows
+    out = io.StringIO()
+    write_csv(rows, out)
+    return Response(out.getvalue(), media_type="text/csv")
+
+
+@router.get(
+    "/api/studies/{name}/plot.png",
+    tags=["studies"],
+    dependencies=[Read],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_plot(request: Request, name: StudyName) -> Response:
+    """The front plot of ``autopeft front --plot`` as a PNG."""
+    from autopeft.report import plot_front
+
+    view = _view(_service(request), name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_front(view.records, view.objectives, FsPath(tmp) / "front.png", title=name)
+        return Response(path.read_bytes(), media_type="image/png")
+
+
+@router.get(
+    "/api/studies/{name}/export",
+    tags=["studies"],
+    dependencies=[Read],
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+def get_export(
+    request: Request,
+    name: StudyName,
+    pick: Pick | None = None,
+    trial: Annotated[int | None, Query(ge=0, le=1 << 31)] = None,
+) -> Response:
+    """The chosen trial's ``adapter_config.json``, byte for byte what ``autopeft export``
+    writes; the trial number is in the ``X-Autopeft-Trial`` header."""
+    from autopeft.export import export_view
+
+    view = _view(_service(request), name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path, record = export_view(view, tmp, pick=pick.value if pick else None, trial=trial)
+        body = path.read_bytes()
+    headers = {
+        "Content-Disposition": 'attachment; filename="adapter_config.json"',
+        "X-Autopeft-Trial": str(record.number),
+    }
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.post("/api/studies", tags=["runs"], status_code=201, dependencies=[Write])
+def submit(request: Request, body: Submission) -> Created:
+    """Validate a study (as ``autopeft validate``: bad input is a 400 with the CLI's message
+    and leaves nothing behind), register it and start its driver."""
+    from autopeft.service.submit import submit_study
+
+    service = _service(request)
+    for label, text in (("spec", body.spec), ("search_space", body.search_space)):
+        _check_size(service, label, text)
+    name = submit_study(service, body.spec, body.search_space, body.name, body.n_trials)
+    return Created(name=name)
+
+
+@router.post("/api/studies/{name}/stop", tags=["runs"], status_code=202, dependencies=[Write])
+def stop(request: Request, name: StudyName) -> Action:
+    """Interrupt the study's driver (SIGINT): running trials are marked interrupted and re-run
+    on resume."""
+    service = _service(request)
+    _view(service, name)
+    if not service.launcher.submitted(name) or not service.launcher.stop(name):
+        raise HTTPException(409, f"study {name!r} has no driver running on this server")
+    return Action(name=name, state="stopping")
+
+
+@router.post("/api/studies/{name}/resume", tags=["runs"], status_code=202, dependencies=[Write])
+def resume(request: Request, name: StudyName) -> Action:
+    """Start the study's driver again; it re-runs interrupted trials and goes on to its target."""
+    service = _service(request)
+    _view(service, name)
+    if not service.launcher.submitted(name):
+        raise HTTPException(409, f"study {name!r} was not submitted to this server")
+    if service.launcher.running(name):
+        raise HTTPException(409, f"study {name!r} is already running")
+    service.launcher.start(name)
+    return Action(name=name, state="running")
+
+
+@router.post("/api/datasets", tags=["runs"], status_code=201, dependencies=[Write])
+async def upload_dataset(request: Request, file: UploadFile) -> dict[str, str]:
+    """Upload a ``.csv`` or ``.jsonl`` dataset; a spec then names it as ``dataset: FILE``."""
+    service = _service(request)
+    filename = check_name(file.filename or "", "dataset file name")
+    if not filename.endswith((".csv", ".jsonl")):
+        raise HTTPException(400, f"dataset file name must end in .csv or .jsonl, got {filename!r}")
+    target = service.launcher.uploads / filename
+    if target.exists():
+        raise HTTPException(409, f"dataset {filename!r} exists already; upload under a new name")
+    data = await file.read(service.max_upload_bytes + 1)
+    if len(data) > service.max_upload_bytes:
+        raise HTTPException(413, f"dataset over the limit of {service.max_upload_bytes} bytes")
+    target.write_bytes(data)
+    return {"dataset": filename}
+
+
+def _check_size(service: ServiceState, label: str, text: str) -> None:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise HTTPException(400, f"{label} is not valid UTF-8 text") from None
+    if size > service.max_spec_bytes:
+        raise HTTPException(
+            413, f"{label} is {size} bytes, over the limit of {service.max_spec_bytes}"
+        )

@@ -1,0 +1,107 @@
+"""JSON bodies of the API, built from :class:`~autopeft.results.StudyView` (what the CLI's
+``show`` and ``front`` print)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autopeft.core.states import TrialState
+from autopeft.report import front_rows
+from autopeft.results import StudyView
+
+STATES = ("running", "complete", "stopped", "failed")
+"""A study's ``state``: a driver runs it; it has its budget of finished trials; no driver runs
+it (stopped, or never started by this server); its last driver here exited with an error."""
+
+
+def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None) -> str:
+    """One of :data:`STATES`."""
+    if driver_running:
+        return "running"
+    if _finished(view) >= target(view):
+        return "complete"
+    if any(r.state == TrialState.RUNNING for r in view.records):
+        return "running"  # driven from elsewhere (`autopeft run`)
+    return "failed" if exit_code not in _STOPPED else "stopped"
+
+
+_STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
+
+
+def target(view: StudyView) -> int:
+    """Finished trials the study's last run asked for (its stored spec's ``n_trials``)."""
+    return int(view.spec["n_trials"])
+
+
+def counts(view: StudyView) -> dict[str, int]:
+    """Trials by state, lower-case, with ``complete``, ``running``, ``fail`` and
+    ``interrupted`` always present."""
+    out = {"complete": 0, "running": 0, "fail": 0, "interrupted": 0}
+    out.update({k.lower(): n for k, n in view.counts().items()})
+    return out
+
+
+def summary(view: StudyView, state: str) -> dict[str, Any]:
+    """The body of ``GET /api/studies/{name}``."""
+    curve = view.hypervolume() if view.complete() else []
+    spec = view.spec
+    return {
+        "name": view.name,
+        "state": state,
+        "target": target(view),
+        "counts": counts(view),
+        "hypervolume": curve[-1] if curve else None,
+        "best": view.best_values(),
+        "front_size": len(view.front()),
+        "eta_seconds": _eta(view) if state == "running" else None,
+        "objectives": [{"name": o.name, "direction": o.direction} for o in view.objectives],
+        "model": spec["model"]["path"],
+        "dataset": spec["dataset"]["source"],
+        "sampler": spec["sampler"]["name"],
+        "search_space": spec["search_space"],
+    }
+
+
+def trials(view: StudyView) -> list[dict[str, Any]]:
+    """Every trial as a flat row (:func:`~autopeft.report.front_rows`) plus its state, failure
+    reason, hypervolume and whether it is on the front."""
+    on_front = {r.number for r in view.front()}
+    rows = front_rows(view.records, view.objectives)
+    for row, record in zip(rows, view.records, strict=True):
+        row.update(
+            state=str(record.state),
+            interrupted=record.interrupted,
+            fail_reason=record.fail_reason,
+            hypervolume=record.hypervolume,
+            on_front=record.number in on_front,
+        )
+    return rows
+
+
+def trial_detail(view: StudyView, number: int) -> dict[str, Any] | None:
+    """One trial with its peft config and per-layer placement; None if there is no such trial."""
+    record = next((r for r in view.records if r.number == number), None)
+    if record is None:
+        return None
+    return {
+        **front_rows([record], view.objectives)[0],
+        "state": str(record.state),
+        "fail_reason": record.fail_reason,
+        "placement_cells": {str(k): v for k, v in record.placement.items()},
+        "peft_config": record.peft_config,
+        "metrics": record.metrics,
+    }
+
+
+def _finished(view: StudyView) -> int:
+    return sum(1 for r in view.records if r.state.is_finished() and not r.interrupted)
+
+
+def _eta(view: StudyView) -> float | None:
+    """Cheap: the mean wall time of finished trials times the trials left, over the workers."""
+    seconds = [r.metrics["train_seconds"] for r in view.complete() if "train_seconds" in r.metrics]
+    if not seconds:
+        return None
+    workers = int(view.spec.get("executor", {}).get("workers", 1) or 1)
+    left = max(0, target(view) - _finished(view))
+    return sum(seconds) / len(seconds) * left / workers

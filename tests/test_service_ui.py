@@ -1,0 +1,106 @@
+"""A real server (uvicorn in a thread): the Python client, and the web UI in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.service_support import Served
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def base_url(served: Served) -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(served.app, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_client_reads_and_loads_the_peft_config(served: Served, base_url: str) -> None:
+    import autopeft
+    from autopeft.export import load_peft_config
+    from autopeft.service.client import ServiceError
+
+    client = autopeft.Client(base_url, token=served.read)
+    assert client.status("tiny")["counts"]["complete"] == 3
+    front = client.front("tiny")
+    assert front == json.loads(json.dumps(front)) and front and "placement" in front[0]
+    config = client.load_peft_config("tiny", pick="knee")
+    local = load_peft_config(served.url, "tiny", pick="knee")
+    assert config.to_dict() == local.to_dict()
+    assert client.load_peft_config("tiny", trial=0).rank_pattern is not None
+    with pytest.raises(ServiceError, match="403"):
+        client.submit("name: x", "version: 1")
+    with pytest.raises(ServiceError, match="no study named 'nope'") as caught:
+        client.status("nope")
+    assert caught.value.status == 404
+    with pytest.raises(ServiceError, match="401"):
+        autopeft.Client(base_url).studies()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base_url + "/")
+            page.add_init_script(f"localStorage.setItem('autopeft-token', {served.read!r})")
+            page.evaluate(f"localStorage.setItem('autopeft-token', {served.read!r})")
+            page.goto(base_url + "/#/study/tiny")
+            page.reload()
+            points = page.locator("#front .scatterlayer .point")
+            expect(points.first).to_be_visible(timeout=20_000)
+            assert points.count() == 3  # every complete trial, front and dominated
+            expect(page.locator("#trials tbody tr")).to_have_count(3)
+            expect(page.locator("#study-summary")).to_contain_text("complete 3")
+            box = page.locator("#front .scatterlayer .trace:last-child .point").first.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            expect(page.locator("#front .hoverlayer")).to_contain_text("placement", timeout=5_000)
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            expect(page.locator("#config")).to_contain_text('"peft_type": "LORA"', timeout=10_000)
+            expect(page.locator("#snippet")).to_contain_text('load_peft_config("tiny"')
+            href = page.locator("#download").get_attribute("href")
+            assert href is not None and "/api/studies/tiny/export?trial=" in href
+            shot = tmp_path / "study_page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    keep = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "study_page.png")
