@@ -81,7 +81,8 @@ class WarmStartSampler(Sampler):
 
 
 def design_size(sampler: Sampler) -> int:
-    """How many warm points replace the sampler's initial design (mobo's ``n_initial``)."""
+    """How many warm points replace the sampler's initial design: its ``n_initial`` (mobo's
+    option; the Optuna samplers' ``n_startup_trials``, NSGA-II's ``population_size``)."""
     size = getattr(sampler, "n_initial", None)
     return size if isinstance(size, int) and size > 0 else DEFAULT_POINTS
 

@@ -19,7 +19,9 @@ from autopeft.samplers.random import RandomSampler
 from autopeft.space.encode import from_unit
 from autopeft.storage.store import Store
 from autopeft.warmstart import (
+    DEFAULT_POINTS,
     WarmStartSampler,
+    design_size,
     map_point,
     plan_warm_start,
     ranked_points,
@@ -81,6 +83,26 @@ def _prepared(directory: Path):
     from autopeft.prepare import prepare_study
 
     return prepare_study(directory / "study.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "size"),
+    [
+        ("mobo", {"n_initial": 3}, 3),
+        ("tpe", {}, 10),
+        ("tpe", {"n_startup_trials": 4}, 4),
+        ("gp", {"n_startup_trials": 6}, 6),
+        ("nsga2", {}, 16),
+        ("nsga2", {"population_size": 8}, 8),
+        ("random", {}, DEFAULT_POINTS),
+    ],
+)
+def test_design_size_is_the_samplers_own_random_start(
+    study_dir: Path, name: str, options: dict, size: int
+) -> None:
+    prepared = _prepared(study_dir)
+    sampler = make_sampler(name, prepared.bound, prepared.objectives, 0, options)
+    assert design_size(sampler) == size
 
 
 def test_map_point_clips_snaps_and_fills_the_centre(study_dir: Path) -> None:

@@ -31,7 +31,12 @@ MAX_ASKS = 64
 
 
 class OptunaSampler(Sampler):
-    """Base of the Optuna baselines; subclasses build the Optuna sampler in :meth:`make`."""
+    """Base of the Optuna baselines; subclasses build the Optuna sampler in :meth:`make`.
+
+    ``DESIGN``: the option that sizes the sampler's random start and its default (the size
+    of a warm-start design that replaces it, :attr:`n_initial`); None if it has none."""
+
+    DESIGN: tuple[str, int] | None = None
 
     def __init__(
         self, bound: BoundSpace, objectives: Sequence[Objective], seed: int, **options: Any
@@ -40,6 +45,15 @@ class OptunaSampler(Sampler):
         self.options = options
         self._fallback = RandomSampler(bound, objectives, seed)
         self.make(seed)  # fail early on bad options
+
+    @property
+    def n_initial(self) -> int | None:
+        """Trials of the random start before the model is used (the ``DESIGN`` option)."""
+        if self.DESIGN is None:
+            return None
+        option, default = self.DESIGN
+        value = self.options.get(option, default)
+        return value if isinstance(value, int) else default
 
     def make(self, seed: int) -> Any:
         raise NotImplementedError
@@ -152,15 +166,20 @@ class OptunaSampler(Sampler):
 class TpeSampler(OptunaSampler):
     """Multivariate TPE with the constant liar for running trials."""
 
+    DESIGN = ("n_startup_trials", 10)
+
     def make(self, seed: int) -> Any:
         import optuna
 
-        opts = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10, **self.options}
+        opts = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
+        opts.update(self.options)
         return _build(optuna.samplers.TPESampler, seed, opts)
 
 
 class Nsga2Sampler(OptunaSampler):
     """NSGA-II (population 16 by default: studies here are tens of trials)."""
+
+    DESIGN = ("population_size", 16)  # its first generation is random
 
     def make(self, seed: int) -> Any:
         import optuna
@@ -180,6 +199,8 @@ class Nsga2Sampler(OptunaSampler):
 
 class GpSampler(OptunaSampler):
     """Optuna's GPSampler: LogEHVI for several objectives, native categorical kernel."""
+
+    DESIGN = ("n_startup_trials", 10)
 
     def make(self, seed: int) -> Any:
         import optuna
