@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -232,8 +233,32 @@ def show(
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
+    _show_memory(console, v)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+
+
+def _show_memory(console: Any, v: Any) -> None:
+    """Peak memory predicted before each trial against what it measured."""
+    errors = sorted(abs(e) * 100 for e in v.memory_errors())
+    if errors:
+        median = statistics.median(errors)
+        console.print(
+            f"peak memory predicted vs measured: |error| median {median:.1f}%, max "
+            f"{errors[-1]:.1f}% over {len(errors)} trials"
+        )
+        for r in v.complete()[-3:]:
+            m = r.metrics
+            if "predicted_peak_memory_mb" in m:
+                console.print(
+                    f"  trial {r.number}: predicted {m['predicted_peak_memory_mb']:.1f} MiB, "
+                    f"measured {m['peak_memory_mb']:.1f} MiB"
+                )
+    skipped = [r for r in v.records if r.metrics.get("skipped")]
+    if skipped:
+        console.print(
+            f"{len(skipped)} candidates skipped before launch (predicted over memory_cap_mb)"
+        )
 
 
 @app.command()

@@ -72,6 +72,13 @@ def test_prediction_error_on_tiny_model_trials(study_dir: Path) -> None:
         predicted, measured = r.metrics["predicted_peak_memory_mb"], r.metrics["peak_memory_mb"]
         errors.append(abs(predicted - measured) / measured)
     assert float(np.median(errors)) < 0.05 and max(errors) < 0.10, errors
+    from typer.testing import CliRunner
+
+    from autopeft.cli import app
+
+    url = f"sqlite:///{study_dir / 'studies.db'}"
+    shown = CliRunner().invoke(app, ["show", "tiny", "--storage", url])
+    assert shown.exit_code == 0 and "peak memory predicted vs measured" in shown.output
 
 
 class RecordingExecutor(Executor):
