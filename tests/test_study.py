@@ -52,6 +52,7 @@ def test_hypervolume_after_every_trial_is_stored(study_dir: Path) -> None:
 
 def test_a_schema_2_database_gains_the_hypervolume_column(tmp_path: Path) -> None:
     from autopeft.storage.store import Store
+    from autopeft.storage.tables import SCHEMA_VERSION
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     Store(url)
@@ -63,7 +64,7 @@ def test_a_schema_2_database_gains_the_hypervolume_column(tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "old.db") as db:
         columns = [r[1] for r in db.execute("PRAGMA table_info(autopeft_trials)")]
         assert columns.count("hypervolume") == 1
-        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(3,)]
+        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
 
 
 @pytest.mark.slow

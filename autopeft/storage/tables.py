@@ -16,7 +16,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
 # 3: autopeft_trials.hypervolume
-SCHEMA_VERSION = 3
+# 4: autopeft_confirmations (created by create_all; no column changes)
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -97,3 +98,22 @@ class StudyProfileRow(Base):
 
     study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
     profile_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class ConfirmationRow(Base):
+    """A trial's configuration re-trained with several seeds and scored on the test split
+    (``autopeft confirm``); one row per (trial, steps, number of seeds)."""
+
+    __tablename__ = "autopeft_confirmations"
+
+    study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    steps: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seeds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    split: Mapped[str] = mapped_column(String(64), default="test")
+    #: objective name -> mean / standard deviation over the seeds that finished
+    mean_json: Mapped[str] = mapped_column(Text)
+    std_json: Mapped[str] = mapped_column(Text)
+    #: one entry per seed: {"seed", "values"} or {"seed", "error"}
+    runs_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
