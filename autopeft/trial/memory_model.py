@@ -11,8 +11,8 @@ The structural estimate of a trial's peak, in bytes, is the sum of four terms:
   intermediate);
 - ``depth``: the frozen layers' activations autograd keeps, from the lowest adapted layer to the
   top (below it nothing requires a gradient, so nothing is saved), ``batch x seq_len x units x
-  bytes`` per layer, where ``units`` counts the layer's linear inputs and outputs and its
-  attention probabilities.
+  bytes`` per layer, where ``units`` counts the layer's linear outputs, its distinct linear
+  inputs (q, k and v share one) and, for eager attention, its attention probabilities.
 
 :class:`MemoryModel` fits ``peak ~ a + b_state*state + b_adapted*adapted + b_depth*depth`` to the
 study's complete trials by least squares with a Gaussian prior centred on the structure
@@ -44,6 +44,7 @@ __all__ = [
 MIN_FIT_TRIALS = 3
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 _NOISE = 0.02  # assumed relative noise of a measured peak (prior strength)
+_SHARED_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,12 @@ class MemoryStructure:
     ) -> MemoryStructure:
         """The structure of a study: ``heads`` attention heads, ``precision`` of the base."""
         layer0 = [s for s in layout.sites if s.layer == 0] or list(layout.sites)
-        linear = sum(s.in_features + s.out_features for s in layer0)
-        units = linear + 2 * heads * seq_len  # attention probabilities and their dropout mask
+        # each linear's output, and each distinct input once (q, k and v share theirs)
+        outputs = sum(s.out_features for s in layer0)
+        inputs = sum(
+            dict((_SHARED_INPUT.get(s.module, s.module), s.in_features) for s in layer0).values()
+        )
+        units = outputs + inputs + 2 * heads * seq_len  # eager attention: probs + dropout
         return cls(base_bytes, layout, batch_size * seq_len, units, _BYTES.get(precision, 4))
 
     def features(self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]) -> list:
@@ -155,7 +160,8 @@ class MemoryModel:
 def count_base_bytes(
     config: Any, num_labels: int | None, precision: str = "fp32"
 ) -> tuple[int, int]:
-    """(bytes of parameters and buffers, attention heads) of the model ``config`` describes,
+    """(bytes of parameters and buffers, attention heads whose probabilities autograd keeps:
+    0 unless attention is eager) of the model ``config`` describes,
     built on the meta device: a classifier with ``num_labels`` labels, or with None a causal LM.
     Quantized bases are not modelled (their bytes come out as the precision's)."""
     import torch
@@ -171,7 +177,9 @@ def count_base_bytes(
     width = _BYTES.get(precision, 4)
     params = sum(p.numel() for p in model.parameters()) * width
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    # only eager attention keeps its probabilities (SDPA and flash kernels recompute them)
+    eager = getattr(model.config, "_attn_implementation", "eager") == "eager"
+    heads = int(getattr(config, "num_attention_heads", 1) or 1) if eager else 0
     return params + buffers, heads
 
 
