@@ -187,7 +187,13 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics, None, False)
-        for key in ("peak_memory_mb", "accuracy", "head_params", "train_seconds"):
+        for key in (
+            "peak_memory_mb",
+            "predicted_peak_memory_mb",
+            "accuracy",
+            "head_params",
+            "train_seconds",
+        ):
             if key in metrics:
                 self.optuna.set_trial_user_attr(trial_id, key, metrics[key])
         self.optuna.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, values)
