@@ -346,7 +346,7 @@ def _print_front(
         typer.echo(json.dumps(front_rows(points, v.objectives), indent=2))
     elif fmt is Format.csv:
         write_csv(front_rows(points, v.objectives), sys.stdout)
-    else:
+    elif fmt is Format.table:
         _console().print(render_table(points, v.objectives, title=f"Pareto front of {name}"))
     if plot is not None and points:
         plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
