@@ -204,7 +204,10 @@ class StudyRunner:
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
         while len(requests) < n:
-            for point in self._propose(n - len(requests)):
+            points = self._propose(n - len(requests))
+            if not points:
+                break
+            for point in points:
                 compiled = self.p.bound.compile(point, self.p.task_type)
                 predicted = self._predict_mb(compiled)
                 if self._over_cap(predicted):
