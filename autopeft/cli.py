@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import statistics
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -43,6 +44,7 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
+    plot = "plot"
 
 
 class ExecutorName(StrEnum):
@@ -242,8 +244,52 @@ def show(
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
+    _show_memory(console, v)
+    _show_confirmations(console, v, storage)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+
+
+def _show_memory(console: Any, v: Any) -> None:
+    """Peak memory predicted before each trial against what it measured."""
+    errors = sorted(abs(e) * 100 for e in v.memory_errors())
+    if errors:
+        median = statistics.median(errors)
+        console.print(
+            f"peak memory predicted vs measured: |error| median {median:.1f}%, max "
+            f"{errors[-1]:.1f}% over {len(errors)} trials"
+        )
+        for r in v.complete()[-3:]:
+            m = r.metrics
+            if "predicted_peak_memory_mb" in m:
+                console.print(
+                    f"  trial {r.number}: predicted {m['predicted_peak_memory_mb']:.1f} MiB, "
+                    f"measured {m['peak_memory_mb']:.1f} MiB"
+                )
+    skipped = [r for r in v.records if r.metrics.get("skipped")]
+    if skipped:
+        console.print(
+            f"{len(skipped)} candidates skipped before launch (predicted over memory_cap_mb)"
+        )
+
+
+def _show_confirmations(console: Any, v: Any, storage: str | None) -> None:
+    """How many trials `autopeft confirm` re-trained, and the best confirmed mean."""
+    from autopeft.report import format_value, primary_objective
+    from autopeft.results import open_store
+    from autopeft.storage.confirmations import latest
+
+    found = [c for c in latest(open_store(storage), v.name).values() if c.mean]
+    if not found:
+        return
+    o = primary_objective(v.objectives)
+    pick = max if o.direction == "maximize" else min
+    best = pick(found, key=lambda c: c.mean[o.name])
+    console.print(
+        f"confirmed on the test split: {len(found)} trials (see `front --confirmed`); best "
+        f"{o.name} {format_value(o.name, best.mean[o.name])} ± "
+        f"{format_value(o.name, best.std[o.name])} (trial {best.trial}, {best.seeds} seeds)"
+    )
 
 
 @app.command()
@@ -253,9 +299,49 @@ def front(
     storage: StorageOpt = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     plot: Annotated[Path | None, typer.Option(help="Also write the front as a PNG here.")] = None,
+    confirmed: Annotated[
+        bool,
+        typer.Option(help="The confirmed trials: test-split mean and std (`autopeft confirm`)."),
+    ] = False,
 ) -> None:
-    """Print the Pareto front (accuracy vs trainable params vs peak memory) of a study."""
-    _print_front(name, storage, plot, format)
+    """Print the Pareto front (accuracy vs trainable params vs peak memory) of a study.
+
+    `--format plot` writes the PNG to --plot (default: front_NAME[_confirmed].png)."""
+    if format is Format.plot and plot is None:
+        plot = Path(f"front_{name}{'_confirmed' if confirmed else ''}.png")
+    if confirmed:
+        _print_confirmed(name, storage, plot, format)
+    else:
+        _print_front(name, storage, plot, format)
+
+
+def _print_confirmed(name: str, storage: str | None, plot: Path | None, fmt: Format) -> None:
+    from autopeft.report.confirmed import (
+        confirmed_rows,
+        confirmed_table,
+        flat_rows,
+        plot_confirmed,
+    )
+    from autopeft.report.table import write_csv
+    from autopeft.results import load_view, open_store
+    from autopeft.storage.confirmations import latest
+
+    v = load_view(name, storage)
+    rows = confirmed_rows(v.records, latest(open_store(storage), name), v.objectives)
+    if not rows:
+        raise UserInputError(
+            f"study {name!r} has no confirmed trials; run `autopeft confirm {name}`"
+        )
+    if fmt is Format.json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif fmt is Format.csv:
+        write_csv(flat_rows(rows), sys.stdout)
+    elif fmt is Format.table:
+        title = f"confirmed trials of {name} (test split, * = confirmed front)"
+        _console().print(confirmed_table(rows, v.objectives, title=title))
+    if plot is not None:
+        path = plot_confirmed(rows, v.objectives, plot, title=f"{name}: confirmed on test")
+        typer.echo(f"plot: {path}", err=fmt in (Format.json, Format.csv))
 
 
 def _print_front(
@@ -270,7 +356,7 @@ def _print_front(
         typer.echo(json.dumps(front_rows(points, v.objectives), indent=2))
     elif fmt is Format.csv:
         write_csv(front_rows(points, v.objectives), sys.stdout)
-    else:
+    elif fmt is Format.table:
         _console().print(render_table(points, v.objectives, title=f"Pareto front of {name}"))
     if plot is not None and points:
         plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
@@ -287,16 +373,88 @@ def export(
     trial: Annotated[int | None, typer.Option(help="Export this trial number.")] = None,
     pick: Annotated[Pick | None, typer.Option(help="Or pick from the Pareto front.")] = None,
     storage: StorageOpt = None,
+    confirmed: Annotated[
+        bool, typer.Option(help="Choose among confirmed trials, by their test-split means.")
+    ] = False,
 ) -> None:
     """Write a trial's PEFT adapter_config.json, loadable with peft.PeftConfig.from_pretrained."""
     from autopeft.export import export_config
     from autopeft.report import format_value
 
     path, record = export_config(
-        storage, name, out, trial=trial, pick=pick.value if pick is not None else None
+        storage,
+        name,
+        out,
+        trial=trial,
+        pick=pick.value if pick is not None else None,
+        confirmed=confirmed,
     )
     values = ", ".join(f"{k} {format_value(k, v)}" for k, v in record.values.items())
     typer.echo(f"exported trial {record.number} ({values}) to {path}")
+
+
+@app.command()
+@_friendly
+def confirm(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    front: Annotated[
+        bool, typer.Option("--front", help="Confirm the Pareto front (default).")
+    ] = False,
+    top: Annotated[
+        int | None, typer.Option(help="Confirm the K best trials by the task metric.")
+    ] = None,
+    trial: Annotated[
+        list[int] | None, typer.Option(help="Confirm this trial (repeatable).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Runs per trial, seeds spec.seed + 0..S-1.")] = 3,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps per run (default: the study's).")
+    ] = None,
+    storage: StorageOpt = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the spec's relative dataset path resolves (default: cwd)."),
+    ] = None,
+    executor: Annotated[
+        ExecutorName | None, typer.Option(help="Where runs go (default: the study's).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Concurrent runs (Ray).")] = None,
+    address: Annotated[str | None, typer.Option(help="Join a Ray cluster.")] = None,
+) -> None:
+    """Re-train chosen trials with several seeds and score them on the held-out test split.
+
+    Stores test mean and std per objective (see `front --confirmed`, `export --confirmed`).
+    Trials already confirmed with the same steps and seeds are not run again."""
+    from autopeft.confirm import confirm_study
+
+    options = {
+        "name": executor.value if executor is not None else None,
+        "workers": workers,
+        "address": address,
+    }
+    outcome = confirm_study(
+        name,
+        storage,
+        front=front,
+        top=top,
+        trials=trial or (),
+        seeds=seeds,
+        steps=steps,
+        base_dir=data_dir,
+        executor_options=options,
+        message=lambda line: typer.echo(line, err=True),
+    )
+    for c in [*outcome.reused, *outcome.confirmed]:
+        stats = (
+            ", ".join(f"{k} {c.mean[k]:.4g} ± {c.std[k]:.2g}" for k in c.mean)
+            or "every seed failed"
+        )
+        typer.echo(
+            f"trial {c.trial}: {stats} ({c.finished}/{c.seeds} seeds, {c.steps} steps, test)"
+        )
+    typer.echo(
+        f"confirmed {len(outcome.confirmed)} trial(s); {len(outcome.reused)} already confirmed"
+    )
 
 
 @app.command()

@@ -15,12 +15,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
-from autopeft.exceptions import StorageError
+from autopeft.exceptions import StorageError, StudyError
 from autopeft.mirror import TrialMirror
 from autopeft.prepare import PreparedStudy, prepare_study, register_study, worker_setup
 from autopeft.progress import Reporter
@@ -32,9 +32,11 @@ from autopeft.storage.store import Store
 from autopeft.warmstart import with_warm_start
 
 if TYPE_CHECKING:
+    from autopeft.core.compiled import CompiledConfig
     from autopeft.executors.base import Executor
     from autopeft.space.bound import Point
     from autopeft.spec import ExecutorSpec
+    from autopeft.trial.memory_model import MemoryModel
     from autopeft.trial.runner import TrialRequest, TrialResult
 
 HEARTBEAT_SECONDS = 10.0
@@ -42,6 +44,8 @@ HEARTBEAT_SECONDS = 10.0
 STALE_AFTER_SECONDS = 120.0
 """Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
 be taken over by another driver."""
+#: Proposals in a row predicted over ``memory_cap_mb`` before the driver gives up.
+MAX_SKIPS_IN_A_ROW = 25
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,23 @@ def _note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _memory_model(p: PreparedStudy) -> MemoryModel:
+    """The study's peak-memory predictor (see :mod:`autopeft.trial.memory_model`)."""
+    from autopeft.trial.memory_model import study_memory_model
+
+    spec = p.files.spec
+    labels = getattr(p.splits.train, "label_names", None) if spec.task == "seq_cls" else None
+    return study_memory_model(
+        p.model_path,
+        p.bound.layout,
+        num_labels=len(labels) if labels is not None else None,
+        batch_size=spec.fidelity.batch_size,
+        seq_len=spec.fidelity.seq_len,
+        precision=spec.model.precision,
+        num_hidden_layers=spec.model.num_hidden_layers,
+    )
+
+
 def _allocation_profiles(p: PreparedStudy, store: Store, reporter: Reporter | None) -> dict:
     """Profiles an ``allocation:`` space needs: read from the store, or measured once."""
     if p.files.space.allocation is None:
@@ -167,6 +188,9 @@ class StudyRunner:
         self.distributions = {d.name: distribution(d.spec) for d in prepared.bound.dimensions}
         self.mirror: TrialMirror  # loaded by run()
         self.lease: StudyLease | None = None  # checked on every poll when set
+        self.memory = _memory_model(prepared)
+        self._predicted: dict[int, float] = {}  # trial number -> predicted peak MiB
+        self._skips = 0  # proposals in a row predicted over the memory cap
 
     def run(self, target: int) -> StudyOutcome:
         name = self.p.name
@@ -174,6 +198,7 @@ class StudyRunner:
             self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
         budget = self.p.bound.space.max_trainable_params
         self.mirror = TrialMirror(self.store, name, self.p.objectives, budget)
+        self._refit_memory()
         if self._finished() >= target:  # nothing to run: start no workers
             if self._executor is not None:
                 self._executor.close()
@@ -224,15 +249,64 @@ class StudyRunner:
         requests: list[TrialRequest] = []
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
-        if len(requests) < n:
-            requests += [self._start(point) for point in self._propose(n - len(requests))]
+        while len(requests) < n:
+            points = self._propose(n - len(requests))
+            if not points:
+                break
+            for point in points:
+                compiled = self.p.bound.compile(point, self.p.task_type)
+                predicted = self._predict_mb(compiled)
+                if self._over_cap(predicted):
+                    self._skip(point, compiled, predicted)
+                else:
+                    self._skips = 0
+                    requests.append(self._start(point, compiled=compiled))
         return requests
 
-    def _start(self, point: Point, retry_of: int | None = None) -> TrialRequest:
+    def _predict_mb(self, compiled: CompiledConfig) -> float:
+        return self.memory.predict(compiled.trainable_params, compiled.placement) / 2**20
+
+    def _over_cap(self, predicted_mb: float) -> bool:
+        cap = self.executor_spec.memory_cap_mb
+        return cap is not None and predicted_mb > cap
+
+    def _skip(self, point: Point, compiled: CompiledConfig, predicted_mb: float) -> None:
+        """Record a proposal predicted over the memory cap as a failed, infeasible trial that
+        never ran (the sampler learns it like an out-of-memory; the budget is not charged)."""
+        cap = self.executor_spec.memory_cap_mb
+        number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
+        reason = (
+            f"skipped: predicted peak memory {predicted_mb:.1f} MiB > memory_cap_mb {cap:g}; "
+            "not launched"
+        )
+        metrics = {"predicted_peak_memory_mb": predicted_mb, "skipped": True}
+        self.store.fail_trial(self.p.name, number, reason, infeasible=True, metrics=metrics)
+        self.mirror.refresh(number)
+        self.reporter.message(f"trial {number} {reason}")
+        self._skips += 1
+        if self._skips >= MAX_SKIPS_IN_A_ROW:
+            raise StudyError(
+                f"{self._skips} proposals in a row were predicted over memory_cap_mb {cap:g} "
+                f"(the last: {predicted_mb:.1f} MiB); raise executor.memory_cap_mb or shrink the "
+                "search space"
+            )
+
+    def _refit_memory(self) -> None:
+        done = [r for r in self.mirror.records() if r.state == "COMPLETE" and r.metrics]
+        self.memory.fit(
+            (int(r.metrics["trainable_params"]), r.placement, r.metrics["peak_memory_bytes"])
+            for r in done
+            if "peak_memory_bytes" in r.metrics and "trainable_params" in r.metrics
+        )
+
+    def _start(
+        self, point: Point, retry_of: int | None = None, compiled: CompiledConfig | None = None
+    ) -> TrialRequest:
         from autopeft.trial.runner import TrialRequest
 
-        compiled = self.p.bound.compile(point, self.p.task_type)
+        compiled = compiled or self.p.bound.compile(point, self.p.task_type)
         number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
+        self._predicted[number] = self._predict_mb(compiled)
         self.mirror.refresh(number)
         if retry_of is not None:
             self.store.mark_retried(self.p.name, retry_of, number)
@@ -267,15 +341,22 @@ class StudyRunner:
     def _record(self, result: TrialResult, target: int) -> None:
         name = self.p.name
         self._beats.pop(result.number, None)
+        predicted = self._predicted.pop(result.number, None)
+        if predicted is not None:
+            result = replace(
+                result, metrics={**result.metrics, "predicted_peak_memory_mb": predicted}
+            )
         if result.ok:
             values = [float(result.metrics[o.name]) for o in self.p.objectives]
             self.store.complete_trial(name, result.number, values, result.metrics)
             self.mirror.refresh(result.number)
             self._store_hypervolume()
+            self._refit_memory()
             m = result.metrics
             line = (
                 f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
-                f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB | "
+                f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB "
+                f"(predicted {m.get('predicted_peak_memory_mb', float('nan')):.1f}) | "
                 f"{m['train_seconds']:.1f} s"
             )
         elif result.lost and self._may_retry(result.number):

@@ -50,6 +50,22 @@ def load_peft_config(
     return trial_config(view, record)
 
 
+def confirmed_view(view: StudyView, storage: str | None) -> StudyView:
+    """``view`` restricted to its confirmed trials, valued by their confirmed means."""
+    from dataclasses import replace
+
+    from autopeft.report.confirmed import confirmed_records
+    from autopeft.results import open_store
+    from autopeft.storage.confirmations import latest
+
+    records = confirmed_records(view.records, latest(open_store(storage), view.name))
+    if not records:
+        raise StudyError(
+            f"study {view.name!r} has no confirmed trials; run `autopeft confirm {view.name}`"
+        )
+    return replace(view, records=records)
+
+
 def export_config(
     storage: str | None,
     study: str,
@@ -57,9 +73,16 @@ def export_config(
     *,
     pick: str | None = None,
     trial: int | None = None,
+    confirmed: bool = False,
 ) -> tuple[Path, TrialRecord]:
-    """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial)."""
-    return export_view(load_view(study, storage), out, pick=pick, trial=trial)
+    """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial).
+
+    With ``confirmed`` the choice is among the confirmed trials (``autopeft confirm``), by
+    their test-split means, and the returned record carries those means as its values."""
+    view = load_view(study, storage)
+    if confirmed:
+        view = confirmed_view(view, storage)
+    return export_view(view, out, pick=pick, trial=trial)
 
 
 def export_view(

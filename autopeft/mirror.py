@@ -228,7 +228,10 @@ def _fold(front: torch.Tensor, hv: float, point: torch.Tensor) -> tuple[torch.Te
 
 
 def _counts(record: TrialRecord) -> bool:
-    return record.state in (TrialState.COMPLETE, TrialState.FAIL) and not record.interrupted
+    """Finished trials count against the budget; interrupted ones and those skipped before
+    launch (predicted over the memory cap) do not."""
+    finished = record.state in (TrialState.COMPLETE, TrialState.FAIL)
+    return finished and not record.interrupted and not record.metrics.get("skipped")
 
 
 def _failed(record: TrialRecord) -> bool:

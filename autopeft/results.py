@@ -31,8 +31,21 @@ class StudyView:
 
     def counts(self) -> dict[str, int]:
         """Trials by state; interrupted trials (re-run later) are counted apart."""
-        counter = Counter("INTERRUPTED" if r.interrupted else r.state for r in self.records)
+        counter = Counter(
+            "INTERRUPTED" if r.interrupted else "SKIPPED" if r.metrics.get("skipped") else r.state
+            for r in self.records
+        )
         return dict(sorted(counter.items()))
+
+    def memory_errors(self) -> list[float]:
+        """``(predicted - measured) / measured`` peak memory of the complete trials that stored
+        a prediction (see :mod:`autopeft.trial.memory_model`), by trial number."""
+        return [
+            (r.metrics["predicted_peak_memory_mb"] - r.metrics["peak_memory_mb"])
+            / r.metrics["peak_memory_mb"]
+            for r in self.complete()
+            if "predicted_peak_memory_mb" in r.metrics and r.metrics.get("peak_memory_mb")
+        ]
 
     def complete(self) -> list[TrialRecord]:
         return [r for r in self.records if r.state == TrialState.COMPLETE]

@@ -143,8 +143,12 @@ def test_killed_driver_resumes_with_no_loss_and_no_duplicates(
 @pytest.mark.ray
 @pytest.mark.slow
 def test_memory_cap_marks_trials_infeasible_and_workers_survive(
-    ray_address, tmp_path, tiny_bert_dir
+    ray_address, tmp_path, tiny_bert_dir, monkeypatch
 ) -> None:
+    from autopeft.trial.memory_model import MemoryModel
+
+    # predicted under the cap, so they launch (the driver skips what it predicts over it)
+    monkeypatch.setattr(MemoryModel, "predict", lambda self, params, placement: 0.0)
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=2, extra="memory_cap_mb: 1", workers=1)
     done = run_study(spec)
     assert [(r.state, r.infeasible) for r in done.records] == [("FAIL", True)] * 2

@@ -102,7 +102,7 @@ class Store:
         elif row.version < SCHEMA_VERSION:
             from sqlalchemy import inspect, text
 
-            # 1 -> 2, 3 -> 4 and 4 -> 5 only added tables, which create_all has just made;
+            # 1 -> 2 and 3 -> 4 -> 5 -> 6 only added tables, which create_all has just made;
             # 2 -> 3 adds a column
             columns = {c["name"] for c in inspect(s.connection()).get_columns("autopeft_trials")}
             if "hypervolume" not in columns:  # works on SQLite and PostgreSQL alike
@@ -236,7 +236,13 @@ class Store:
         import optuna
 
         trial_id = self._finish(name, number, metrics, None, False)
-        keys = ("peak_memory_mb", "accuracy", "head_params", "train_seconds")
+        keys = (
+            "peak_memory_mb",
+            "predicted_peak_memory_mb",
+            "accuracy",
+            "head_params",
+            "train_seconds",
+        )
         attrs = {key: metrics[key] for key in keys if key in metrics}
         self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, attrs, values)
 

@@ -19,7 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 3: autopeft_trials.hypervolume
 # 4: autopeft_leases (one driver per study)
 # 5: autopeft_tokens (API tokens of `autopeft serve`)
-SCHEMA_VERSION = 5
+# 6: autopeft_confirmations (`autopeft confirm`)
+SCHEMA_VERSION = 6
 
 
 class Base(DeclarativeBase):
@@ -128,3 +129,22 @@ class TokenRow(Base):
     scope: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ConfirmationRow(Base):
+    """A trial's configuration re-trained with several seeds and scored on the test split
+    (``autopeft confirm``, schema 6); one row per (trial, steps, number of seeds)."""
+
+    __tablename__ = "autopeft_confirmations"
+
+    study_name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    steps: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seeds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    split: Mapped[str] = mapped_column(String(64), default="test")
+    #: objective name -> mean / standard deviation over the seeds that finished
+    mean_json: Mapped[str] = mapped_column(Text)
+    std_json: Mapped[str] = mapped_column(Text)
+    #: one entry per seed: {"seed", "values"} or {"seed", "error"}
+    runs_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)

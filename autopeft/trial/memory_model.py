@@ -1,0 +1,206 @@
+"""Peak training memory predicted before a trial runs, from the method's structure and the
+study's measured trials.
+
+The structural estimate of a trial's peak, in bytes, is the sum of four terms:
+
+- ``base``: the frozen base model's parameters and buffers (in the model's precision);
+- ``state``: the adapter's parameters times 16 bytes (fp32 weights, gradients and AdamW's two
+  moments);
+- ``adapted``: per adapted module, the activations its adapter keeps for the backward pass,
+  ``batch x seq_len x (in_features + size) x 4`` bytes (the adapter's input and its low-rank
+  intermediate);
+- ``depth``: the frozen layers' activations autograd keeps, from the lowest adapted layer to the
+  top (below it nothing requires a gradient, so nothing is saved), ``batch x seq_len x units x
+  bytes`` per layer, where ``units`` counts the layer's linear outputs, its distinct linear
+  inputs (q, k and v share one) and, for eager attention, its attention probabilities.
+
+:class:`MemoryModel` fits ``peak ~ a + b_state*state + b_adapted*adapted + b_depth*depth`` to the
+study's complete trials by least squares with a Gaussian prior centred on the structure
+(``a = base``, every ``b = 1``), so a handful of trials bends the estimate towards what was
+measured and many trials let the data speak. Below :data:`MIN_FIT_TRIALS` trials it predicts the
+pure structural estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autopeft.models.layout import ModelLayout
+
+__all__ = [
+    "MIN_FIT_TRIALS",
+    "MemoryModel",
+    "MemoryStructure",
+    "count_base_bytes",
+    "study_memory_model",
+]
+
+#: Complete trials needed before measurements correct the structural estimate.
+MIN_FIT_TRIALS = 3
+_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+_NOISE = 0.02  # assumed relative noise of a measured peak (prior strength)
+_SHARED_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
+
+
+@dataclass(frozen=True)
+class MemoryStructure:
+    """What a study's trials share: the base model, the layer stack and the batch shape.
+
+    Attributes:
+        base_bytes: Bytes of the base model's parameters and buffers.
+        layout: The model's layer stack and linear leaves.
+        tokens: Tokens per training batch (``batch_size x seq_len``).
+        layer_units: Activation values autograd keeps per token in one frozen layer.
+        act_bytes: Bytes per activation value (the precision's).
+    """
+
+    base_bytes: int
+    layout: ModelLayout
+    tokens: int
+    layer_units: float
+    act_bytes: int = 4
+
+    @classmethod
+    def build(
+        cls,
+        layout: ModelLayout,
+        base_bytes: int,
+        *,
+        batch_size: int,
+        seq_len: int,
+        heads: int = 1,
+        precision: str = "fp32",
+    ) -> MemoryStructure:
+        """The structure of a study: ``heads`` attention heads, ``precision`` of the base."""
+        layer0 = [s for s in layout.sites if s.layer == 0] or list(layout.sites)
+        # each linear's output, and each distinct input once (q, k and v share theirs)
+        outputs = sum(s.out_features for s in layer0)
+        inputs = sum(
+            dict((_SHARED_INPUT.get(s.module, s.module), s.in_features) for s in layer0).values()
+        )
+        units = outputs + inputs + 2 * heads * seq_len  # eager attention: probs + dropout
+        return cls(base_bytes, layout, batch_size * seq_len, units, _BYTES.get(precision, 4))
+
+    def features(self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]) -> list:
+        """``[state, adapted, depth]`` bytes of one configuration (see the module docstring)."""
+        cells = [
+            (int(layer), m, int(size))
+            for layer, row in placement.items()
+            for m, size in row.items()
+        ]
+        cells = [c for c in cells if c[2] > 0]
+        state = 16.0 * trainable_params
+        adapted = 0.0
+        for layer, module, size in cells:
+            try:
+                width = self.layout.site(layer, module).in_features
+            except KeyError:
+                width = self.layout.hidden_size
+            adapted += 4.0 * self.tokens * (width + size)
+        depth = 0.0
+        if cells:
+            layers = self.layout.num_layers - min(c[0] for c in cells)
+            depth = float(self.act_bytes) * self.tokens * layers * self.layer_units
+        return [state, adapted, depth]
+
+    def structural(
+        self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]
+    ) -> float:
+        """The pure structural estimate, in bytes."""
+        return self.base_bytes + sum(self.features(trainable_params, placement))
+
+
+class MemoryModel:
+    """Predicts a configuration's peak memory; refit with :meth:`fit` as trials complete.
+
+    Args:
+        structure: The study's :class:`MemoryStructure`.
+    """
+
+    def __init__(self, structure: MemoryStructure) -> None:
+        self.structure = structure
+        self.n_fit = 0
+        self._theta = np.array([float(structure.base_bytes), 1.0, 1.0, 1.0])
+
+    def fit(
+        self, observations: Iterable[tuple[int, Mapping[Any, Mapping[str, int]], float]]
+    ) -> None:
+        """Fit on ``(trainable_params, placement, measured peak bytes)`` of complete trials.
+
+        Below :data:`MIN_FIT_TRIALS` observations the structural estimate is kept. Otherwise the
+        posterior mean of a Gaussian linear model whose prior is centred on the structure:
+        ``a ~ N(base, (base/2)^2)``, ``b ~ N(1, 1)``, noise ``2%`` of the mean peak.
+        """
+        rows, ys = [], []
+        for params, placement, peak in observations:
+            rows.append([1.0, *self.structure.features(params, placement)])
+            ys.append(float(peak))
+        self.n_fit = len(ys)
+        prior = np.array([float(self.structure.base_bytes), 1.0, 1.0, 1.0])
+        if self.n_fit < MIN_FIT_TRIALS:
+            self._theta = prior
+            return
+        x, y = np.array(rows), np.array(ys)
+        sigma2 = (_NOISE * float(np.mean(y))) ** 2
+        tau2 = np.array([(0.5 * max(prior[0], 1.0)) ** 2, 1.0, 1.0, 1.0])
+        precision = np.diag(sigma2 / tau2)
+        self._theta = np.linalg.solve(x.T @ x + precision, x.T @ y + precision @ prior)
+
+    def predict(self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]) -> float:
+        """Predicted peak bytes of a configuration (never below the base model's bytes)."""
+        x = np.array([1.0, *self.structure.features(trainable_params, placement)])
+        return max(float(x @ self._theta), float(self.structure.base_bytes))
+
+
+def count_base_bytes(
+    config: Any, num_labels: int | None, precision: str = "fp32"
+) -> tuple[int, int]:
+    """(bytes of parameters and buffers, attention heads whose probabilities autograd keeps:
+    0 unless attention is eager) of the model ``config`` describes,
+    built on the meta device: a classifier with ``num_labels`` labels, or with None a causal LM.
+    Quantized bases are not modelled (their bytes come out as the precision's)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = copy.deepcopy(config)
+    with torch.device("meta"):
+        if num_labels is None:
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            config.num_labels = num_labels
+            model = AutoModelForSequenceClassification.from_config(config)
+    width = _BYTES.get(precision, 4)
+    params = sum(p.numel() for p in model.parameters()) * width
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    # only eager attention keeps its probabilities (SDPA and flash kernels recompute them)
+    eager = getattr(model.config, "_attn_implementation", "eager") == "eager"
+    heads = int(getattr(config, "num_attention_heads", 1) or 1) if eager else 0
+    return params + buffers, heads
+
+
+def study_memory_model(
+    model_path: Any,
+    layout: ModelLayout,
+    *,
+    num_labels: int | None,
+    batch_size: int,
+    seq_len: int,
+    precision: str = "fp32",
+    num_hidden_layers: int | None = None,
+) -> MemoryModel:
+    """The unfitted :class:`MemoryModel` of a study's model (its config read from
+    ``model_path``, the base built on the meta device) and batch shape."""
+    from transformers import AutoConfig
+
+    extra = {"num_hidden_layers": num_hidden_layers} if num_hidden_layers else {}
+    config = AutoConfig.from_pretrained(model_path, local_files_only=True, **extra)
+    base, heads = count_base_bytes(config, num_labels, precision)
+    structure = MemoryStructure.build(
+        layout, base, batch_size=batch_size, seq_len=seq_len, heads=heads, precision=precision
+    )
+    return MemoryModel(structure)
