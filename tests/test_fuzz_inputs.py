@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -48,8 +49,12 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-FUZZ = settings(settings.get_profile("inputs-fuzz"))
-FEW = settings(FUZZ, max_examples=25)
+# Explore further by hand: AUTOPEFT_FUZZ_PROFILE=inputs-fuzz-long pytest tests/test_fuzz_inputs.py
+settings.register_profile(
+    "inputs-fuzz-long", settings.get_profile("inputs-fuzz"), max_examples=1500, derandomize=False
+)
+FUZZ = settings(settings.get_profile(os.environ.get("AUTOPEFT_FUZZ_PROFILE", "inputs-fuzz")))
+FEW = settings(FUZZ, max_examples=max(25, FUZZ.max_examples // 5))
 
 # Tokens pasted verbatim into YAML (where a value goes): what yaml.safe_dump cannot write.
 RAW_YAML = [
@@ -166,6 +171,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- study specs and search spaces ------------------------------------------------------------
+@pytest.mark.slow  # ~4 s on an idle 2-core machine
 @FUZZ
 @given(data=st.data())
 def test_mutated_study_specs_load_or_give_a_user_error(tree: Path, data: st.DataObject) -> None:
@@ -173,6 +179,7 @@ def test_mutated_study_specs_load_or_give_a_user_error(tree: Path, data: st.Data
     parses_or_user_error(load_study, tree / "studies" / "fuzz.yaml", text)
 
 
+@pytest.mark.slow  # ~4 s on an idle 2-core machine
 @FUZZ
 @given(data=st.data())
 def test_mutated_search_spaces_load_or_give_a_user_error(tree: Path, data: st.DataObject) -> None:
@@ -313,6 +320,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) ->
     return write_study(directory, model=str(tiny_bert_dir)).parent
 
 
+@pytest.mark.slow  # ~4 s on an idle 2-core machine
 @FEW
 @given(data=st.data())
 def test_validate_gives_ok_or_one_error_line(tiny_study: Path, data: st.DataObject) -> None:
