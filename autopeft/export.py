@@ -88,7 +88,5 @@ def export_view(
 def config_json(config: PeftConfig) -> bytes:
     """``config`` as ``PeftConfig.save_pretrained`` writes it (sorted keys), but with sets
     written sorted: peft writes a set in hash order, which varies by process."""
-    data = {
-        k: sorted(v, key=str) if isinstance(v, set) else v for k, v in config.to_dict().items()
-    }
+    data = {k: sorted(v, key=str) if isinstance(v, set) else v for k, v in config.to_dict().items()}
     return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")

@@ -202,24 +202,32 @@ def register_study(store: Store, p: PreparedStudy) -> None:
 def require_writable(store: Store) -> None:
     """Refuse, before any trial runs, a database that takes no writes.
 
-    A no-op write in a transaction of its own: a read-only SQLite file (or a directory where
-    SQLite cannot create its journal) fails here with one clear error, instead of at the
-    first trial's write after the model has loaded.
+    A no-op write in a transaction of its own (retried like every store call while the
+    database is locked or away): a read-only SQLite file (or a directory where SQLite cannot
+    create its journal) fails here with one clear error, instead of at the first trial's
+    write after the model has loaded.
 
     Raises:
-        StorageError: naming the URL, and the file for SQLite.
+        StorageError: naming the URL (without its password), and the file for SQLite.
     """
     from sqlalchemy import text
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    try:
+    from autopeft.storage.retry import call_with_retry
+
+    def probe() -> None:
         with store.engine.begin() as connection:
             connection.execute(text("UPDATE autopeft_schema SET version = version"))
+
+    try:
+        call_with_retry(probe, "check that the database takes writes", store.url)
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        where = store.url
-        if store.url.startswith("sqlite:///"):
-            where = f"{store.url} (file {store.url.removeprefix('sqlite:///')})"
+        url = make_url(store.url)
+        where = url.render_as_string(hide_password=True)
+        if url.drivername.startswith("sqlite") and url.database:
+            where = f"{where} (file {url.database})"
         raise StorageError(
             f"cannot write to storage {where}: {detail}; `run` needs a writable database "
             "(check the file's and its directory's permissions and free space)"
