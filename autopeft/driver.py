@@ -87,7 +87,8 @@ def run_study(
 
     _refuse_if_running(path, storage, name)
     prepared = prepare_study(path, storage=storage, name=name, warm_start=warm_start)
-    executor_spec = override_executor(prepared.files.spec.executor, executor_options or {})
+    note = reporter.message if reporter is not None else None
+    executor_spec = override_executor(prepared.files.spec.executor, executor_options or {}, note)
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
     register_study(store, prepared)

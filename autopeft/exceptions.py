@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AutoPeftError",
     "DatasetError",
+    "OutputError",
     "SearchSpaceError",
     "StorageError",
     "StudyError",
@@ -43,6 +44,11 @@ class DatasetError(UserInputError):
 
 class StorageError(UserInputError):
     """A storage URL cannot be opened, or a study is not (or already) in it."""
+
+
+class OutputError(UserInputError):
+    """A file the user asked for cannot be written there (a full disk, a read-only directory,
+    a file where a directory should be); nothing half-written is left behind."""
 
 
 class StudyError(UserInputError):

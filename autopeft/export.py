@@ -7,16 +7,21 @@ adapter with the trial's exact per-module sizes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autopeft.exceptions import StudyError, UserInputError
+from autopeft.core.files import ensure_directory, write_atomic
+from autopeft.exceptions import StudyError
 from autopeft.results import StudyView, choose_trial, load_view
 
 if TYPE_CHECKING:
     from peft import PeftConfig
 
     from autopeft.storage.records import TrialRecord
+
+CONFIG_FILE = "adapter_config.json"
+"""The file ``peft.PeftConfig.from_pretrained`` reads."""
 
 
 def trial_config(view: StudyView, record: TrialRecord) -> PeftConfig:
@@ -78,7 +83,14 @@ def export_config(
     """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial).
 
     With ``confirmed`` the choice is among the confirmed trials (``autopeft confirm``), by
-    their test-split means, and the returned record carries those means as its values."""
+    their test-split means, and the returned record carries those means as its values. The
+    file is written whole or not at all (through a temporary file in ``out``): an old
+    ``adapter_config.json`` there stays intact when the write fails.
+
+    Raises:
+        OutputError: ``out`` cannot be created or written (a file in the way, a read-only or
+            full disk), naming the path and the reason.
+    """
     view = load_view(study, storage)
     if confirmed:
         view = confirmed_view(view, storage)
@@ -90,14 +102,13 @@ def export_view(
 ) -> tuple[Path, TrialRecord]:
     """:func:`export_config` of a study already read (``view``)."""
     record = choose_trial(view, trial=trial, pick=pick)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserInputError(f"cannot create export directory {out}: {exc.strerror}") from None
-    config = trial_config(view, record)
-    for key, value in vars(config).items():
-        if isinstance(value, set):  # peft writes a set in hash order, which varies by process
-            setattr(config, key, sorted(value, key=str))
-    config.save_pretrained(str(out))
-    return out / "adapter_config.json", record
+    out = ensure_directory(Path(out), "export directory")
+    path = out / CONFIG_FILE
+    return write_atomic(path, config_json(trial_config(view, record)), "adapter config"), record
+
+
+def config_json(config: PeftConfig) -> bytes:
+    """``config`` as ``PeftConfig.save_pretrained`` writes it (sorted keys), but with sets
+    written sorted: peft writes a set in hash order, which varies by process."""
+    data = {k: sorted(v, key=str) if isinstance(v, set) else v for k, v in config.to_dict().items()}
+    return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autopeft.core.objectives import Objective
-from autopeft.exceptions import StudyError, UnsupportedError
+from autopeft.exceptions import StorageError, StudyError, UnsupportedError
 from autopeft.samplers import make_sampler
 from autopeft.spec import StudyFiles, StudySpec, load_study
 from autopeft.storage.urls import resolve_storage
@@ -164,7 +164,13 @@ def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
 
 
 def register_study(store: Store, p: PreparedStudy) -> None:
-    """Create the study in ``store``, or check that the stored one has the same fingerprint."""
+    """Create the study in ``store``, or check that the stored one has the same fingerprint.
+
+    Raises:
+        StorageError: the database refuses writes (a read-only SQLite file or directory).
+        StudyError: the stored study was made from different files.
+    """
+    require_writable(store)
     fingerprint = p.fingerprint()
     if p.name in store.study_names():
         if store.study_row(p.name).fingerprint != fingerprint:
@@ -191,3 +197,38 @@ def register_study(store: Store, p: PreparedStudy) -> None:
         from autopeft.warmstart import store_design
 
         store_design(store, p.name, p.warm)
+
+
+def require_writable(store: Store) -> None:
+    """Refuse, before any trial runs, a database that takes no writes.
+
+    A no-op write in a transaction of its own (retried like every store call while the
+    database is locked or away): a read-only SQLite file (or a directory where SQLite cannot
+    create its journal) fails here with one clear error, instead of at the first trial's
+    write after the model has loaded.
+
+    Raises:
+        StorageError: naming the URL (without its password), and the file for SQLite.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from autopeft.storage.retry import call_with_retry
+
+    def probe() -> None:
+        with store.engine.begin() as connection:
+            connection.execute(text("UPDATE autopeft_schema SET version = version"))
+
+    try:
+        call_with_retry(probe, "check that the database takes writes", store.url)
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        url = make_url(store.url)
+        where = url.render_as_string(hide_password=True)
+        if url.drivername.startswith("sqlite") and url.database:
+            where = f"{where} (file {url.database})"
+        raise StorageError(
+            f"cannot write to storage {where}: {detail}; `run` needs a writable database "
+            "(check the file's and its directory's permissions and free space)"
+        ) from None

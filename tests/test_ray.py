@@ -179,5 +179,5 @@ def test_cli_overrides_are_validated(study_dir: Path) -> None:
 
     out = CliRunner().invoke(app, ["run", str(study_dir / "study.yaml"), "--workers", "2"])
     assert out.exit_code == 2
-    assert "error: executor: workers needs the ray executor" in out.output
-    assert "--workers 2" in out.output
+    assert "error: executor: --workers 2 needs the ray executor" in out.output
+    assert "add --executor ray" in out.output

@@ -31,9 +31,10 @@ _MISSING: Any = _Missing()
 
 
 class StrictModel(BaseModel):
-    """A frozen model that rejects unknown keys, naming the keys it allows."""
+    """A frozen model that rejects unknown keys, naming the keys it allows, and NaN or
+    infinite numbers (YAML's ``.nan``, ``.inf``), which no field of a user file means."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,6 +76,13 @@ def read_yaml(path: Path, error: type[UserInputError]) -> tuple[Any, yaml.Node |
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"{path}{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise error(f"{path}: malformed YAML: nested too deeply") from None
+    except ValueError as exc:  # a scalar YAML resolves but Python cannot build: an int of
+        # more than 4300 digits, a timestamp like 2020-13-45
+        raise error(
+            f"{path}: malformed YAML: a value cannot be read ({_first_line(exc)})"
+        ) from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping of keys at the top level, got {_kind(data)}")
     return data, node
@@ -87,6 +95,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not _hashable(key):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a {_kind(key)} cannot be a key", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -163,3 +175,16 @@ def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
 
 def _kind(data: Any) -> str:
     return "nothing" if data is None else type(data).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].split(";")[0] if lines else type(exc).__name__
+
+
+def _hashable(key: Any) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,8 @@ def _label_of(record: Mapping[str, Any], column: str, where: str) -> str:
 def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
     unique = set(names)
     if all(_INT_LABEL.fullmatch(name) for name in unique):
-        return tuple(sorted(unique, key=lambda name: (int(name), name)))
+        # Decimal, not int: exact for integers of any length (int() refuses over 4300 digits)
+        return tuple(sorted(unique, key=lambda name: (Decimal(name), name)))
     return tuple(sorted(unique))
 
 

@@ -144,13 +144,19 @@ def _json_records(path: Path, check_columns: ColumnCheck) -> Iterator[Record]:
 
 
 def parse_json(text: str, where: str) -> Any:
-    """Parses JSON ``text``; a syntax error becomes a ``DatasetError`` naming ``where``."""
+    """Parses JSON ``text``; a syntax error, too deep a nesting or an integer too long for
+    Python becomes a ``DatasetError`` naming ``where``."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise DatasetError(
             f"{where}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})"
         ) from err
+    except RecursionError:
+        raise DatasetError(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        reason = str(err).split(";")[0]
+        raise DatasetError(f"{where}: invalid JSON ({reason})") from None
 
 
 def _as_object(value: Any, where: str) -> Mapping[str, Any]:

@@ -13,8 +13,24 @@ if TYPE_CHECKING:
     from autopeft.spec import ExecutorSpec
 
 
-def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> ExecutorSpec:
-    """``spec`` with command-line overrides (``None`` values ignored), validated again."""
+RAY_ONLY = ("workers", "cpus_per_trial", "gpus_per_trial", "address")
+"""The ``executor`` fields that only the Ray executor reads."""
+
+
+def override_executor(
+    spec: ExecutorSpec,
+    overrides: dict[str, Any],
+    note: Callable[[str], None] | None = None,
+) -> ExecutorSpec:
+    """``spec`` with command-line overrides (``None`` values ignored), validated again.
+
+    ``--executor inprocess`` on a spec written for Ray drops the spec's Ray-only fields
+    (:data:`RAY_ONLY`) and says which in one ``note``; a Ray-only flag given with it (or on an
+    in-process spec) is an error naming the flag to drop.
+
+    Raises:
+        StudySpecError: the overrides do not make a valid ``executor`` block.
+    """
     from pydantic import ValidationError
 
     from autopeft.spec import ExecutorSpec
@@ -22,8 +38,15 @@ def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> Executor
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return spec
+    base = spec.model_dump(exclude_unset=True)
+    if given.get("name", base.get("name", "inprocess")) == "inprocess":
+        _reject_ray_flags(given)
+        dropped = {k: base.pop(k) for k in RAY_ONLY if k in base}
+        if dropped and note is not None and spec.name == "ray":
+            fields = ", ".join(f"{k}={v}" for k, v in dropped.items())
+            note(f"note: the inprocess executor ignores the spec's Ray-only executor {fields}")
     try:
-        return ExecutorSpec.model_validate({**spec.model_dump(exclude_unset=True), **given})
+        return ExecutorSpec.model_validate({**base, **given})
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(x) for x in first["loc"]) or "executor"
@@ -32,6 +55,21 @@ def override_executor(spec: ExecutorSpec, overrides: dict[str, Any]) -> Executor
         raise StudySpecError(
             f"executor{'.' + where if first['loc'] else ''}: {message} (with {flags})"
         ) from None
+
+
+def _reject_ray_flags(given: dict[str, Any]) -> None:
+    """A Ray-only flag (``--workers N`` above 1, ``--address``) with the inprocess executor."""
+    flags = {
+        "workers": given.get("workers", 1) != 1,
+        "address": given.get("address") is not None,
+    }
+    for key, bad in flags.items():
+        if bad:
+            flag = f"--{key} {given[key]}"
+            raise StudySpecError(
+                f"executor: {flag} needs the ray executor; the inprocess executor runs one "
+                f"trial at a time in the driver: drop --{key}, or add --executor ray"
+            )
 
 
 def make_executor(

@@ -7,12 +7,14 @@ no open figures left behind, so plotting is safe on headless machines and in not
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from autopeft.core.files import write_atomic
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
 from autopeft.report.pareto import complete_records, pareto_front, pareto_indices, primary_objective
@@ -169,11 +171,14 @@ def _new_figure(panels: int) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    """Write the figure as a PNG, creating parent folders."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=_DPI, format="png")
-    return path
+    """Write the figure as a PNG, creating parent folders; whole or not at all.
+
+    Raises:
+        OutputError: ``path`` cannot be written, naming it and the reason.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=_DPI, format="png")
+    return write_atomic(Path(path), buffer.getvalue(), "plot")
 
 
 def _front_panel(
