@@ -37,7 +37,12 @@ TASKS = {"trec6": "trec6", "rotten": "rotten_tomatoes"}
 SEED_OFFSET = {"trec6": 0, "rotten": 500}
 
 
-def _spec(out: Path, task: str, seed: int, trials: int, steps: int, warm: str | None) -> Path:
+SPACE = ROOT / "search_spaces" / "lora_layerwise.yaml"
+
+
+def _spec(
+    out: Path, task: str, seed: int, trials: int, steps: int, warm: str | None, space: Path
+) -> Path:
     import yaml
 
     spec = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
@@ -47,7 +52,7 @@ def _spec(out: Path, task: str, seed: int, trials: int, steps: int, warm: str | 
         dataset=TASKS[task],
         n_trials=trials,
         seed=seed + SEED_OFFSET[task],
-        search_space=str(ROOT / "search_spaces" / "lora_layerwise.yaml"),
+        search_space=str(space),  # absolute: part of the study's fingerprint
         executor={"name": "inprocess"},
     )
     spec["fidelity"] = {**spec["fidelity"], "max_steps": steps}
@@ -60,9 +65,9 @@ def _spec(out: Path, task: str, seed: int, trials: int, steps: int, warm: str | 
     return path
 
 
-def _run_seed(args: tuple[Path, int, int, int]) -> list[tuple[str, float]]:
+def _run_seed(args: tuple[Path, int, int, int, Path]) -> list[tuple[str, float]]:
     """The four studies of one seed, in one SQLite file: both cold ones, then both warm."""
-    out, seed, trials, steps = args
+    out, seed, trials, steps, space = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -70,9 +75,9 @@ def _run_seed(args: tuple[Path, int, int, int]) -> list[tuple[str, float]]:
     from autopeft.driver import run_study
 
     url = _url(out, seed)
-    specs = [_spec(out, t, seed, trials, steps, None) for t in TASKS]
+    specs = [_spec(out, t, seed, trials, steps, None, space) for t in TASKS]
     specs += [
-        _spec(out, t, seed, trials, steps, f"cold_{src}_s{seed}")
+        _spec(out, t, seed, trials, steps, f"cold_{src}_s{seed}", space)
         for t in TASKS
         for src in TASKS
         if src != t
@@ -115,12 +120,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="training steps per trial")
     parser.add_argument("--jobs", type=int, default=2, help="studies in parallel")
     parser.add_argument("--dir", type=Path, default=ROOT / "runs" / "warm_start")
+    parser.add_argument(
+        "--space",
+        type=Path,
+        default=SPACE,
+        help="the search space file (its path is part of "
+        "the studies' fingerprint: pass the one an earlier run used to resume its studies)",
+    )
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
     seeds = range(args.seeds)
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
-        list(pool.map(_run_seed, [(args.dir, s, args.trials, args.steps) for s in seeds]))
+        jobs = [(args.dir, s, args.trials, args.steps, args.space) for s in seeds]
+        list(pool.map(_run_seed, jobs))
     print(f"{4 * len(seeds)} studies in {time.perf_counter() - t0:.0f} s wall\n")
     print("hypervolume after each trial (frame: the cold and warm trials of that target)")
     for target in TASKS:
