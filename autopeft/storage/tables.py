@@ -19,7 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 3: autopeft_trials.hypervolume
 # 4: autopeft_leases (one driver per study)
 # 5: autopeft_tokens (API tokens of `autopeft serve`)
-SCHEMA_VERSION = 5
+# 6: autopeft_leases.stop_requested_at (a stop asked of the driver through the database)
+SCHEMA_VERSION = 6
 
 
 class Base(DeclarativeBase):
@@ -116,6 +117,9 @@ class LeaseRow(Base):
     token: Mapped[str] = mapped_column(String(64))
     acquired_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+    #: When someone asked the holder to stop (schema 6); the driver polls it between trials,
+    #: and a new acquisition clears it.
+    stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TokenRow(Base):
