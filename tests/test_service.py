@@ -264,11 +264,15 @@ def test_only_token_hashes_are_stored(served: Served) -> None:
     assert served.read not in stored and served.write not in stored
 
 
-def test_a_cluster_address_reaches_every_driver(served: Served, tmp_path: Path) -> None:
-    from autopeft.service.launcher import Launcher
+def test_a_cluster_address_makes_drivers_ray_actors_with_ray_trials(
+    served: Served, tmp_path: Path
+) -> None:
+    from autopeft.service.launcher import Launcher, _as_options
 
-    launcher = Launcher(tmp_path, served.url, address="ray://head:10001")
-    command = launcher.command("demo")
-    assert command[-4:] == ["--executor", "ray", "--address", "ray://head:10001"]
-    assert command[command.index("--storage") + 1] == served.url
-    assert Launcher(tmp_path, served.url).command("demo")[-1] == "--quiet"
+    launcher = Launcher(tmp_path, served.url, address="ray://head:10001")  # connects lazily
+    assert _as_options(launcher.executor_overrides()) == {
+        "name": "ray",
+        "address": "ray://head:10001",
+    }
+    command = Launcher(tmp_path, served.url).command("demo")  # no address: a local process
+    assert command[command.index("--storage") + 1] == served.url and command[-1] == "--quiet"
