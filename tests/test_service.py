@@ -276,3 +276,32 @@ def test_a_cluster_address_makes_drivers_ray_actors_with_ray_trials(
     }
     command = Launcher(tmp_path, served.url).command("demo")  # no address: a local process
     assert command[command.index("--storage") + 1] == served.url and command[-1] == "--quiet"
+
+
+def test_a_local_driver_is_found_and_signalled_through_its_pid_file(
+    served: Served, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from autopeft.service.launcher import Launcher
+
+    directory = Launcher(tmp_path, served.url).study_dir("fake")
+    directory.mkdir()
+    (directory / "study.yaml").write_text("name: fake\n")
+    fake = [sys.executable, "-c", "import time; time.sleep(60)", "autopeft.cli", "fake"]
+    proc = subprocess.Popen(fake, start_new_session=True)
+    try:
+        (directory / "driver.pid").write_text(f"{proc.pid}\n")
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        while b"autopeft.cli" not in cmdline.read_bytes():  # until the child has exec'd
+            time.sleep(0.01)
+        restarted = Launcher(tmp_path, served.url)  # knows the driver only by its pid file
+        assert restarted.running("fake") and restarted.exit_code("fake") is None
+        assert restarted.stop("fake")  # SIGINT to its session
+        proc.wait(timeout=30)
+        assert not restarted.running("fake") and not restarted.stop("fake")
+    finally:
+        proc.kill()
+        proc.wait()
