@@ -565,7 +565,10 @@ def serve(
     ] = None,
     address: Annotated[
         str | None,
-        typer.Option(help="Run every submitted study's trials on this Ray cluster."),
+        typer.Option(
+            help="Run every submitted study's driver (a detached Ray actor) and its trials on "
+            "this Ray cluster; without it, drivers are local processes."
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API and the web UI (needs the `service` extra)."""

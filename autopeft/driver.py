@@ -213,7 +213,15 @@ class StudyRunner:
         try:
             while self._finished() < target:
                 free = executor.capacity - len(executor.running())
-                for request in self._start_batch(min(free, self._wanted(executor, target))):
+                wanted = min(free, self._wanted(executor, target))
+                # a stop asked through the database (lease.request_stop): start nothing new
+                # (read afresh before any start), let the running trials finish, then return
+                if self.lease is not None and self.lease.stop_requested(0.0 if wanted else 1.0):
+                    if not executor.running():
+                        self.reporter.message("stop requested: no trial running, stopping")
+                        break
+                    wanted = 0
+                for request in self._start_batch(wanted):
                     executor.submit(request)
                 for result in executor.poll(timeout=1.0):
                     self._record(result, target)

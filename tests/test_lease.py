@@ -230,3 +230,65 @@ def _trials(db: Path) -> int:
             return int(con.execute("select count(*) from trials").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def test_a_stop_request_reaches_the_live_holder_only(storage_url: str) -> None:
+    from autopeft.storage.lease import live_lease, request_stop
+
+    store = Store(storage_url)
+    assert request_stop(store, "s", 60) is None and live_lease(store, "s", 60) is None
+    first = _lease(store, "host-a:1")
+    first.acquire()
+    assert live_lease(store, "s", 60).owner == "host-a:1"  # type: ignore[union-attr]
+    assert not first.stop_requested(every=0)
+    asked = request_stop(store, "s", 60)
+    assert asked is not None and asked.owner == "host-a:1"
+    assert first.stop_requested(every=0)
+    _age(store, 100)  # gone stale: no live holder, no request; a new holder starts clean
+    assert live_lease(store, "s", 60) is None and request_stop(store, "s", 60) is None
+    second = _lease(store, "host-b:2")
+    second.acquire()
+    assert not second.stop_requested(every=0)
+    assert second.holder().stop_requested_at is None  # type: ignore[union-attr]
+
+
+def test_a_schema_5_database_gains_the_stop_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from autopeft.storage.tables import SCHEMA_VERSION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url)
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("ALTER TABLE autopeft_leases DROP COLUMN stop_requested_at")
+        db.execute("UPDATE autopeft_schema SET version = 5")
+    store = Store(url)
+    Store(url)
+    _lease(store, "host-a:1").acquire()
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(autopeft_leases)")]
+        assert columns.count("stop_requested_at") == 1
+        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+class _AskStop(Reporter):
+    """Asks the study's driver to stop through the database when trial 0 reaches a step."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def step(self, number: int, step: int, total: int) -> None:
+        from autopeft.storage.lease import request_stop
+
+        if number == 0 and step == 1:
+            assert request_stop(Store(self.url), "tiny", 60) is not None
+
+
+@pytest.mark.slow
+def test_a_stop_request_ends_the_run_after_its_running_trial(study_dir: Path) -> None:
+    from autopeft.driver import run_study
+
+    url = f"sqlite:///{study_dir / 'studies.db'}"
+    outcome = run_study(study_dir / "study.yaml", trials=3, reporter=_AskStop(url))
+    assert [r.state for r in outcome.records] == ["COMPLETE"]  # finished, nothing new started
+    assert StudyLease(Store(url), "tiny", stale_after=60, heartbeat_every=1).holder() is None

@@ -264,11 +264,44 @@ def test_only_token_hashes_are_stored(served: Served) -> None:
     assert served.read not in stored and served.write not in stored
 
 
-def test_a_cluster_address_reaches_every_driver(served: Served, tmp_path: Path) -> None:
+def test_a_cluster_address_makes_drivers_ray_actors_with_ray_trials(
+    served: Served, tmp_path: Path
+) -> None:
+    from autopeft.service.launcher import Launcher, _as_options
+
+    launcher = Launcher(tmp_path, served.url, address="ray://head:10001")  # connects lazily
+    assert _as_options(launcher.executor_overrides()) == {
+        "name": "ray",
+        "address": "ray://head:10001",
+    }
+    command = Launcher(tmp_path, served.url).command("demo")  # no address: a local process
+    assert command[command.index("--storage") + 1] == served.url and command[-1] == "--quiet"
+
+
+def test_a_local_driver_is_found_and_signalled_through_its_pid_file(
+    served: Served, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+    import time
+
     from autopeft.service.launcher import Launcher
 
-    launcher = Launcher(tmp_path, served.url, address="ray://head:10001")
-    command = launcher.command("demo")
-    assert command[-4:] == ["--executor", "ray", "--address", "ray://head:10001"]
-    assert command[command.index("--storage") + 1] == served.url
-    assert Launcher(tmp_path, served.url).command("demo")[-1] == "--quiet"
+    directory = Launcher(tmp_path, served.url).study_dir("fake")
+    directory.mkdir()
+    (directory / "study.yaml").write_text("name: fake\n")
+    fake = [sys.executable, "-c", "import time; time.sleep(60)", "autopeft.cli", "fake"]
+    proc = subprocess.Popen(fake, start_new_session=True)
+    try:
+        (directory / "driver.pid").write_text(f"{proc.pid}\n")
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        while b"autopeft.cli" not in cmdline.read_bytes():  # until the child has exec'd
+            time.sleep(0.01)
+        restarted = Launcher(tmp_path, served.url)  # knows the driver only by its pid file
+        assert restarted.running("fake") and restarted.exit_code("fake") is None
+        assert restarted.stop("fake")  # SIGINT to its session
+        proc.wait(timeout=30)
+        assert not restarted.running("fake") and not restarted.stop("fake")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,14 +1,16 @@
 """The FastAPI application of ``autopeft serve``: the HTTP API, the web UI and error mapping.
 
 The database stays the source of truth: every request reads it afresh through one open
-:class:`~autopeft.storage.store.Store`, and each submitted study runs in a driver process of
-its own (:mod:`autopeft.service.launcher`).
+:class:`~autopeft.storage.store.Store`, a study runs while its driver holds its lease, and each
+submitted study runs in a driver of its own, a local process or a detached Ray actor
+(:mod:`autopeft.service.launcher`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,9 @@ def create_app(
         data_dir: Where submitted specs, driver logs and pid files, and uploads are kept.
         max_spec_bytes: The limit of a submitted spec or search space, each.
         max_upload_bytes: The limit of an uploaded dataset.
-        address: Run every submitted study's trials on this Ray cluster (``auto``,
-            ``host:port``, ``ray://host:port``); None: as each spec's ``executor`` says.
+        address: Run every submitted study's driver (a detached actor) and its trials on this
+            Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None: each driver is a
+            local process and runs trials as its spec's ``executor`` says.
     """
     from autopeft.service import routes, ui
 
@@ -61,7 +64,14 @@ def create_app(
         max_spec_bytes=max_spec_bytes,
         max_upload_bytes=max_upload_bytes,
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.launcher.close()  # leave the Ray cluster; drivers keep running
+
     app = FastAPI(
+        lifespan=lifespan,
         title="autopeft",
         version=_version(),
         summary="Submit PEFT configuration searches, watch their Pareto fronts, export configs.",

@@ -3,8 +3,16 @@
 A submitted study gets a directory ``DATA_DIR/studies/NAME/`` holding the spec as the server
 rewrote it (``study.yaml``: its search space is ``space.yaml`` beside it, its model and dataset
 references resolved to absolute paths under the configured roots), the driver's log and pid.
-Each driver is ``autopeft run`` in a process of its own session, so it outlives a restarted
-server, and a restarted server finds it again through the pid file.
+
+Where drivers run:
+
+- no cluster address: each driver is ``autopeft run`` in a local process of its own session, so
+  it outlives a restarted server; the pid file lets this machine's servers signal it (SIGINT);
+- ``address``: each driver is a detached Ray actor on that cluster
+  (:mod:`autopeft.service.ray_driver`), found again by its name.
+
+Whether a study runs is the database's answer (its lease, read by the routes); what the
+launcher knows only covers the start of a driver, before it takes the lease.
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from autopeft.exceptions import StudySpecError, UserInputError
+
+if TYPE_CHECKING:
+    from autopeft.service.ray_driver import RayDrivers
 
 NAME_RULE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 """Study and upload names: no path separators, no leading dot (so never ``..``)."""
@@ -49,8 +60,9 @@ class Launcher:
         storage: The database URL every driver writes to.
         roots: Directories that specs may take models and datasets from; ``data_dir/datasets``
             (where uploads go) is always one.
-        address: A Ray cluster every driver runs its trials on (``autopeft run --executor ray
-            --address ADDRESS``); None: each spec's own ``executor``.
+        address: A Ray cluster every driver runs on, as a detached actor, with its trials on
+            the same cluster (``executor: ray``); None: local driver processes, each running
+            its spec's own ``executor``.
     """
 
     def __init__(
@@ -68,6 +80,11 @@ class Launcher:
         self.roots = [self.uploads, *(Path(r).resolve() for r in roots)]
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+        self._ray: RayDrivers | None = None
+        if address is not None:
+            from autopeft.service.ray_driver import RayDrivers
+
+            self._ray = RayDrivers(address)
 
     # -- files -----------------------------------------------------------------------------------
     def study_dir(self, name: str) -> Path:
@@ -151,8 +168,9 @@ class Launcher:
         )
 
     # -- drivers ---------------------------------------------------------------------------------
-    def start(self, name: str) -> int:
-        """Start ``autopeft run`` on the study's spec in a new session; returns its pid."""
+    def start(self, name: str) -> str:
+        """Start the study's driver: ``autopeft run`` on its spec in a new local session, or a
+        detached actor on the Ray cluster; returns who runs it (a pid, an actor's host:pid)."""
         directory = self.study_dir(name)
         spec = directory / "study.yaml"
         if not spec.is_file():
@@ -162,6 +180,15 @@ class Launcher:
         with self._lock:
             if self._alive(name):
                 raise UserInputError(f"study {name!r} is already running")
+            if self._ray is not None:
+                return self._ray.start(
+                    name,
+                    spec.read_text(encoding="utf-8"),
+                    (directory / "space.yaml").read_text(encoding="utf-8"),
+                    self.storage,
+                    _as_options(self.executor_overrides()),
+                    str(directory / "driver.log"),
+                )
             command = self.command(name)
             with (directory / "driver.log").open("ab") as log:
                 proc = subprocess.Popen(
@@ -174,7 +201,7 @@ class Launcher:
                 )
             self._procs[name] = proc
             (directory / "driver.pid").write_text(f"{proc.pid}\n")
-            return proc.pid
+            return str(proc.pid)
 
     def command(self, name: str) -> list[str]:
         """The driver command of study ``name``."""
@@ -190,7 +217,9 @@ class Launcher:
         return {} if self.address is None else {"executor": "ray", "address": self.address}
 
     def running(self, name: str) -> bool:
-        """Whether a driver of ``name`` (started by this server or an earlier one) runs."""
+        """Whether a driver of ``name`` launched by this server or an earlier one on this
+        machine (or, with a cluster, by any server) runs, even if it has not taken the study's
+        lease yet."""
         with self._lock:
             return self._alive(name)
 
@@ -202,9 +231,16 @@ class Launcher:
     def submitted(self, name: str) -> bool:
         return _NAME.fullmatch(name) is not None and (self.study_dir(name) / "study.yaml").is_file()
 
+    def close(self) -> None:
+        """Disconnect from the Ray cluster (drivers keep running)."""
+        with self._lock:
+            if self._ray is not None:
+                self._ray.close()
+
     def stop(self, name: str) -> bool:
-        """Send SIGINT to the driver's session (it marks its running trials interrupted and
-        exits); returns whether a driver was running."""
+        """Send SIGINT to a local driver's session (it marks its running trials interrupted and
+        exits); returns whether a local driver was running. Other drivers are asked through
+        the database (:func:`autopeft.storage.lease.request_stop`)."""
         with self._lock:
             pid = self._pid(name)
             if pid is None:
@@ -216,6 +252,8 @@ class Launcher:
             return True
 
     def _alive(self, name: str) -> bool:
+        if self._ray is not None:
+            return self._ray.alive(name)
         return self._pid(name) is not None
 
     def _pid(self, name: str) -> int | None:
@@ -230,6 +268,14 @@ class Launcher:
         except (OSError, ValueError):
             return None
         return pid if b"autopeft.cli" in cmdline and name.encode() in cmdline else None
+
+
+def _as_options(overrides: dict[str, str]) -> dict[str, str]:
+    """``executor_overrides`` as :func:`~autopeft.driver.run_study`'s ``executor_options``."""
+    options = dict(overrides)
+    if "executor" in options:
+        options["name"] = options.pop("executor")
+    return options
 
 
 def _builtin_models() -> set[str]:

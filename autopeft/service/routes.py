@@ -18,6 +18,7 @@ from autopeft.service import summary
 from autopeft.service.auth import Read, Write
 from autopeft.service.launcher import check_name
 from autopeft.service.state import ServiceState
+from autopeft.storage.lease import LeaseInfo, live_lease, request_stop
 
 router = APIRouter()
 
@@ -66,11 +67,21 @@ def _view(service: ServiceState, name: str) -> StudyView:
 
 
 def _state(service: ServiceState, view: StudyView) -> str:
+    """From the database: a live lease means a driver runs the study, wherever it runs
+    (this server's, another server's, an `autopeft run`, a Ray actor); a driver this server
+    launched that has not taken the lease yet counts too."""
     launcher = service.launcher
-    running = launcher.submitted(view.name) and launcher.running(view.name)
+    running = _driver_lease(service, view.name) is not None or launcher.running(view.name)
     return summary.study_state(
         view, driver_running=running, exit_code=launcher.exit_code(view.name)
     )
+
+
+def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
+    from autopeft.driver import STALE_AFTER_SECONDS
+
+    with service.lock:
+        return live_lease(service.store, name, STALE_AFTER_SECONDS)
 
 
 @router.get("/health", tags=["service"])
@@ -192,12 +203,20 @@ def submit(request: Request, body: Submission) -> Created:
 
 @router.post("/api/studies/{name}/stop", tags=["runs"], status_code=202, dependencies=[Write])
 def stop(request: Request, name: StudyName) -> Action:
-    """Interrupt the study's driver (SIGINT): running trials are marked interrupted and re-run
-    on resume."""
+    """Stop the study's driver. A driver process of this server's machine is interrupted
+    (SIGINT): its running trials are marked interrupted and re-run on resume. Any other driver
+    (another server's, a Ray actor's, an `autopeft run` elsewhere) is asked through the
+    database: it starts no new trial, lets its running ones finish, and exits."""
+    from autopeft.driver import STALE_AFTER_SECONDS
+
     service = _service(request)
     _view(service, name)
-    if not service.launcher.submitted(name) or not service.launcher.stop(name):
-        raise HTTPException(409, f"study {name!r} has no driver running on this server")
+    if service.launcher.submitted(name) and service.launcher.stop(name):
+        return Action(name=name, state="stopping")
+    with service.lock:
+        asked = request_stop(service.store, name, STALE_AFTER_SECONDS)
+    if asked is None:
+        raise HTTPException(409, f"study {name!r} has no driver running")
     return Action(name=name, state="stopping")
 
 
@@ -208,7 +227,7 @@ def resume(request: Request, name: StudyName) -> Action:
     _view(service, name)
     if not service.launcher.submitted(name):
         raise HTTPException(409, f"study {name!r} was not submitted to this server")
-    if service.launcher.running(name):
+    if service.launcher.running(name) or _driver_lease(service, name) is not None:
         raise HTTPException(409, f"study {name!r} is already running")
     service.launcher.start(name)
     return Action(name=name, state="running")

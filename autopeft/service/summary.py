@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopeft.core.states import TrialState
 from autopeft.report import front_rows
 from autopeft.results import StudyView
 
 STATES = ("running", "complete", "stopped", "failed")
-"""A study's ``state``: a driver runs it; it has its budget of finished trials; no driver runs
-it (stopped, or never started by this server); its last driver here exited with an error."""
+"""A study's ``state``: a driver runs it (its lease is live); it has its budget of finished
+trials; no driver runs it (stopped, or never started); its last driver launched by this server
+exited with an error."""
 
 
 def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None) -> str:
@@ -20,8 +20,6 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
         return "running"
     if _finished(view) >= target(view):
         return "complete"
-    if any(r.state == TrialState.RUNNING for r in view.records):
-        return "running"  # driven from elsewhere (`autopeft run`)
     return "failed" if exit_code not in _STOPPED else "stopped"
 
 

@@ -12,6 +12,11 @@ two drivers racing for the same study never both win, on SQLite or PostgreSQL:
   it match nothing);
 - heartbeat and release: ``UPDATE``/``DELETE ... WHERE token = :mine``; a heartbeat that
   matches nothing means the lease was taken over, and the driver stops.
+
+Stopping a driver from anywhere (:func:`request_stop`): ``UPDATE ... SET stop_requested_at``
+on the live lease row. The holder polls it between trials (:meth:`StudyLease.stop_requested`),
+starts nothing new, lets its running trials finish and releases the lease. A new acquisition
+clears the request, so it never outlives the driver it was meant for.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class LeaseInfo:
     token: str
     acquired_at: float
     heartbeat_at: float
+    stop_requested_at: float | None = None
 
 
 class StudyLease:
@@ -87,6 +93,7 @@ class StudyLease:
         self.lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stop_seen: tuple[float, bool] = (0.0, False)  # (monotonic time read, answer)
 
     def __enter__(self) -> StudyLease:
         if not self.held:
@@ -129,7 +136,7 @@ class StudyLease:
                 row = s.get(LeaseRow, self.study)
                 if row is None:
                     return None
-                return LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
+                return _info(row)
 
         return self._run(read, "read the study's lease")
 
@@ -158,7 +165,13 @@ class StudyLease:
                 LeaseRow.token == seen.token,
                 LeaseRow.heartbeat_at == seen.heartbeat_at,
             )
-            .values(owner=self.owner, token=self.token, acquired_at=now, heartbeat_at=now)
+            .values(
+                owner=self.owner,
+                token=self.token,
+                acquired_at=now,
+                heartbeat_at=now,
+                stop_requested_at=None,
+            )
         )
         with self.store.session() as s:
             return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
@@ -197,6 +210,25 @@ class StudyLease:
                 f"study {self.study!r}: this driver's lease was taken over{by} (no heartbeat "
                 f"reached the database for {self.stale_after:.0f} s); stopping"
             )
+
+    def stop_requested(self, every: float = 1.0) -> bool:
+        """Whether someone asked this driver to stop (:func:`request_stop`); reads the
+        database at most once per ``every`` seconds, and stays True once it was."""
+        from sqlalchemy import select
+
+        read_at, seen = self._stop_seen
+        if seen or not self.held or time.monotonic() - read_at < every:
+            return seen
+        statement = select(LeaseRow.stop_requested_at).where(
+            LeaseRow.study_name == self.study, LeaseRow.token == self.token
+        )
+
+        def read() -> bool:
+            with self.store.session() as s:
+                return s.execute(statement).scalar() is not None
+
+        self._stop_seen = (time.monotonic(), self._run(read, "read the study's lease"))
+        return self._stop_seen[1]
 
     def start_heartbeat(self) -> None:
         """Beat every ``heartbeat_every`` seconds in a daemon thread until :meth:`release`."""
@@ -239,6 +271,45 @@ class StudyLease:
         return call_with_retry(fn, what, self.store.url)
 
 
+def _info(row: LeaseRow) -> LeaseInfo:
+    return LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at, row.stop_requested_at)
+
+
+def live_lease(store: Store, study: str, stale_after: float) -> LeaseInfo | None:
+    """The lease of ``study`` if a live driver holds it (anywhere), else None."""
+
+    def read() -> LeaseInfo | None:
+        with store.session() as s:
+            row = s.get(LeaseRow, study)
+            return None if row is None else _info(row)
+
+    seen = call_with_retry(read, "read the study's lease", store.url)
+    if seen is None or takeover_reason(seen, stale_after, None) is not None:
+        return None
+    return seen
+
+
+def request_stop(store: Store, study: str, stale_after: float) -> LeaseInfo | None:
+    """Ask the live driver of ``study`` to stop after its running trials; returns its lease
+    (None: no live driver, nothing recorded). The driver polls the request between trials."""
+    from sqlalchemy import update
+
+    seen = live_lease(store, study, stale_after)
+    if seen is None:
+        return None
+    statement = (
+        update(LeaseRow)
+        .where(LeaseRow.study_name == study, LeaseRow.token == seen.token)
+        .values(stop_requested_at=time.time())
+    )
+
+    def run() -> bool:
+        with store.session() as s:
+            return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+    return seen if call_with_retry(run, "ask the study's driver to stop", store.url) else None
+
+
 def _process_gone(owner: str) -> bool:
     """Whether ``owner`` (``host:pid``) is a process of this host that no longer exists."""
     host, _, pid = owner.rpartition(":")
@@ -273,7 +344,8 @@ def refuse_if_running(url: str, study: str, stale_after: float) -> None:
         with engine.connect() as c:
             if not inspect(c).has_table(LeaseRow.__tablename__):
                 return
-            row = c.execute(select(LeaseRow).where(LeaseRow.study_name == study)).first()
+            columns = (LeaseRow.owner, LeaseRow.token, LeaseRow.acquired_at, LeaseRow.heartbeat_at)
+            row = c.execute(select(*columns).where(LeaseRow.study_name == study)).first()
     except Exception:
         return
     finally:

@@ -102,11 +102,15 @@ class Store:
         elif row.version < SCHEMA_VERSION:
             from sqlalchemy import inspect, text
 
-            # 1 -> 2 and 3 -> 4 -> 5 -> 6 only added tables, which create_all has just made;
-            # 2 -> 3 adds a column
-            columns = {c["name"] for c in inspect(s.connection()).get_columns("autopeft_trials")}
-            if "hypervolume" not in columns:  # works on SQLite and PostgreSQL alike
-                s.execute(text("ALTER TABLE autopeft_trials ADD COLUMN hypervolume FLOAT"))
+            # 1 -> 2, 3 -> 4, 4 -> 5 and 5 -> 6 only added tables, which create_all has just made;
+            # 2 -> 3 and 6 -> 7 add a column each (works on SQLite and PostgreSQL alike)
+            for table, column in (
+                ("autopeft_trials", "hypervolume"),
+                ("autopeft_leases", "stop_requested_at"),
+            ):
+                columns = {c["name"] for c in inspect(s.connection()).get_columns(table)}
+                if column not in columns:
+                    s.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} FLOAT"))
             row.version = SCHEMA_VERSION
 
     # -- studies -----------------------------------------------------------------------------

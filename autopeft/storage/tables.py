@@ -20,7 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 4: autopeft_leases (one driver per study)
 # 5: autopeft_tokens (API tokens of `autopeft serve`)
 # 6: autopeft_confirmations (`autopeft confirm`)
-SCHEMA_VERSION = 6
+# 7: autopeft_leases.stop_requested_at (a stop asked of the driver through the database)
+SCHEMA_VERSION = 7
 
 
 class Base(DeclarativeBase):
@@ -117,6 +118,9 @@ class LeaseRow(Base):
     token: Mapped[str] = mapped_column(String(64))
     acquired_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+    #: When someone asked the holder to stop (schema 7); the driver polls it between trials,
+    #: and a new acquisition clears it.
+    stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TokenRow(Base):
