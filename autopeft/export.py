@@ -66,5 +66,9 @@ def export_config(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserInputError(f"cannot create export directory {out}: {exc.strerror}") from None
-    trial_config(view, record).save_pretrained(str(out))
-    return out / "adapter_config.json", record
+    path = out / "adapter_config.json"
+    try:
+        trial_config(view, record).save_pretrained(str(out))
+    except OSError as exc:  # e.g. adapter_config.json is a directory, or the disk is full
+        raise UserInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path, record

@@ -169,10 +169,21 @@ def _new_figure(panels: int) -> Figure:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    """Write the figure as a PNG, creating parent folders."""
+    """Write the figure as a PNG, creating parent folders; a path that cannot be written is a
+    :class:`UserInputError`, and no half-written file is left (written aside, then renamed)."""
+    import contextlib
+    import os
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=_DPI, format="png")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(partial, dpi=_DPI, format="png")
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise UserInputError(f"cannot write plot {path}: {exc.strerror or exc}") from None
     return path
 
 
