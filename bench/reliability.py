@@ -561,7 +561,7 @@ def postgres_down(ctx: Context) -> Row:
     interrupted = [r.number for r in records if r.interrupted]
     row.note = (
         f"down for longer than AUTOPEFT_DB_RETRY_SECONDS={window}: exit {first}, "
-        f"{'one `error:` line' if clean else 'NOT one error line: ' + repr(err.strip()[-300:])}"
+        f"{'one line ' + repr(_cut(err)) if clean else 'NOT one error line: ' + repr(err[-300:])}"
         f"; the next run exit {rerun.returncode}, interrupted trial(s) {interrupted} re-run"
     )
     if rerun.returncode != 0:
@@ -704,6 +704,11 @@ def second_driver(ctx: Context) -> Row:
         f"{time.monotonic() - started:.0f} s. Budget and complete: both studies"
     )
     return row
+
+
+def _cut(err: str, n: int = 110) -> str:
+    text = err.strip()
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def _note_of(err: str) -> str:
