@@ -25,8 +25,18 @@ Per fault the table shows:
 
 The exit status is 1 if anything was lost or duplicated or a traceback was seen.
 
-Adding a fault (for example PostgreSQL restarted mid-study, SQLite locked by a reader, a second
-driver started): write ``def my_fault(ctx: Context) -> Row`` decorated with ``@fault("name",
+The rows: ``worker-sigkill`` and ``driver-sigkill`` (kills, resumes), ``postgres-restart`` (the
+local server restarted with ``pg_ctlcluster`` while a trial runs; needs root and a PostgreSQL
+``--storage`` on this host), ``postgres-down`` (the study database refuses connections, as
+``ALTER DATABASE ... ALLOW_CONNECTIONS false`` makes it, for longer than the driver's
+``AUTOPEFT_DB_RETRY_SECONDS=3``: one ``error:`` line, then the next run completes the study;
+the role must own the database), ``sqlite-locked`` (``autopeft show`` in a loop and a process
+holding a write lock or a read transaction 3 s at a time while the study runs; SQLite only),
+``second-driver`` (a second ``autopeft run`` of a live study is refused; a SIGKILLed driver's
+lease is taken over by the next run), ``unwritable-paths`` (export and plot paths that cannot be
+written) and ``bad-inputs``. A row that does not apply to the storage says "skipped".
+
+Adding a fault: write ``def my_fault(ctx: Context) -> Row`` decorated with ``@fault("name",
 "what it does")``. ``ctx.study(name, ...)`` writes a spec and returns a :class:`Study` (its
 ``url`` honours ``--storage``); ``ctx.driver(study)`` starts ``autopeft run`` in a subprocess,
 ``ctx.wait_for(study, predicate)`` polls its records, ``kill_mid_trial`` SIGKILLs a driver
@@ -333,7 +343,8 @@ def worker_sigkill(ctx: Context) -> Row:
     from autopeft.executors.factory import make_executor
     from autopeft.prepare import prepare_study, worker_setup
 
-    study = ctx.study("worker-sigkill", n_trials=4, executor=RAY)
+    # at least 100 steps: a shorter trial may end before the driver hears of its first step
+    study = ctx.study("worker-sigkill", n_trials=4, executor=RAY, steps=max(ctx.steps, 100))
     p = prepare_study(study.spec)
     reporter = _KillWorkers({1, 2})
     spec = p.files.spec.executor
@@ -360,7 +371,8 @@ def worker_sigkill(ctx: Context) -> Row:
 def driver_sigkill(ctx: Context) -> Row:
     from autopeft.driver import run_study
 
-    study = ctx.study("driver-sigkill", n_trials=4)
+    # at least 100 steps: a shorter trial may complete between the check and the kill
+    study = ctx.study("driver-sigkill", n_trials=4, steps=max(ctx.steps, 100))
     row = Row("driver-sigkill")
     before: dict[int, dict[str, float]] = {}
     codes, stderr = [], ""
