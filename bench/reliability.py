@@ -25,8 +25,18 @@ Per fault the table shows:
 
 The exit status is 1 if anything was lost or duplicated or a traceback was seen.
 
-Adding a fault (for example PostgreSQL restarted mid-study, SQLite locked by a reader, a second
-driver started): write ``def my_fault(ctx: Context) -> Row`` decorated with ``@fault("name",
+The rows: ``worker-sigkill`` and ``driver-sigkill`` (kills, resumes), ``postgres-restart`` (the
+local server restarted with ``pg_ctlcluster`` while a trial runs; needs root and a PostgreSQL
+``--storage`` on this host), ``postgres-down`` (the study database refuses connections, as
+``ALTER DATABASE ... ALLOW_CONNECTIONS false`` makes it, for longer than the driver's
+``AUTOPEFT_DB_RETRY_SECONDS=3``: one ``error:`` line, then the next run completes the study;
+the role must own the database), ``sqlite-locked`` (``autopeft show`` in a loop and a process
+holding a write lock or a read transaction 3 s at a time while the study runs; SQLite only),
+``second-driver`` (a second ``autopeft run`` of a live study is refused; a SIGKILLed driver's
+lease is taken over by the next run), ``unwritable-paths`` (export and plot paths that cannot be
+written) and ``bad-inputs``. A row that does not apply to the storage says "skipped".
+
+Adding a fault: write ``def my_fault(ctx: Context) -> Row`` decorated with ``@fault("name",
 "what it does")``. ``ctx.study(name, ...)`` writes a spec and returns a :class:`Study` (its
 ``url`` honours ``--storage``); ``ctx.driver(study)`` starts ``autopeft run`` in a subprocess,
 ``ctx.wait_for(study, predicate)`` polls its records, ``kill_mid_trial`` SIGKILLs a driver
@@ -191,9 +201,12 @@ class Context:
         except Exception:  # not created yet, or the database is busy
             return []
 
-    def driver(self, study: Study, *args: str) -> subprocess.Popen[str]:
-        """``autopeft run SPEC -q`` in a subprocess (the CLI a user runs)."""
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    def driver(
+        self, study: Study, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """``autopeft run SPEC -q`` in a subprocess (the CLI a user runs), with ``env`` added to
+        this process's environment."""
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
         return subprocess.Popen(
             [sys.executable, "-m", "autopeft.cli", "run", str(study.spec), "-q", *args],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=self.root,
@@ -215,7 +228,10 @@ class Context:
             if proc is not None and proc.poll() is not None:
                 break
             time.sleep(0.2)
-        raise RuntimeError(f"{study.name}: condition not reached (driver exit {_rc(proc)})")
+        said = ""
+        if proc is not None and proc.poll() is not None and proc.stderr is not None:
+            said = f": {proc.stderr.read().strip()[-300:]!r}"
+        raise RuntimeError(f"{study.name}: condition not reached (driver exit {_rc(proc)}){said}")
 
 
 FaultFn = Callable[[Context], Row]
@@ -327,7 +343,8 @@ def worker_sigkill(ctx: Context) -> Row:
     from autopeft.executors.factory import make_executor
     from autopeft.prepare import prepare_study, worker_setup
 
-    study = ctx.study("worker-sigkill", n_trials=4, executor=RAY)
+    # at least 100 steps: a shorter trial may end before the driver hears of its first step
+    study = ctx.study("worker-sigkill", n_trials=4, executor=RAY, steps=max(ctx.steps, 100))
     p = prepare_study(study.spec)
     reporter = _KillWorkers({1, 2})
     spec = p.files.spec.executor
@@ -354,7 +371,8 @@ def worker_sigkill(ctx: Context) -> Row:
 def driver_sigkill(ctx: Context) -> Row:
     from autopeft.driver import run_study
 
-    study = ctx.study("driver-sigkill", n_trials=4)
+    # at least 100 steps: a shorter trial may complete between the check and the kill
+    study = ctx.study("driver-sigkill", n_trials=4, steps=max(ctx.steps, 100))
     row = Row("driver-sigkill")
     before: dict[int, dict[str, float]] = {}
     codes, stderr = [], ""
@@ -372,6 +390,395 @@ def driver_sigkill(ctx: Context) -> Row:
     row.tracebacks = _tracebacks(stderr)
     interrupted = sum(r.interrupted for r in outcome.records)
     row.note = f"driver exits {codes}; {interrupted} interrupted trial(s) re-run on resume"
+    return row
+
+
+def _stderr_lines(err: str) -> list[str]:
+    return [x for x in err.strip().splitlines() if x.strip()]
+
+
+def _one_error_line(err: str) -> bool:
+    lines = _stderr_lines(err)
+    return len(lines) == 1 and lines[0].startswith("error:")
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 300.0) -> str:
+    """Wait for a driver started by :meth:`Context.driver`; its stderr."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise RuntimeError(f"the driver did not finish in {timeout:.0f} s: {err[-500:]}") from None
+    return err
+
+
+def _mid_trial(min_complete: int) -> Callable[[list[TrialRecord]], bool]:
+    def mid(records: list[TrialRecord]) -> bool:
+        running = [r for r in records if r.state == TrialState.RUNNING]
+        return len(complete(records)) >= min_complete and bool(running)
+
+    return mid
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+def _postgres(ctx: Context) -> str | None:
+    """Why a PostgreSQL row cannot run with this ``--storage`` (None: it can)."""
+    if not ctx.storage or not ctx.storage.startswith("postgresql"):
+        return "skipped: needs --storage postgresql://... (this run: SQLite files)"
+    return None
+
+
+def _pg_admin(url: str) -> tuple[Any, str]:
+    """An AUTOCOMMIT engine on the server's ``postgres`` database, and the study database's
+    name (as tests/test_db_faults.py does)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url)
+    return create_engine(db.set(database="postgres"), isolation_level="AUTOCOMMIT"), str(
+        db.database
+    )
+
+
+def _pg_terminate(engine: Any, database: str) -> int:
+    """Terminate this role's backends on ``database``; how many."""
+    from sqlalchemy import text
+
+    query = text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = :db AND pid <> pg_backend_pid() AND usename = current_user"
+    )
+    with engine.connect() as c:
+        return int(c.execute(query, {"db": database}).scalar() or 0)
+
+
+def _pg_allow(engine: Any, database: str, allow: bool) -> None:
+    from sqlalchemy import text
+
+    with engine.connect() as c:
+        c.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(allow).lower()}'))
+
+
+def _pg_cluster(url: str) -> list[str] | None:
+    """``[version, cluster]`` of the local Debian cluster serving ``url``'s port, if any."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url)
+    if db.host not in (None, "", "localhost", "127.0.0.1", "::1") or os.geteuid() != 0:
+        return None
+    if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
+        return None
+    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        version, cluster, port, *_ = line.split()
+        if int(port) == (db.port or 5432):
+            return [version, cluster]
+    return None
+
+
+def _pg_ready(url: str, timeout: float = 60.0) -> float:
+    """Wait until ``url`` answers a query again; seconds waited."""
+    from sqlalchemy import create_engine, text
+
+    started = time.monotonic()
+    engine = create_engine(url)
+    try:
+        while True:
+            try:
+                with engine.connect() as c:
+                    c.execute(text("SELECT 1"))
+                return time.monotonic() - started
+            except Exception:
+                if time.monotonic() - started > timeout:
+                    raise
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+@fault("postgres-restart", "restart the PostgreSQL server (pg_ctlcluster) mid-trial")
+def postgres_restart(ctx: Context) -> Row:
+    row = Row("postgres-restart")
+    why = _postgres(ctx)
+    cluster = None if why else _pg_cluster(ctx.storage or "")
+    if why or cluster is None:
+        row.note = why or "skipped: not a local Debian cluster run as root (pg_ctlcluster)"
+        return row
+    study = ctx.study("postgres-restart", n_trials=3)
+    proc = ctx.driver(study)
+    try:
+        records = ctx.wait_for(study, _mid_trial(1), proc)
+        before = {r.number: r.values for r in complete(records)}
+        started = time.monotonic()
+        subprocess.run(["pg_ctlcluster", *cluster, "restart"], check=True, capture_output=True)
+        row.injected += 1
+        down = time.monotonic() - started
+        down += _pg_ready(ctx.storage or "")
+    finally:
+        err = _finish(proc)
+    outcome = ctx.records(study)
+    audit(row, outcome, study.budget, before=before)
+    row.tracebacks = _tracebacks(err)
+    fails = sum(r.state == TrialState.FAIL for r in outcome)
+    row.note = (
+        f"pg_ctlcluster {' '.join(cluster)} restart while trial "
+        f"{[r.number for r in records if r.state == TrialState.RUNNING]} ran (server back "
+        f"after {down:.1f} s); driver exit {proc.returncode}, {fails} failed trial(s)"
+    )
+    if proc.returncode != 0:
+        row.note += f"; stderr: {err.strip()[-300:]!r}"
+    return row
+
+
+@fault(
+    "postgres-down",
+    "the study database refuses connections past the retry window, then comes back",
+)
+def postgres_down(ctx: Context) -> Row:
+    row = Row("postgres-down")
+    why = _postgres(ctx)
+    if why:
+        row.note = why
+        return row
+    engine, database = _pg_admin(ctx.storage or "")
+    study = ctx.study("postgres-down", n_trials=3)
+    window = 3
+    proc = ctx.driver(study, env={"AUTOPEFT_DB_RETRY_SECONDS": str(window)})
+    try:
+        records = ctx.wait_for(study, _mid_trial(1), proc)
+        before = {r.number: r.values for r in complete(records)}
+        try:
+            _pg_allow(engine, database, False)
+            _pg_terminate(engine, database)
+            row.injected += 1
+            err = _finish(proc, timeout=120)
+        finally:
+            _pg_allow(engine, database, True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        engine.dispose()
+    first = proc.returncode
+    clean = first not in (0, None) and _one_error_line(err) and not _tracebacks(err)
+    row.tracebacks = _tracebacks(err)
+    rerun = ctx.driver(study)
+    err2 = _finish(rerun)
+    row.tracebacks += _tracebacks(err2)
+    records = ctx.records(study)
+    audit(row, records, study.budget, before=before)
+    interrupted = [r.number for r in records if r.interrupted]
+    row.note = (
+        f"down for longer than AUTOPEFT_DB_RETRY_SECONDS={window}: exit {first}, "
+        f"{'one line ' + repr(_cut(err)) if clean else 'NOT one error line: ' + repr(err[-300:])}"
+        f"; the next run exit {rerun.returncode}, interrupted trial(s) {interrupted} re-run"
+    )
+    if rerun.returncode != 0:
+        row.note += f"; stderr: {err2.strip()[-300:]!r}"
+    return row
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+_LOCKER = """\
+import sqlite3, sys, time
+db, hold, stop = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+import os
+n = 0
+while not os.path.exists(stop):
+    con = sqlite3.connect(db, isolation_level=None, timeout=60)
+    if n % 2 == 0:
+        con.execute("BEGIN IMMEDIATE")  # a writer's lock: the driver cannot write
+    else:
+        con.execute("BEGIN")
+        con.execute("SELECT count(*) FROM trials").fetchall()  # a reader's shared lock
+    n += 1
+    print(n, flush=True)
+    time.sleep(hold)
+    con.execute("COMMIT")
+    con.close()
+    time.sleep(0.5)
+"""
+
+
+@fault("sqlite-locked", "`autopeft show` in a loop and a process holding locks, while it runs")
+def sqlite_locked(ctx: Context) -> Row:
+    row = Row("sqlite-locked")
+    if ctx.storage:
+        row.note = "skipped: SQLite only (this run: --storage)"
+        return row
+    study = ctx.study("sqlite-locked", n_trials=3)
+    db = study.url.removeprefix("sqlite:///")
+    stop = ctx.root / f"{study.name}.stop"
+    # a short busy timeout: a lock becomes "database is locked" at once, and is retried
+    proc = ctx.driver(study, env={"AUTOPEFT_SQLITE_BUSY_SECONDS": "0.5"})
+    show_runs, show_codes, show_tb, show_err = 0, Counter[int](), 0, ""
+    locker = None
+    try:
+        ctx.wait_for(study, lambda rs: any(r.state == TrialState.RUNNING for r in rs), proc)
+        locker = subprocess.Popen(
+            [sys.executable, "-c", _LOCKER, db, "3", str(stop)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        while proc.poll() is None:
+            show = subprocess.run(
+                [sys.executable, "-m", "autopeft.cli", "show", study.name, "--storage", study.url],
+                capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )  # fmt: skip
+            show_runs += 1
+            show_codes[show.returncode] += 1
+            show_tb += _tracebacks(show.stderr + show.stdout)
+            if show.returncode:
+                show_err = show.stderr.strip()[-300:]
+    finally:
+        stop.touch()
+        err = _finish(proc)
+        holds = 0
+        if locker is not None:
+            out, lock_err = locker.communicate(timeout=30)
+            holds = len(out.split())
+            row.tracebacks += _tracebacks(lock_err)
+    records = ctx.records(study)
+    audit(row, records, study.budget)
+    row.injected = holds + show_runs
+    row.tracebacks += _tracebacks(err) + show_tb
+    fails = sum(r.state == TrialState.FAIL for r in records)
+    row.lost += fails  # a lock must never fail a trial
+    row.note = (
+        f"{holds} lock(s) held 3 s (BEGIN IMMEDIATE / read transaction, in turn) and "
+        f"{show_runs} `autopeft show` runs (exit codes "
+        f"{', '.join(f'{k}: {n}' for k, n in sorted(show_codes.items()))}) during the study; "
+        f"driver busy timeout 0.5 s, exit {proc.returncode}, {fails} failed trial(s)"
+    )
+    if show_err:
+        row.note += f"; a failed show said {show_err!r}"
+    return row
+
+
+# -- one driver per study ------------------------------------------------------------------------
+@fault("second-driver", "a second `autopeft run` of a live study; then a dead driver's lease")
+def second_driver(ctx: Context) -> Row:
+    row = Row("second-driver")
+    # 1. a live study: the second run is refused, the first goes on to its exact budget
+    # (the first is paused with SIGSTOP meanwhile, so a short study cannot end before the second
+    # has started up: its heartbeat stays fresh for STALE_AFTER_SECONDS, 120 s)
+    study = ctx.study("second-driver", n_trials=3)
+    first = ctx.driver(study)
+    try:
+        ctx.wait_for(study, _mid_trial(0), first)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = subprocess.run(
+                [sys.executable, "-m", "autopeft.cli", "run", str(study.spec), "-q"],
+                capture_output=True, text=True, cwd=ctx.root,
+                env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=100,
+            )  # fmt: skip
+        finally:
+            first.send_signal(signal.SIGCONT)
+        row.injected += 1
+    finally:
+        err = _finish(first)
+    refused = (
+        second.returncode == 2
+        and _one_error_line(second.stderr)
+        and "is being run by" in second.stderr
+    )
+    row.tracebacks += _tracebacks(err + second.stderr)
+    audit(row, ctx.records(study), study.budget)
+    lines = _stderr_lines(second.stderr)
+    if not refused:
+        row.duplicated += 1  # a second driver that was not refused ran the study twice
+    # 2. a stale lease: SIGKILL the driver mid-trial, the next run takes the lease over at once
+    stale = ctx.study("stale-lease", n_trials=3)
+    killed = ctx.driver(stale)
+    before, _, kill_err = kill_mid_trial(ctx, stale, killed, min_complete=1)
+    row.injected += 1
+    started = time.monotonic()
+    again = ctx.driver(stale)
+    again_err = _finish(again)
+    row.tracebacks += _tracebacks(kill_err + again_err)
+    stale_row = audit(Row("stale"), ctx.records(stale), stale.budget, before=before)
+    row.lost += stale_row.lost
+    row.duplicated += stale_row.duplicated
+    row.budget = (row.budget or 0) + stale.budget
+    row.complete = (row.complete or 0) + (stale_row.complete or 0)
+    took_over = "taking over its lease" in again_err
+    if refused:
+        said = f"refused with {lines[0][:90] + '...'!r}"
+    else:
+        said = f"NOT refused: {second.stderr.strip()[-300:]!r}"
+    took = f"took it over ({_note_of(again_err)!r})" if took_over else "gave no takeover note"
+    row.note = (
+        f"second run: exit {second.returncode}, {said}; first driver exit {first.returncode}. "
+        f"Dead driver's lease: the next run {took}, exit {again.returncode} after "
+        f"{time.monotonic() - started:.0f} s. Budget and complete: both studies"
+    )
+    return row
+
+
+def _cut(err: str, n: int = 110) -> str:
+    text = err.strip()
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _note_of(err: str) -> str:
+    notes = [x for x in _stderr_lines(err) if "taking over its lease" in x]
+    return notes[0].split(", ", 1)[-1] if notes else ""
+
+
+# -- disk --------------------------------------------------------------------------------------
+@fault("unwritable-paths", "export and plot to paths that cannot be written")
+def unwritable_paths(ctx: Context) -> Row:
+    from typer.testing import CliRunner
+
+    from autopeft.cli import app
+    from autopeft.driver import run_study
+
+    row = Row("unwritable-paths")
+    study = ctx.study("unwritable", n_trials=1, steps=5)
+    run_study(study.spec)
+    d = ctx.root / "unwritable"
+    d.mkdir()
+    regular = _write(d / "a-file", "not a directory\n")
+    (d / "taken").mkdir()
+    (d / "taken" / "adapter_config.json").mkdir()  # the file to write is a directory
+    pick = ["--trial", "0"]
+    cases = {
+        "export under a regular file": ["export", study.name, *pick, "--out", str(regular / "sub")],
+        "export onto a regular file": ["export", study.name, *pick, "--out", str(regular)],
+        "export whose file is a directory": [
+            "export",
+            study.name,
+            *pick,
+            "--out",
+            str(d / "taken"),
+        ],
+        "plot under a regular file": ["front", study.name, "--plot", str(regular / "x.png")],
+    }
+    bad = []
+    for label, args in cases.items():
+        files = sorted(p for p in d.rglob("*"))
+        out = CliRunner().invoke(app, [*args, "--storage", study.url])
+        row.injected += 1
+        escaped = out.exception is not None and not isinstance(out.exception, SystemExit)
+        if escaped or _tracebacks(out.output + out.stderr):
+            row.tracebacks += 1
+            detail = "".join(traceback.format_exception(out.exception)) if escaped else out.stderr
+            print(f"  [unwritable-paths] {label}: TRACEBACK\n{detail}", file=sys.stderr)
+        written = sorted(p for p in d.rglob("*")) != files or regular.read_text() != (
+            "not a directory\n"
+        )
+        if out.exit_code != 2 or not _one_error_line(out.stderr) or written:
+            bad.append(f"{label} (exit {out.exit_code}{', wrote' if written else ''})")
+        if not ctx.quiet:
+            print(f"  [unwritable-paths] {label}: {out.stderr.strip()}", file=sys.stderr)
+    row.note = (
+        "each one `error:` line, exit 2, nothing written"
+        if not bad
+        else "not one `error:` line with exit 2 and nothing written: " + "; ".join(bad)
+    )
     return row
 
 

@@ -160,6 +160,18 @@ def test_unknown_study_and_bad_storage_urls(ran: Path, tmp_path: Path) -> None:
 
 def test_export_needs_exactly_one_selector(ran: Path, tmp_path: Path) -> None:
     url = f"sqlite:///{ran / 'studies.db'}"
+    taken = tmp_path / "taken"
+    (taken / "adapter_config.json").mkdir(parents=True)  # regression: was a traceback
+    assert_user_error(
+        cli("export", "tiny", "--storage", url, "--out", taken, "--trial", "0"),
+        "cannot write",
+        "it is a directory",
+    )
+    regular = tmp_path / "a-file"
+    regular.write_text("x")
+    assert_user_error(
+        cli("front", "tiny", "--storage", url, "--plot", regular / "f.png"), "exists and is not a directory"
+    )
     assert_user_error(cli("export", "tiny", "--storage", url, "--out", tmp_path), "exactly one")
     assert_user_error(
         cli(

@@ -243,3 +243,26 @@ def test_postgres_that_stays_down_is_one_error_and_the_next_run_recovers(
     states = [(r.number, r.state, r.interrupted) for r in done.records]
     assert states == [(0, "FAIL", True), (1, "COMPLETE", False), (2, "COMPLETE", False)]
     assert done.records[1].params == done.records[0].params  # the lost trial's point re-ran
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed(storage_url: str) -> None:
+    """Regression (bench/reliability.py): a driver creating a new database while a reader
+    (``autopeft show``, the service) opened it too failed with ``UNIQUE constraint failed:
+    alembic_version.version_num``: both created the schema, one lost the race."""
+    n = 4
+    barrier, errors = threading.Barrier(n), []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            Store(storage_url)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert Store(storage_url).study_names() == []

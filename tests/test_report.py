@@ -251,6 +251,19 @@ def test_plot_front_errors(tmp_path: Path) -> None:
         plot_front([TrialRecord(number=0, state="FAIL")], OBJECTIVES, tmp_path / "x.png")
 
 
+def test_a_plot_path_that_cannot_be_written_is_a_user_error(tmp_path: Path) -> None:
+    """Regression (bench/reliability.py): a path under a regular file gave a traceback."""
+    regular = tmp_path / "a-file"
+    regular.write_text("x")
+    with pytest.raises(UserInputError, match=r"plot .*a-file.* exists and is not a directory"):
+        plot_front(_study(), OBJECTIVES, regular / "front.png")
+    (tmp_path / "dir.png").mkdir()  # savefig itself fails: no partial file is left
+    with pytest.raises(UserInputError, match="cannot write plot"):
+        plot_history(_study(), OBJECTIVES, tmp_path / "dir.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "dir.png"]
+    assert regular.read_text() == "x" and not any((tmp_path / "dir.png").iterdir())
+
+
 def test_plot_history_writes_png(tmp_path: Path) -> None:
     _is_png(plot_history(_study(), OBJECTIVES, tmp_path / "history.png"))
     hypervolume = [0.1, 0.2, 0.5, 0.55, 0.55, 0.6]  # one per complete trial

@@ -59,11 +59,20 @@ class Store:
         _check_sqlite_path(url, create)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            self.optuna = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-            self.engine = create_engine(url, **engine_kwargs(url))
-            Base.metadata.create_all(self.engine)
-            with self.session() as s:
-                self._migrate(s)
+            for attempt in range(5):
+                try:
+                    self.optuna = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
+                    self.engine = create_engine(url, **engine_kwargs(url))
+                    Base.metadata.create_all(self.engine)
+                    with self.session() as s:
+                        self._migrate(s)
+                    break
+                except Exception as exc:
+                    # another process created the same new schema at the same moment: the
+                    # next pass finds it made
+                    if attempt == 4 or not _schema_race(exc):
+                        raise
+                    time.sleep(0.1 * (attempt + 1))
         except StorageError:
             raise
         except ImportError as exc:
@@ -463,6 +472,24 @@ def _owner_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
+    return False
+
+
+def _schema_race(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says a table, type or row of a schema being
+    created was just created by someone else."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if type(current).__name__ in (
+            "IntegrityError",
+            "ProgrammingError",
+            "OperationalError",
+        ) and ("already exists" in text or "unique constraint" in text or "duplicate key" in text):
+            return True
+        current = current.__cause__ or current.__context__
     return False
 
 
