@@ -170,7 +170,8 @@ def test_export_needs_exactly_one_selector(ran: Path, tmp_path: Path) -> None:
     regular = tmp_path / "a-file"
     regular.write_text("x")
     assert_user_error(
-        cli("front", "tiny", "--storage", url, "--plot", regular / "f.png"), "exists and is not a directory"
+        cli("front", "tiny", "--storage", url, "--plot", regular / "f.png"),
+        "exists and is not a directory",
     )
     assert_user_error(cli("export", "tiny", "--storage", url, "--out", tmp_path), "exactly one")
     assert_user_error(
