@@ -127,7 +127,9 @@ def _tiny_spec(d: Path, model: Path) -> Path:
 
 def _autopeft(args: list[str], cluster: Cluster):
     """``autopeft <args>`` in this process, as a user on the head's machine: its HOME, no
-    RAY_AUTH_* variables."""
+    RAY_AUTH_* variables. ``result.mode_after`` is ``RAY_AUTH_MODE`` as the command left it
+    (read before the test's own environment, which an earlier local Ray may have set, comes
+    back)."""
     import ray
     from typer.testing import CliRunner
 
@@ -136,7 +138,9 @@ def _autopeft(args: list[str], cluster: Cluster):
     assert not ray.is_initialized(), "a Ray connection leaked from another test"
     cluster.wait_started()
     with _auth_env(cluster.home):
-        return CliRunner().invoke(app, args)
+        result = CliRunner().invoke(app, args)
+        result.mode_after = os.environ.get(ray_auth.MODE_VAR)  # type: ignore[attr-defined]
+        return result
 
 
 @pytest.mark.ray
@@ -150,7 +154,7 @@ def test_the_token_ray_left_on_the_machine_is_used(cluster, tmp_path, tiny_bert_
     spec = _tiny_spec(tmp_path, tiny_bert_dir)
     out = _autopeft(["run", str(spec), "-q", "--address", cluster.address], cluster)
     assert out.exit_code == 0, out.output[-3000:]
-    assert not ray.is_initialized() and "RAY_AUTH_MODE" not in os.environ  # all undone
+    assert not ray.is_initialized() and out.mode_after is None  # all undone
     records = load_view("tiny", f"sqlite:///{tmp_path / 'studies.db'}").records
     assert [r.state for r in records] == ["COMPLETE"]
     assert records[0].metrics["worker"].split(":")[0] == os.uname().nodename
