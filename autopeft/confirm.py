@@ -147,7 +147,6 @@ def _setup(
 ) -> WorkerSetup:
     """The worker setup of the study with the test split as the evaluation data."""
     from autopeft.data import Splits, split_dataset
-    from autopeft.executors.worker import WorkerSetup
     from autopeft.tasks import get_task
 
     data = get_task(spec.task).load_data(spec.dataset, base_dir)
@@ -156,24 +155,13 @@ def _setup(
     fidelity = spec.fidelity.model_copy(
         update={"max_steps": steps, "eval_examples": len(parts.test)}
     )
-    cap = None if ex.memory_cap_mb is None else int(ex.memory_cap_mb * 2**20)
-    return WorkerSetup(
-        model=view.model_path,
-        base_dir=base_dir,
+    from autopeft.prepare import setup_for
+
+    return setup_for(
+        spec, ex, model=view.model_path, base_dir=base_dir,
         splits=Splits(train=parts.train, validation=parts.test, test=parts.test),
         fidelity=fidelity,
-        seed=spec.seed,
-        metric=spec.metric,
-        dataset=spec.dataset,
-        evaluation=spec.evaluation_or_default,
-        task=spec.task,
-        device=ex.device,
-        num_hidden_layers=spec.model.num_hidden_layers,
-        threads=ex.trial_threads,
-        memory_cap_bytes=cap,
-        precision=spec.model.precision,
-        quantization=spec.model.quantization,
-    )
+    )  # fmt: skip
 
 
 def _run(

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import StorageError, StudyError, UnsupportedError
@@ -140,15 +140,32 @@ def check_devices(spec: StudySpec) -> None:
 
 def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:
     """What every worker of ``prepared`` loads, under the executor settings ``spec``."""
+    study = prepared.files.spec
+    return setup_for(
+        study, spec, model=study.model.path, base_dir=prepared.files.base_dir,
+        splits=prepared.splits, fidelity=study.fidelity,
+    )  # fmt: skip
+
+
+def setup_for(
+    study: StudySpec,
+    spec: ExecutorSpec,
+    *,
+    model: str,
+    base_dir: Path,
+    splits: Any,
+    fidelity: Any,
+) -> WorkerSetup:
+    """A worker setup of ``study`` on ``splits`` at ``fidelity`` (the search's own, or
+    ``autopeft confirm``'s: the test split evaluated, its own step count)."""
     from autopeft.executors.worker import WorkerSetup
 
-    study = prepared.files.spec
     cap = None if spec.memory_cap_mb is None else int(spec.memory_cap_mb * 2**20)
     return WorkerSetup(
-        model=study.model.path,
-        base_dir=prepared.files.base_dir,
-        splits=prepared.splits,
-        fidelity=study.fidelity,
+        model=model,
+        base_dir=base_dir,
+        splits=splits,
+        fidelity=fidelity,
         seed=study.seed,
         metric=study.metric,
         dataset=study.dataset,

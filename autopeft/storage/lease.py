@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import socket
 import threading
 import time
 import uuid
@@ -312,16 +311,10 @@ def request_stop(store: Store, study: str, stale_after: float) -> LeaseInfo | No
 
 def _process_gone(owner: str) -> bool:
     """Whether ``owner`` (``host:pid``) is a process of this host that no longer exists."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    from autopeft.storage.store import local_pid, pid_gone
+
+    pid = local_pid(owner)
+    return pid is not None and pid != os.getpid() and pid_gone(pid)
 
 
 def refuse_if_running(url: str, study: str, stale_after: float) -> None:

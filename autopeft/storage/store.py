@@ -461,13 +461,23 @@ def _value(name: str, value: float) -> float:
 
 
 def _owner_dead(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    pid = local_pid(owner)
+    if pid is None:
         return False
-    if int(pid) == os.getpid():
-        return True  # our own earlier run in this process cannot still be running it
+    # our own earlier run in this process cannot still be running it
+    return pid == os.getpid() or pid_gone(pid)
+
+
+def local_pid(owner: str) -> int | None:
+    """The pid of ``owner`` (``host:pid``) if it names a process of this host, else None."""
+    host, _, pid = owner.rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def pid_gone(pid: int) -> bool:
+    """Whether no process ``pid`` exists (one we may not signal exists)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
