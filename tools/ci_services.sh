@@ -5,14 +5,19 @@
 # Idempotent; needs root (CI runs as root). Local runs without it skip the PostgreSQL tests.
 set -euo pipefail
 log() { echo "ci_services: $*" >&2; }
+# apt-get install, refreshing the package lists once if they are missing or stale
+apt_install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; }
+}
 
 if ! command -v pg_ctlcluster >/dev/null; then
     log "installing postgresql"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >&2
+    apt_install postgresql
 fi
 if ! command -v chromium >/dev/null; then
     log "installing chromium"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >&2
+    apt_install chromium
 fi
 version=$(pg_lsclusters -h | awk 'NR==1 {print $1}')
 cluster=$(pg_lsclusters -h | awk 'NR==1 {print $2}')
