@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from autopeft.core.objectives import Pick
 from autopeft.core.states import TrialState
 from autopeft.exceptions import UserInputError
 
@@ -50,12 +51,6 @@ class Format(StrEnum):
 class ExecutorName(StrEnum):
     inprocess = "inprocess"
     ray = "ray"
-
-
-class Pick(StrEnum):
-    max_accuracy = "max-accuracy"
-    min_params = "min-params"
-    knee = "knee"
 
 
 def _friendly(fn: F) -> F:

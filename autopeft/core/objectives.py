@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 Direction = Literal["maximize", "minimize"]
 DIRECTIONS: tuple[Direction, ...] = ("maximize", "minimize")
 
 PARAMS_OBJECTIVE = "trainable_params"
+
+
+class Pick(StrEnum):
+    """The rules that choose one trial from a front (``export --pick``, the API's ``?pick=``;
+    :func:`autopeft.report.pick_trial` applies them)."""
+
+    max_accuracy = "max-accuracy"
+    min_params = "min-params"
+    knee = "knee"
+
+
 """The objective counted exactly from the configuration (an integer), not measured."""
 
 

@@ -184,6 +184,12 @@ def layout_on_meta(config: Any, num_labels: int | None = 2) -> ModelLayout:
     """The layout of a model built from ``config`` on the meta device (no weights are read or
     allocated): a sequence classifier with ``num_labels`` labels, or with ``num_labels=None``
     a causal language model."""
+    return ModelLayout.from_model(model_on_meta(config, num_labels))
+
+
+def model_on_meta(config: Any, num_labels: int | None = 2) -> torch.nn.Module:
+    """The model ``config`` describes, built on the meta device (``config`` is not changed):
+    a sequence classifier with ``num_labels`` labels, or with ``num_labels=None`` a causal LM."""
     import copy
 
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -191,8 +197,6 @@ def layout_on_meta(config: Any, num_labels: int | None = 2) -> ModelLayout:
     config = copy.deepcopy(config)
     with torch.device("meta"):
         if num_labels is None:
-            model = AutoModelForCausalLM.from_config(config)
-        else:
-            config.num_labels = num_labels
-            model = AutoModelForSequenceClassification.from_config(config)
-    return ModelLayout.from_model(model)
+            return AutoModelForCausalLM.from_config(config)
+        config.num_labels = num_labels
+        return AutoModelForSequenceClassification.from_config(config)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autopeft.core.objectives import PARAMS_OBJECTIVE, Objective
+from autopeft.core.objectives import PARAMS_OBJECTIVE, Objective, Pick
 from autopeft.core.pareto import pareto_indices
 from autopeft.core.states import TrialState
 from autopeft.exceptions import StudyError, UserInputError
@@ -23,7 +23,7 @@ __all__ = [
     "primary_objective",
 ]
 
-PICKS = ("max-accuracy", "min-params", "knee")
+PICKS = tuple(p.value for p in Pick)
 """The names :func:`pick_trial` accepts."""
 
 _KNEE_TIE_TOLERANCE = 1e-12

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from autopeft.core.objectives import Pick
 from autopeft.results import StudyView, view_of
 from autopeft.service import summary
 from autopeft.service.auth import Read, Write
@@ -23,12 +24,6 @@ from autopeft.storage.lease import LeaseInfo, live_lease, request_stop
 router = APIRouter()
 
 StudyName = Annotated[str, Path(min_length=1, max_length=512, description="Study name.")]
-
-
-class Pick(StrEnum):
-    max_accuracy = "max-accuracy"
-    min_params = "min-params"
-    knee = "knee"
 
 
 class FrontFormat(StrEnum):

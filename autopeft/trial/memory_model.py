@@ -23,14 +23,13 @@ pure structural estimate.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from autopeft.models.layout import ModelLayout
+from autopeft.models.layout import ModelLayout, model_on_meta
 
 __all__ = [
     "MIN_FIT_TRIALS",
@@ -164,16 +163,7 @@ def count_base_bytes(
     0 unless attention is eager) of the model ``config`` describes,
     built on the meta device: a classifier with ``num_labels`` labels, or with None a causal LM.
     Quantized bases are not modelled (their bytes come out as the precision's)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    config = copy.deepcopy(config)
-    with torch.device("meta"):
-        if num_labels is None:
-            model = AutoModelForCausalLM.from_config(config)
-        else:
-            config.num_labels = num_labels
-            model = AutoModelForSequenceClassification.from_config(config)
+    model = model_on_meta(config, num_labels)
     width = _BYTES.get(precision, 4)
     params = sum(p.numel() for p in model.parameters()) * width
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
