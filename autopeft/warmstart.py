@@ -19,9 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from autopeft.core.pareto import pareto_indices
+from autopeft.core.pareto import nondominated_ranks
 from autopeft.core.states import TrialState
 from autopeft.exceptions import StudyError
 from autopeft.samplers import Observation, Sampler
@@ -157,38 +155,14 @@ def _few(names: set[str], limit: int = 6) -> str:
 def ranked_points(
     records: Sequence[TrialRecord], objectives: Sequence[Any]
 ) -> list[tuple[tuple[int, float], TrialRecord]]:
-    """Each record with its (non-dominated sorting rank, crowding distance), best first.
-
-    Rank 0 is the Pareto front. Objectives are normalised to [0, 1] within ``records``, so the
-    crowding distance (NSGA-II's; infinite at a front's extremes) compares across studies.
-    """
-    directions = [o.direction for o in objectives]
-    table = np.array([[float(r.values[o.name]) for o in objectives] for r in records])
-    low, high = table.min(axis=0), table.max(axis=0)
-    scaled = (table - low) / np.where(high > low, high - low, 1.0)
-    remaining, out = list(range(len(records))), []
-    rank = 0
-    while remaining:
-        front = [remaining[i] for i in pareto_indices(table[remaining].tolist(), directions)]
-        front = front or remaining  # rows equal in every objective: one front
-        crowding = _crowding(scaled[front])
-        out += [((rank, crowding[k]), records[i]) for k, i in enumerate(front)]
-        taken = set(front)
-        remaining = [i for i in remaining if i not in taken]
-        rank += 1
+    """Each record with its (non-dominated sorting rank, crowding distance), best first
+    (:func:`~autopeft.core.pareto.nondominated_ranks`: rank 0 is the Pareto front; the
+    crowding distance is taken on objectives normalised within ``records``, so it compares
+    across studies)."""
+    table = [[float(r.values[o.name]) for o in objectives] for r in records]
+    ranks = nondominated_ranks(table, [o.direction for o in objectives])
+    out = list(zip(ranks, records, strict=True))
     return sorted(out, key=lambda item: (item[0][0], -item[0][1], item[1].number))
-
-
-def _crowding(values: np.ndarray) -> list[float]:
-    """NSGA-II crowding distance of the rows of ``values`` (``n x m``, normalised)."""
-    n = len(values)
-    distance = np.zeros(n)
-    for column in values.T:
-        order = np.argsort(column, kind="stable")
-        distance[order[0]] = distance[order[-1]] = math.inf
-        for k in range(1, n - 1):
-            distance[order[k]] += column[order[k + 1]] - column[order[k - 1]]
-    return [float(d) for d in distance]
 
 
 def map_point(params: dict[str, Any], bound: BoundSpace) -> Point:

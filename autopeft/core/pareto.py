@@ -1,7 +1,9 @@
-"""Pareto filtering of a table of objective values (BoTorch's ``is_non_dominated``)."""
+"""Pareto filtering and non-dominated sorting of a table of objective values (BoTorch's
+``is_non_dominated``; NSGA-II's crowding distance)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +45,51 @@ def pareto_indices(values: Sequence[Sequence[float]], directions: Sequence[str])
     mask = is_non_dominated(torch.from_numpy(table[finite]), maximize=True, deduplicate=True)
     keep = [int(i) for i in finite[mask.numpy()]]
     return sorted(keep, key=lambda i: (*(-table[i]), i))
+
+
+def nondominated_ranks(
+    values: Sequence[Sequence[float]], directions: Sequence[str]
+) -> list[tuple[int, float]]:
+    """Each row's (non-dominated sorting rank, crowding distance); rank 0 is the Pareto front.
+
+    Columns are normalised to ``[0, 1]`` over the table before the crowding distance (NSGA-II's,
+    infinite at a front's extremes) is taken, so it does not depend on units. Sorting rows by
+    ``(rank, -crowding)`` orders them best first, the same under any monotone rescaling of an
+    objective up to the crowding tie-break. Rows holding a NaN take the last rank.
+    """
+    if len(values) == 0:
+        return []
+    signs = _signs(directions)
+    table = _as_matrix(values, len(signs))
+    finite = ~np.isnan(table).any(axis=1)
+    low = np.where(finite.any(), np.nanmin(table[finite], axis=0, initial=np.inf), 0.0)
+    high = np.where(finite.any(), np.nanmax(table[finite], axis=0, initial=-np.inf), 1.0)
+    scaled = (table - low) / np.where(high > low, high - low, 1.0)
+    out: list[tuple[int, float]] = [(0, 0.0)] * len(table)
+    remaining, rank = [int(i) for i in np.flatnonzero(finite)], 0
+    while remaining:
+        front = [remaining[i] for i in pareto_indices(table[remaining].tolist(), directions)]
+        front = front or remaining  # rows equal in every objective: one front
+        for i, distance in zip(front, _crowding(scaled[front]), strict=True):
+            out[i] = (rank, distance)
+        taken = set(front)
+        remaining = [i for i in remaining if i not in taken]
+        rank += 1
+    for i in np.flatnonzero(~finite):
+        out[int(i)] = (rank, 0.0)
+    return out
+
+
+def _crowding(values: np.ndarray) -> list[float]:
+    """NSGA-II crowding distance of the rows of ``values`` (``n x m``, normalised)."""
+    n = len(values)
+    distance = np.zeros(n)
+    for column in values.T:
+        order = np.argsort(column, kind="stable")
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for k in range(1, n - 1):
+            distance[order[k]] += column[order[k + 1]] - column[order[k - 1]]
+    return [float(d) for d in distance]
 
 
 def _signs(directions: Sequence[str]) -> np.ndarray:

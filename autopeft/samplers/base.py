@@ -27,12 +27,16 @@ class Observation:
         state: ``COMPLETE``, ``FAIL`` or ``RUNNING`` (a :class:`TrialState`).
         values: Objective name -> value for complete trials, else empty.
         infeasible: A failure caused by the configuration (to be avoided, not retried).
+        fidelity: The share of the top rung's training the trial had (multi-fidelity
+            studies; 1 otherwise). Samplers whose :attr:`Sampler.multi_fidelity` is False
+            only ever see observations at one fidelity.
     """
 
     point: Point
     state: TrialState
     values: dict[str, float]
     infeasible: bool = False
+    fidelity: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
@@ -51,6 +55,11 @@ class Sampler(ABC):
         objectives: The study's objectives, in order.
         seed: Seeds every random choice; the same seed and history give the same proposals.
     """
+
+    #: Whether the sampler models the fidelity of observations (see
+    #: :attr:`Observation.fidelity`). In a multi-fidelity study a sampler without it sees the
+    #: lowest rung only, where every configuration has a result (promotions are not new points).
+    multi_fidelity: bool = False
 
     def __init__(
         self, bound: BoundSpace, objectives: Sequence[Objective], seed: int, **options: Any

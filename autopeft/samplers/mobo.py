@@ -17,6 +17,9 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   avoid them; over-budget candidates are never returned.
 * **Batches with pending trials.** Running trials are ``X_pending`` (fantasised), and ``n``
   points are chosen jointly (sequential greedy), so parallel workers get distinct points.
+* **Multi-fidelity.** In a study with rungs of training length, every rung's results train
+  the GPs, with the fidelity as one more input (:mod:`autopeft.samplers.surrogate`); the
+  acquisition reads candidates, the baseline and pending trials at the top fidelity.
 * **Cheap proposals.** All measured objectives share one batched GP; fits warm-start with a
   small iteration cap from a checkpoint fit on a prefix of the history (a function of the
   history, so a resumed study proposes what an uninterrupted one would: see
@@ -79,6 +82,8 @@ class MoboSampler(Sampler):
             observations, and checkpoint fits, run up to 100).
     """
 
+    multi_fidelity = True
+
     def __init__(
         self,
         bound: BoundSpace,
@@ -140,6 +145,10 @@ class MoboSampler(Sampler):
         from botorch.sampling.normal import SobolQMCNormalSampler
 
         X = self.encoder.encode([h.point for h in complete])
+        baseline_X = X
+        if any(h.fidelity < 1 for h in complete):  # a multi-fidelity study: fidelity as input
+            fidelity = torch.tensor([[h.fidelity] for h in complete], dtype=torch.double)
+            X, baseline_X = torch.cat([X, fidelity], dim=-1), torch.unique(X, dim=0)
         measured = [o for o in self.objectives if o.name != KNOWN]
         frame = Frame.from_observations(self.objectives, complete)
         # one batched GP for every measured objective; a checkpoint on the first c trials scales
@@ -174,7 +183,12 @@ class MoboSampler(Sampler):
         with torch.random.fork_rng():  # pruning draws samples: keep it seeded
             torch.manual_seed(self._seed(history))
             baseline = prune_inferior_points_multi_objective(
-                model, X, ref_point, objective, constraints or None, num_samples=PRUNE_SAMPLES
+                model,
+                baseline_X,
+                ref_point,
+                objective,
+                constraints or None,
+                num_samples=PRUNE_SAMPLES,
             )
         acqf = qLogNoisyExpectedHypervolumeImprovement(
             model=model,
