@@ -75,8 +75,8 @@ def nondominated_ranks(
         taken = set(front)
         remaining = [i for i in remaining if i not in taken]
         rank += 1
-    for i in np.flatnonzero(~finite):
-        out[int(i)] = (rank, 0.0)
+    for j in np.flatnonzero(~finite):
+        out[int(j)] = (rank, 0.0)
     return out
 
 
