@@ -229,6 +229,13 @@ def show(
     console.print(
         "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
     )
+    if v.rung_steps():
+        factor = spec["fidelity"].get("reduction_factor", 3.0)
+        console.print(
+            f"multi-fidelity: rungs {' / '.join(map(str, v.rung_steps()))} steps, reduction "
+            f"factor {factor:g}; finished per rung {' / '.join(map(str, v.rung_counts()))}; "
+            f"{v.training_steps():,} training steps in all (fronts use the top rung)"
+        )
     done = v.complete()
     if done:
         for metric, best in v.best_values().items():

@@ -161,10 +161,16 @@ class StudyRunner:
     """The driver loop; the only writer to the database.
 
     It keeps ``executor.capacity`` trials running. Free slots are filled first with re-runs of
-    interrupted trials (a stopped driver, a dead worker), then with one batch of proposals from
+    interrupted trials (a stopped driver, a dead worker), then, in a multi-fidelity study, with
+    promotions (:mod:`autopeft.samplers.promotion`), then with one batch of proposals from
     the sampler, which sees every RUNNING trial as pending. Results are recorded as they come
     back; running trials get a heartbeat every ``HEARTBEAT_SECONDS``. What the loop needs to
     know about the study it reads from :attr:`mirror`, loaded when :meth:`run` starts.
+
+    A multi-fidelity study's budget counts configurations: it runs until ``target`` of them
+    have finished the lowest rung and no trial is running or can be promoted. Each decision is
+    a function of the stored trials, so a restarted driver resumes the promotions exactly: a
+    promotion left running is re-run at its rung, none is started twice.
     """
 
     def __init__(
@@ -192,15 +198,17 @@ class StudyRunner:
         self.memory = _memory_model(prepared)
         self._predicted: dict[int, float] = {}  # trial number -> predicted peak MiB
         self._skips = 0  # proposals in a row predicted over the memory cap
+        self.rungs = spec.fidelity.rung_steps
+        self.multi_fidelity = len(self.rungs) > 1
 
     def run(self, target: int) -> StudyOutcome:
         name = self.p.name
         for number in self.store.recover_stale(name, STALE_AFTER_SECONDS):
             self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
         budget = self.p.bound.space.max_trainable_params
-        self.mirror = TrialMirror(self.store, name, self.p.objectives, budget)
+        self.mirror = TrialMirror(self.store, name, self.p.objectives, budget, self.rungs)
         self._refit_memory()
-        if self._finished() >= target:  # nothing to run: start no workers
+        if not self._more_work([], target):  # nothing to run: start no workers
             if self._executor is not None:
                 self._executor.close()
             return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
@@ -211,7 +219,7 @@ class StudyRunner:
         self.reporter.study_started(name, self._clock[1], target)
         self._report_status(target, executor)
         try:
-            while self._finished() < target:
+            while self._more_work(executor.running(), target):
                 free = executor.capacity - len(executor.running())
                 wanted = min(free, self._wanted(executor, target))
                 # a stop asked through the database (lease.request_stop): start nothing new
@@ -221,7 +229,7 @@ class StudyRunner:
                         self.reporter.message("stop requested: no trial running, stopping")
                         break
                     wanted = 0
-                for request in self._start_batch(wanted):
+                for request in self._start_batch(wanted, target):
                     executor.submit(request)
                 for result in executor.poll(timeout=1.0):
                     self._record(result, target)
@@ -250,14 +258,35 @@ class StudyRunner:
     def _finished(self) -> int:
         return self.mirror.finished
 
+    def _more_work(self, running: list[int], target: int) -> bool:
+        """Whether the study goes on: fewer than ``target`` finished trials (configurations,
+        in a multi-fidelity study, which also goes on while a trial runs or can be promoted)."""
+        if self._finished() < target:
+            return True
+        return self.multi_fidelity and bool(running or self._promotions(target))
+
+    def _promotions(self, target: int) -> list[int]:
+        draining = self.mirror.configurations_started() >= target
+        return self.mirror.promotions(draining, self.p.files.spec.fidelity.reduction_factor)
+
     def _wanted(self, executor: Executor, target: int) -> int:
+        if self.multi_fidelity:  # promotions as well as new configurations fill free slots
+            return executor.capacity
         return max(0, target - self._finished() - len(executor.running()))
 
-    def _start_batch(self, n: int) -> list[TrialRequest]:
-        """Up to ``n`` new trials: pending re-runs first, then one batch of proposals."""
+    def _start_batch(self, n: int, target: int | None = None) -> list[TrialRequest]:
+        """Up to ``n`` new trials: pending re-runs first, then promotions (multi-fidelity),
+        then one batch of proposals (in a multi-fidelity study, up to ``target``
+        configurations)."""
         requests: list[TrialRequest] = []
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
+        if self.multi_fidelity and target is not None:
+            for number in self._promotions(target)[: n - len(requests)]:
+                requests.append(self._promote(number))
+            n = len(requests) + min(
+                n - len(requests), max(0, target - self.mirror.configurations_started())
+            )
         while len(requests) < n:
             points = self._propose(n - len(requests))
             if not points:
@@ -283,7 +312,9 @@ class StudyRunner:
         """Record a proposal predicted over the memory cap as a failed, infeasible trial that
         never ran (the sampler learns it like an out-of-memory; the budget is not charged)."""
         cap = self.executor_spec.memory_cap_mb
-        number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
+        number = self.store.start_trial(
+            self.p.name, point, self.distributions, compiled, **self._rung_fields(0, None)
+        )
         reason = (
             f"skipped: predicted peak memory {predicted_mb:.1f} MiB > memory_cap_mb {cap:g}; "
             "not launched"
@@ -301,20 +332,42 @@ class StudyRunner:
             )
 
     def _refit_memory(self) -> None:
-        done = [r for r in self.mirror.records() if r.state == "COMPLETE" and r.metrics]
+        done = [r for r in self.mirror.records() if r.state in ("COMPLETE", "PRUNED") and r.metrics]
         self.memory.fit(
             (int(r.metrics["trainable_params"]), r.placement, r.metrics["peak_memory_bytes"])
             for r in done
             if "peak_memory_bytes" in r.metrics and "trainable_params" in r.metrics
         )
 
+    def _rung_fields(self, rung: int | None, promoted_from: int | None) -> dict[str, Any]:
+        """What :meth:`Store.start_trial` stores of a trial's rung (nothing without rungs)."""
+        if not self.multi_fidelity:
+            return {}
+        rung = rung or 0
+        return {"rung": rung, "promoted_from": promoted_from, "steps": self.rungs[rung]}
+
+    def _promote(self, number: int) -> TrialRequest:
+        """Train trial ``number``'s configuration again, from scratch, at the next rung."""
+        source = self.mirror.record(number)
+        rung = (source.rung or 0) + 1
+        return self._start(dict(source.params), rung=rung, promoted_from=number)
+
     def _start(
-        self, point: Point, retry_of: int | None = None, compiled: CompiledConfig | None = None
+        self,
+        point: Point,
+        retry_of: int | None = None,
+        compiled: CompiledConfig | None = None,
+        rung: int | None = None,
+        promoted_from: int | None = None,
     ) -> TrialRequest:
         from autopeft.trial.runner import TrialRequest
 
+        if retry_of is not None:  # a re-run keeps the interrupted trial's rung and source
+            interrupted = self.mirror.record(retry_of)
+            rung, promoted_from = interrupted.rung, interrupted.promoted_from
+        fields = self._rung_fields(rung, promoted_from)
         compiled = compiled or self.p.bound.compile(point, self.p.task_type)
-        number = self.store.start_trial(self.p.name, point, self.distributions, compiled)
+        number = self.store.start_trial(self.p.name, point, self.distributions, compiled, **fields)
         self._predicted[number] = self._predict_mb(compiled)
         self.mirror.refresh(number)
         if retry_of is not None:
@@ -325,12 +378,16 @@ class StudyRunner:
         )
         if retry_of is not None:
             summary += f" (re-run of trial {retry_of})"
-        self.reporter.trial_started(number, summary, self.p.files.spec.fidelity.max_steps)
+        steps = fields.get("steps")
+        if steps is not None:
+            source = f", promoted from trial {promoted_from}" if promoted_from is not None else ""
+            summary = f"rung {fields['rung']} ({steps} steps{source}) {summary}"
+        self.reporter.trial_started(number, summary, steps or self.p.files.spec.fidelity.max_steps)
         self._beats[number] = time.monotonic()
-        return TrialRequest(number, compiled, self.p.files.spec.seed)
+        return TrialRequest(number, compiled, self.p.files.spec.seed, steps)
 
     def _propose(self, n: int) -> list[Point]:
-        return self.sampler.propose(self.mirror.history(), n)
+        return self.sampler.propose(self.mirror.history(self.sampler.multi_fidelity), n)
 
     def _on_step(self, number: int, step: int, total: int) -> None:
         self.reporter.step(number, step, total)
@@ -357,12 +414,16 @@ class StudyRunner:
             )
         if result.ok:
             values = [float(result.metrics[o.name]) for o in self.p.objectives]
-            self.store.complete_trial(name, result.number, values, result.metrics)
+            rung = self.mirror.record(result.number).rung
+            partial = rung is not None and rung < len(self.rungs) - 1
+            self.store.complete_trial(name, result.number, values, result.metrics, partial=partial)
             self.mirror.refresh(result.number)
-            self._store_hypervolume()
+            if not partial:
+                self._store_hypervolume()
             self._refit_memory()
             m = result.metrics
-            line = (
+            line = "" if rung is None else f"rung {rung} | "
+            line += (
                 f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
                 f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB "
                 f"(predicted {m.get('predicted_peak_memory_mb', float('nan')):.1f}) | "

@@ -17,14 +17,18 @@ from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
 from autopeft.progress import StudyStatus, study_status
 from autopeft.samplers import Observation
+from autopeft.samplers.promotion import RungEntry, promotions
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
     import torch
 
-#: The states a sampler's history holds (interrupted trials excepted).
-_SEEN_BY_SAMPLERS = (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)
+#: The states a sampler's history holds (interrupted trials excepted); a PRUNED trial (a
+#: multi-fidelity trial finished below the top rung) is shown to samplers as COMPLETE.
+_SEEN_BY_SAMPLERS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+#: Finished states.
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class TrialMirror:
@@ -35,10 +39,23 @@ class TrialMirror:
     driver is the only writer. It keeps at hand what the loop asks for on every poll: the
     finished count, the sampler's history, whether interrupted trials wait for a re-run, the
     hypervolume curve (extended trial by trial once its frame is fixed) and the status line.
+
+    In a multi-fidelity study (``rungs``: training steps per rung, two or more) ``finished``
+    counts configurations (trials finished at the lowest rung; promotions are not new trials of
+    the budget), :meth:`history` gives each trial's fidelity, and :meth:`promotions` applies
+    the promotion rule (:mod:`autopeft.samplers.promotion`) to the records.
     """
 
-    def __init__(self, store: Store, name: str, objectives: list[Objective], budget: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        objectives: list[Objective],
+        budget: int,
+        rungs: tuple[int, ...] = (),
+    ) -> None:
         self.store, self.name, self.objectives, self.budget = store, name, objectives, budget
+        self.rungs = rungs
         self.finished, self.failed = 0, 0
         self._best: dict[str, float] = {}  # best value of each objective over complete trials
         self._records: dict[int, TrialRecord] = {}
@@ -55,9 +72,46 @@ class TrialMirror:
         """Every trial, by number (what :meth:`Store.records` returns)."""
         return list(self._records.values())
 
-    def history(self) -> list[Observation]:
-        """What the sampler sees: complete, failed and running trials, not interrupted ones."""
-        return list(self._history.values())
+    def history(self, fidelity: bool = True) -> list[Observation]:
+        """What the sampler sees: complete, failed and running trials, not interrupted ones.
+
+        In a multi-fidelity study, every rung's trials with their fidelity; with ``fidelity``
+        False (a sampler that does not model it) the lowest rung's only, each configuration
+        once.
+        """
+        if fidelity or len(self.rungs) < 2:
+            return list(self._history.values())
+        return [h for n, h in self._history.items() if not self._records[n].rung]
+
+    def configurations_started(self) -> int:
+        """Configurations finished or running at the lowest rung (multi-fidelity studies);
+        what the trial budget counts."""
+        return self.finished + sum(1 for n in self._running if not self._records[n].rung)
+
+    def promotions(self, draining: bool, reduction_factor: float) -> list[int]:
+        """Trials to promote now, highest rung first (:func:`~autopeft.samplers.promotion.
+        promotions` of the stored trials); ``draining``: no new configuration will start."""
+        if len(self.rungs) < 2:
+            return []
+        promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
+        entries = [
+            RungEntry(
+                r.number,
+                r.rung or 0,
+                r.state in _FINISHED,
+                dict(r.values) if r.state in (TrialState.COMPLETE, TrialState.PRUNED) else {},
+                r.number in promoted,
+            )
+            for r in self._records.values()
+            if not r.interrupted and not r.metrics.get("skipped") and r.state in _SEEN_BY_SAMPLERS
+        ]
+        return promotions(
+            entries, self.objectives, len(self.rungs), reduction_factor, draining=draining
+        )
+
+    def record(self, number: int) -> TrialRecord:
+        """Trial ``number`` as last read."""
+        return self._records[number]
 
     def refresh(self, number: int) -> None:
         """Re-read trial ``number`` from the store, after the driver wrote it."""
@@ -138,8 +192,12 @@ class TrialMirror:
         self.finished += _counts(record) - (old is not None and _counts(old))
         self.failed += _failed(record) - (old is not None and _failed(old))
         if record.state in _SEEN_BY_SAMPLERS and not record.interrupted:
+            state = TrialState.COMPLETE if record.state == TrialState.PRUNED else record.state
+            fidelity = 1.0
+            if record.rung is not None and len(self.rungs) > 1:
+                fidelity = self.rungs[min(record.rung, len(self.rungs) - 1)] / self.rungs[-1]
             self._history[n] = Observation(
-                record.params, record.state, record.values, record.infeasible
+                record.params, state, record.values, record.infeasible, fidelity
             )
         else:
             self._history.pop(n, None)
@@ -228,14 +286,14 @@ def _fold(front: torch.Tensor, hv: float, point: torch.Tensor) -> tuple[torch.Te
 
 
 def _counts(record: TrialRecord) -> bool:
-    """Finished trials count against the budget; interrupted ones and those skipped before
-    launch (predicted over the memory cap) do not."""
-    finished = record.state in (TrialState.COMPLETE, TrialState.FAIL)
+    """Finished trials count against the budget; interrupted ones, those skipped before
+    launch (predicted over the memory cap) and promotions (multi-fidelity) do not."""
+    finished = record.state in _FINISHED and not record.rung
     return finished and not record.interrupted and not record.metrics.get("skipped")
 
 
 def _failed(record: TrialRecord) -> bool:
-    return record.state == TrialState.FAIL and not record.interrupted
+    return record.state == TrialState.FAIL and not record.interrupted and not record.rung
 
 
 def _complete(record: TrialRecord) -> bool:

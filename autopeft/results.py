@@ -47,6 +47,23 @@ class StudyView:
             if "predicted_peak_memory_mb" in r.metrics and r.metrics.get("peak_memory_mb")
         ]
 
+    def rung_steps(self) -> list[int]:
+        """Training steps per rung of a multi-fidelity study; empty otherwise."""
+        return list(self.spec.get("fidelity", {}).get("rungs") or [])
+
+    def rung_counts(self) -> list[int]:
+        """Trials finished at each rung (interrupted and skipped ones left out)."""
+        counts = [0] * len(self.rung_steps())
+        for r in self.records:
+            ran = not r.interrupted and not r.metrics.get("skipped")
+            if r.rung is not None and r.rung < len(counts) and ran and r.state.is_finished():
+                counts[r.rung] += 1
+        return counts
+
+    def training_steps(self) -> int:
+        """Training steps spent by every finished trial (what a multi-fidelity search saves)."""
+        return sum(int(r.metrics.get("steps", 0)) for r in self.records if r.state.is_finished())
+
     def complete(self) -> list[TrialRecord]:
         return [r for r in self.records if r.state == TrialState.COMPLETE]
 

@@ -6,6 +6,7 @@ spec file's own directory. See the README for every field and its default.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "precision"): "fp32",
     ("model", "quantization"): None,
     ("fidelity", "gradient_checkpointing"): False,
+    ("fidelity", "reduction_factor"): 3.0,
+    ("fidelity", "rungs"): None,
     ("dataset", "prompt_column"): "prompt",
     ("dataset", "completion_column"): "completion",
     ("dataset", "messages_column"): "messages",
@@ -80,7 +83,15 @@ class SplitSpec(StrictModel):
 
 
 class FidelitySpec(StrictModel):
-    """How much training each trial gets."""
+    """How much training each trial gets.
+
+    ``rungs`` makes the search multi-fidelity (:mod:`autopeft.samplers.promotion`): training
+    steps per rung, increasing (``[12, 25, 50, 100]``), or a count of rungs spaced by
+    ``reduction_factor`` below ``max_steps`` (``4`` with ``max_steps: 100`` and factor 3:
+    ``[4, 11, 33, 100]``). Every configuration is trained at the lowest rung first; the best
+    ``1 / reduction_factor`` of each rung are trained again at the next. The top rung is
+    ``max_steps`` (set from the last rung when ``max_steps`` is not given).
+    """
 
     train_examples: int = Field(default=1000, ge=1)
     max_steps: int = Field(default=100, ge=1)
@@ -92,6 +103,56 @@ class FidelitySpec(StrictModel):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     memory_steps: int = Field(default=2, ge=1)
     gradient_checkpointing: bool = False
+    reduction_factor: float = Field(default=3.0, gt=1, le=100)
+    rungs: tuple[int, ...] | None = None
+
+    @field_validator("rungs", mode="before")
+    @classmethod
+    def _rung_count(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        if not 2 <= value <= 10:
+            raise ValueError(f"a number of rungs must be 2 to 10, got {value}")
+        top, factor = info.data.get("max_steps", 100), info.data.get("reduction_factor", 3.0)
+        steps = [max(1, round(top / factor ** (value - 1 - k))) for k in range(value)]
+        if len(set(steps)) < value:
+            raise ValueError(
+                f"{value} rungs spaced by reduction_factor {factor:g} below max_steps {top} "
+                f"repeat a step count ({steps}); use fewer rungs or more max_steps"
+            )
+        return steps
+
+    @field_validator("rungs")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is None:
+            return value
+        if len(value) < 2:
+            raise ValueError(f"rungs needs at least 2 step counts, got {list(value)}")
+        if any(s < 1 for s in value) or any(a >= b for a, b in itertools.pairwise(value)):
+            raise ValueError(
+                f"rungs must be step counts >= 1 in increasing order, got {list(value)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _top_rung(self) -> FidelitySpec:
+        if self.rungs is None:
+            return self
+        if "max_steps" not in self.model_fields_set:
+            object.__setattr__(self, "max_steps", self.rungs[-1])
+        elif self.rungs[-1] != self.max_steps:
+            raise ValueError(
+                f"the last rung ({self.rungs[-1]} steps) must equal max_steps "
+                f"({self.max_steps}): the top rung is the search's full training"
+            )
+        return self
+
+    @property
+    def rung_steps(self) -> tuple[int, ...]:
+        """Training steps per rung; one rung (``max_steps``) when the search is not
+        multi-fidelity."""
+        return self.rungs or (self.max_steps,)
 
 
 class EvaluationSpec(StrictModel):

@@ -67,6 +67,7 @@ class WarmStartSampler(Sampler):
     def __init__(self, inner: Sampler, points: Sequence[Point]) -> None:
         super().__init__(inner.bound, inner.objectives, inner.seed)
         self.inner = inner
+        self.multi_fidelity = inner.multi_fidelity
         self.points = [dict(p) for p in points]
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,9 +200,13 @@ def write_study(
     return path
 
 
-def kill_driver_mid_trial(args: list[str], db: Path, timeout: float) -> tuple[dict, list]:
+def kill_driver_mid_trial(
+    args: list[str], db: Path, timeout: float, ready: Callable[[Path], bool] | None = None
+) -> tuple[dict, list]:
     """Run ``autopeft <args>`` in a subprocess, SIGKILL it once a trial has finished and another
-    is running, and return the finished trials' values by number and the RUNNING records."""
+    is running (or once ``ready(db)``), and return the finished trials' values by number
+    (complete ones, and multi-fidelity trials finished below the top rung) and the RUNNING
+    records."""
     import os
     import signal
     import subprocess
@@ -218,13 +223,14 @@ def kill_driver_mid_trial(args: list[str], db: Path, timeout: float) -> tuple[di
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + timeout
-    while not _mid_trial(db) and proc.poll() is None and time.monotonic() < deadline:
+    ready = ready or _mid_trial
+    while not ready(db) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
     killed = load_view("tiny", f"sqlite:///{db}").records
-    before = {r.number: r.values for r in killed if r.state == "COMPLETE"}
+    before = {r.number: r.values for r in killed if r.state in ("COMPLETE", "PRUNED")}
     running = [r for r in killed if r.state == "RUNNING"]
     assert before and running, "the driver was not killed in the middle of a trial"
     return before, running

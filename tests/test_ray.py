@@ -94,6 +94,22 @@ def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
     ]
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_multi_fidelity_study_on_two_ray_workers(ray_address, tmp_path, tiny_bert_dir) -> None:
+    """Promotions run on Ray workers beside new configurations; every rung's rule holds."""
+    from tests.test_fidelity import assert_successive_halving
+
+    spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=6)
+    text = spec.read_text().replace("max_steps: 4,", "rungs: [3, 6, 12], reduction_factor: 2,")
+    spec.write_text(text + "objectives: [accuracy, trainable_params]\n")
+    done = run_study(spec)
+    assert_successive_halving(done.records, 6, [3, 6, 12])
+    workers = {r.metrics["worker"] for r in done.records if r.rung and r.state != "FAIL"}
+    assert workers and all(":" in w for w in workers)  # promotions ran on Ray workers
+    assert len({r.metrics["worker"] for r in done.records if "worker" in r.metrics}) == 2
+
+
 class _AlwaysLost(InProcessExecutor):
     """Reports the first two results as lost with their worker (as a dead Ray actor would)."""
 

@@ -126,7 +126,7 @@ class TrialWorker:
         from autopeft.trial.runner import run_trial
 
         self._pin_threads()  # intra-op threads are per calling thread in OpenMP builds
-        self._progress = (request.number, 0, self.context.fidelity.max_steps)
+        self._progress = (request.number, 0, request.total_steps(self.context.fidelity))
         t0 = time.perf_counter()
 
         def on_step(step: int, total: int) -> None:

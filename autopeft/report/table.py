@@ -70,10 +70,16 @@ def render_table(
     for objective in objectives:
         arrow = "↑" if objective.direction == "maximize" else "↓"
         table.add_column(f"{objective.name} {arrow}", justify="right")
+    rungs = any(r.rung is not None for r in records)  # a multi-fidelity study
+    if rungs:
+        table.add_column("rung (steps)", justify="right")
     table.add_column("method")
     table.add_column("placement", overflow="fold")
     for record in records:
         cells = [format_value(o.name, record.values.get(o.name)) for o in objectives]
+        if rungs:
+            steps = record.metrics.get("steps")
+            cells.append(f"{record.rung} ({steps})" if steps else str(record.rung))
         table.add_row(str(record.number), *cells, record.method or "-", record.placement_summary())
     return table
 
@@ -120,6 +126,8 @@ def _row(record: TrialRecord, objectives: Sequence[Objective]) -> dict[str, Any]
     """The flat dict of one record."""
     row: dict[str, Any] = {"trial": record.number}
     row.update({o.name: record.values.get(o.name) for o in objectives})
+    if record.rung is not None:
+        row.update(rung=record.rung, steps=record.metrics.get("steps"))
     row["method"] = record.method
     row["head_params"] = record.metrics.get("head_params")
     row["placement"] = record.placement_summary()

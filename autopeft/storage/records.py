@@ -15,7 +15,8 @@ class TrialRecord:
     Attributes:
         number: The Optuna trial number within the study (0-based, unique).
         state: The trial's :class:`~autopeft.core.states.TrialState`.
-        values: Objective name -> value, for complete trials (empty otherwise).
+        values: Objective name -> value, for complete trials and partial-rung (PRUNED) ones
+            (empty otherwise).
         params: The searched point (dimension name -> value), as the sampler proposed it.
         method: The PEFT method name (``lora``, ...).
         placement: Layer index -> {module type -> size}; only cells with size > 0.
@@ -27,6 +28,11 @@ class TrialRecord:
         interrupted: The trial's driver died; its point is re-run and it does not count.
         module_sizes: Full module name -> adapter size, as the model names the modules.
         hypervolume: The study's hypervolume once this complete trial was in (None otherwise).
+        rung: A multi-fidelity study's rung (0 = lowest); None in a single-fidelity study.
+            A trial that finished below the top rung is ``PRUNED`` and keeps its ``values``
+            (its rung's results), which fronts and hypervolumes never read.
+        promoted_from: The trial at the rung below whose configuration this one trains
+            further; None for a new configuration.
     """
 
     number: int
@@ -42,6 +48,8 @@ class TrialRecord:
     interrupted: bool = False
     module_sizes: dict[str, int] = field(default_factory=dict)
     hypervolume: float | None = None
+    rung: int | None = None
+    promoted_from: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too

@@ -112,14 +112,16 @@ class Store:
             from sqlalchemy import inspect, text
 
             # 1 -> 2, 3 -> 4, 4 -> 5 and 5 -> 6 only added tables, which create_all has just made;
-            # 2 -> 3 and 6 -> 7 add a column each (works on SQLite and PostgreSQL alike)
-            for table, column in (
-                ("autopeft_trials", "hypervolume"),
-                ("autopeft_leases", "stop_requested_at"),
+            # 2 -> 3, 6 -> 7 and 7 -> 8 add columns (works on SQLite and PostgreSQL alike)
+            for table, column, kind in (
+                ("autopeft_trials", "hypervolume", "FLOAT"),
+                ("autopeft_leases", "stop_requested_at", "FLOAT"),
+                ("autopeft_trials", "rung", "INTEGER"),
+                ("autopeft_trials", "promoted_from", "INTEGER"),
             ):
                 columns = {c["name"] for c in inspect(s.connection()).get_columns(table)}
                 if column not in columns:
-                    s.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} FLOAT"))
+                    s.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
             row.version = SCHEMA_VERSION
 
     # -- studies -----------------------------------------------------------------------------
@@ -175,8 +177,17 @@ class Store:
         point: dict[str, Any],
         distributions: dict[str, Any],
         compiled: CompiledConfig,
+        *,
+        rung: int | None = None,
+        promoted_from: int | None = None,
+        steps: int | None = None,
     ) -> int:
         """Record a RUNNING trial with its point and compiled config; returns its number.
+
+        In a multi-fidelity study a trial also has its ``rung``, its training ``steps`` and the
+        trial it was ``promoted_from`` (None for a new configuration), stored in our row and as
+        Optuna user attributes (written with the trial itself, so they survive a driver that
+        dies between the two writes).
 
         Retried as a whole, it creates one trial: the Optuna trial carries a fresh key
         (user attribute ``autopeft_start``), and a retry first looks for a trial with that key.
@@ -184,15 +195,18 @@ class Store:
         import optuna
 
         key, tries = uuid.uuid4().hex, [0]
+        attrs: dict[str, Any] = {
+            "method": compiled.method,
+            "trainable_params": compiled.trainable_params,
+            START_KEY: key,
+        }
+        if rung is not None:
+            attrs.update(rung=rung, steps=steps, promoted_from=promoted_from)
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
             params=point,
             distributions=distributions,
-            user_attrs={
-                "method": compiled.method,
-                "trainable_params": compiled.trainable_params,
-                START_KEY: key,
-            },
+            user_attrs=attrs,
         )
 
         def start() -> int:
@@ -213,6 +227,8 @@ class Store:
                             compiled_json=json.dumps(compiled.__dict__),
                             owner=OWNER,
                             heartbeat_at=time.time(),
+                            rung=rung,
+                            promoted_from=promoted_from,
                         )
                     )
             return number
@@ -243,9 +259,21 @@ class Store:
 
     @retried("record a trial's result")
     def complete_trial(
-        self, name: str, number: int, values: list[float], metrics: dict[str, Any]
+        self,
+        name: str,
+        number: int,
+        values: list[float],
+        metrics: dict[str, Any],
+        *,
+        partial: bool = False,
     ) -> None:
-        """Move a trial to COMPLETE with its objective values and measurements."""
+        """Move a trial to COMPLETE with its objective values and measurements.
+
+        ``partial``: a multi-fidelity trial below the top rung. It becomes Optuna's PRUNED
+        (stopped at a lower fidelity) without values, so fronts, hypervolumes, exports and
+        Optuna's own tools only ever see top-rung results; its values stay in our row's
+        measurements, where :meth:`records` reads them for the rung logic and the sampler.
+        """
         import optuna
 
         trial_id = self._finish(name, number, metrics, None, False)
@@ -257,7 +285,10 @@ class Store:
             "train_seconds",
         )
         attrs = {key: metrics[key] for key in keys if key in metrics}
-        self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, attrs, values)
+        if partial:
+            self._set_state(trial_id, optuna.trial.TrialState.PRUNED, attrs)
+        else:
+            self._set_state(trial_id, optuna.trial.TrialState.COMPLETE, attrs, values)
 
     @retried("record a failed trial")
     def fail_trial(
@@ -322,13 +353,15 @@ class Store:
         :meth:`start_trial`: its point comes from Optuna's params, so it can be re-run."""
         study_id = self.optuna.get_study_id_from_name(name)
         trial_id = self.optuna.get_trial_id_from_study_id_trial_number(study_id, number)
-        params = self.optuna.get_trial(trial_id).params
+        trial = self.optuna.get_trial(trial_id)
         return TrialRow(
             study_name=name,
             number=number,
             trial_id=trial_id,
-            point_json=json.dumps(params),
+            point_json=json.dumps(trial.params),
             compiled_json="{}",
+            rung=trial.user_attrs.get("rung"),
+            promoted_from=trial.user_attrs.get("promoted_from"),
         )
 
     @retried("recover the trials of a stopped driver")
@@ -437,6 +470,8 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
     values = {}
     if trial.values is not None:
         values = {o.name: _value(o.name, v) for o, v in zip(objectives, trial.values, strict=True)}
+    elif trial.state.name == "PRUNED" and all(o.name in metrics for o in objectives):
+        values = {o.name: _value(o.name, float(metrics[o.name])) for o in objectives}
     placement = {int(k): v for k, v in compiled.get("placement", {}).items()}
     return TrialRecord(
         number=trial.number,
@@ -452,6 +487,8 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
         interrupted=bool(row and row.interrupted),
         module_sizes=compiled.get("module_sizes", {}),
         hypervolume=row.hypervolume if row else None,
+        rung=row.rung if row else trial.user_attrs.get("rung"),
+        promoted_from=row.promoted_from if row else trial.user_attrs.get("promoted_from"),
     )
 
 

@@ -21,7 +21,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 5: autopeft_tokens (API tokens of `autopeft serve`)
 # 6: autopeft_confirmations (`autopeft confirm`)
 # 7: autopeft_leases.stop_requested_at (a stop asked of the driver through the database)
-SCHEMA_VERSION = 7
+# 8: autopeft_trials.rung, autopeft_trials.promoted_from (multi-fidelity studies)
+SCHEMA_VERSION = 8
 
 
 class Base(DeclarativeBase):
@@ -69,6 +70,10 @@ class TrialRow(Base):
     heartbeat_at: Mapped[float] = mapped_column(Float, default=0.0)
     #: The study's hypervolume once this (complete) trial was in (schema 3).
     hypervolume: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: The rung (0 = lowest) of a multi-fidelity study's trial; None otherwise (schema 8).
+    rung: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: The trial at the rung below whose configuration this one trains further (schema 8).
+    promoted_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ProfileRow(Base):

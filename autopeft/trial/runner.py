@@ -27,11 +27,18 @@ StepCallback = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """What a worker needs to run a trial: its number, compiled config and seed."""
+    """What a worker needs to run a trial: its number, compiled config and seed, and in a
+    multi-fidelity study its rung's training ``steps`` (default: the fidelity's
+    ``max_steps``)."""
 
     number: int
     compiled: CompiledConfig
     seed: int
+    steps: int | None = None
+
+    def total_steps(self, fidelity: Any) -> int:
+        """Training steps of this trial under ``fidelity`` (a :class:`FidelitySpec`)."""
+        return self.steps or int(fidelity.max_steps)
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,8 @@ def run_trial(
 def _run(ctx: TrialContext, request: TrialRequest, on_step: StepCallback | None) -> dict[str, Any]:
     compiled = request.compiled
     method = get_method(compiled.method)
-    config = config_from_json(method.runtime_config(compiled.peft_config, ctx.fidelity.max_steps))
+    steps = request.total_steps(ctx.fidelity)
+    config = config_from_json(method.runtime_config(compiled.peft_config, steps))
     t0 = time.perf_counter()
     torch.manual_seed(request.seed)
     with ctx.base.attached(config) as model:
@@ -108,14 +116,15 @@ def _train_and_evaluate(
     head = sum(p.numel() for p in trainable) - compiled.trainable_params
     lr = float(compiled.training.get("learning_rate", fid.learning_rate))
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=fid.weight_decay)
-    warmup = int(fid.warmup_ratio * fid.max_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, warmup, fid.max_steps)
-    )
+    steps = request.total_steps(fid)
+    warmup = int(fid.warmup_ratio * steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, steps))
     t1 = time.perf_counter()
     after_step = functools.partial(method.after_optimizer_step, model)
     try:
-        loss, peak, how = _train(ctx, model, optimizer, schedule, request.seed, on_step, after_step)
+        loss, peak, how = _train(
+            ctx, model, optimizer, schedule, (request.seed, steps), on_step, after_step
+        )
     finally:
         if checkpointing:
             base.gradient_checkpointing_disable()
@@ -132,6 +141,7 @@ def _train_and_evaluate(
         "peak_memory_mb": peak / 2**20,
         "memory_method": how,
         "final_train_loss": loss,
+        "steps": steps,
         "learning_rate": lr,
         "precision": ctx.precision,
         "gradient_checkpointing": checkpointing,
@@ -154,13 +164,14 @@ def _train(
     model: Any,
     optimizer: Any,
     schedule: Any,
-    seed: int,
+    seed_steps: tuple[int, int],
     on_step: StepCallback | None,
     after_step: Callable[[int], None] | None = None,
 ) -> tuple[float, int, str]:
-    """Train ``max_steps`` steps; peak memory is measured over the first ``memory_steps``
-    (shapes are fixed, so later steps repeat the same profile)."""
+    """Train ``steps`` steps (``seed_steps``: the seed and the steps); peak memory is measured
+    over the first ``memory_steps`` (shapes are fixed, so later steps repeat the profile)."""
     fid = ctx.fidelity
+    seed, steps = seed_steps
     n = ctx.n_train
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
     generator = torch.Generator().manual_seed(seed)
@@ -173,7 +184,7 @@ def _train(
     cursor = 0
     measuring = False
     try:
-        for step in range(fid.max_steps):
+        for step in range(steps):
             if step == 0:
                 meter.__enter__()
                 measuring = True
@@ -200,7 +211,7 @@ def _train(
             if not math.isfinite(loss_value):
                 raise TrialError(f"training diverged: loss is {loss_value} at step {step}")
             if on_step is not None:
-                on_step(step + 1, fid.max_steps)
+                on_step(step + 1, steps)
     finally:
         if measuring:
             meter.__exit__(None, None, None)

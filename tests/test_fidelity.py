@@ -1,0 +1,231 @@
+"""Multi-fidelity search: the promotion rule, the spec's rungs, studies end to end and a driver
+killed in the middle of a promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autopeft.cli import app
+from autopeft.core.objectives import Objective
+from autopeft.results import load_view
+from autopeft.samplers.base import point_key
+from autopeft.samplers.promotion import RungEntry, promotions
+from autopeft.storage.records import TrialRecord
+from tests.conftest import (
+    SPACE,
+    assert_user_error,
+    kill_driver_mid_trial,
+    write_study,
+    write_tiny_csv,
+)
+
+ACC = Objective("accuracy", "maximize")
+PARAMS = Objective("trainable_params", "minimize")
+runner = CliRunner()
+
+
+def _done(number: int, acc: float, params: float, rung: int = 0, promoted: bool = False):
+    return RungEntry(number, rung, True, {"accuracy": acc, "trainable_params": params}, promoted)
+
+
+# -- the rule ------------------------------------------------------------------------------------
+def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
+    # front: 0 (0.9, 900), 1 (0.8, 100), 2 (0.85, 500); the rest are dominated by one of them
+    entries = [
+        _done(0, 0.9, 900),
+        _done(1, 0.8, 100),
+        _done(2, 0.85, 500),
+        _done(3, 0.7, 950),
+        _done(4, 0.6, 200),
+        _done(5, 0.5, 600),
+    ]
+    assert sorted(promotions(entries, [ACC, PARAMS], 3, 2.0)) == [0, 1, 2]  # floor(6 / 2)
+    # three per rung with factor 3 would be 2: the front's extremes first (infinite crowding)
+    assert sorted(promotions(entries, [ACC, PARAMS], 3, 3.0)) == [0, 1]
+    # already promoted: not again; a failed trial counts in the rung but is never promoted
+    entries[0] = _done(0, 0.9, 900, promoted=True)
+    failed = [RungEntry(6 + i, 0, True, {}, False) for i in range(3)]
+    assert promotions([*entries, failed[0]], [ACC, PARAMS], 3, 3.0) == [1]  # floor(7 / 3)
+    assert sorted(promotions([*entries, *failed], [ACC, PARAMS], 3, 3.0)) == [1, 2]  # 9 / 3
+    # running trials do not count yet
+    running = [RungEntry(9 + i, 0, False) for i in range(5)]
+    assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [1]
+
+
+def test_units_of_an_objective_do_not_change_the_promotions() -> None:
+    base = [_done(i, 0.5 + 0.05 * (i % 5), 100 * (7 - i)) for i in range(7)]
+    scaled = [
+        _done(e.number, e.values["accuracy"], e.values["trainable_params"] * 1e6) for e in base
+    ]
+    assert promotions(base, [ACC, PARAMS], 2, 3.0) == promotions(scaled, [ACC, PARAMS], 2, 3.0)
+
+
+def test_higher_rungs_go_first_and_a_settled_rung_promotes_one_when_draining() -> None:
+    entries = [_done(i, 0.5 + i / 100, 100) for i in range(3)]  # rung 0: floor(3 / 3) = 1
+    entries += [_done(3, 0.7, 100, rung=1)]  # rung 1: 1 trial, floor(1 / 3) = 0
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0) == [2]
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0, draining=True) == [2]  # rung 0 unsettled
+    entries[2] = _done(2, 0.52, 100, promoted=True)
+    # draining, rung 0 settled (its promotion is trial 3, finished): rung 1 promotes its best
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0, draining=True) == [3]
+    running_below = [*entries, RungEntry(4, 0, False)]
+    assert promotions(running_below, [ACC, PARAMS], 3, 3.0, draining=True) == []
+    top = [*entries[:3], _done(3, 0.7, 100, rung=2)]
+    assert promotions(top, [ACC, PARAMS], 3, 3.0, draining=True) == []  # the top rung stays
+
+
+# -- spec ----------------------------------------------------------------------------------------
+def _mf_study(d: Path, model: Path, *, n_trials: int, rungs: str, extra: str = "") -> Path:
+    write_tiny_csv(d / "data.csv")
+    (d / "space.yaml").write_text(SPACE.format(budget=4000))
+    spec = write_study(d, model=str(model), n_trials=n_trials)
+    text = spec.read_text().replace("max_steps: 4,", f"rungs: {rungs}, reduction_factor: 2,")
+    text += "objectives: [accuracy, trainable_params]\n" + extra
+    spec.write_text(text)
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("rungs", "fragments"),
+    [
+        ("[4, 2]", ("fidelity.rungs", "increasing order", "[4, 2]")),
+        ("[8]", ("fidelity.rungs", "at least 2")),
+        ("12", ("fidelity.rungs", "2 to 10", "12")),
+    ],
+)
+def test_bad_rungs_are_one_error_line(tmp_path, tiny_bert_dir, rungs, fragments) -> None:
+    spec = _mf_study(tmp_path, tiny_bert_dir, n_trials=2, rungs=rungs)
+    assert_user_error(runner.invoke(app, ["validate", str(spec)]), "study.yaml", *fragments)
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_the_last_rung_must_be_max_steps(tmp_path, tiny_bert_dir) -> None:
+    spec = _mf_study(tmp_path, tiny_bert_dir, n_trials=2, rungs="[2, 6]")
+    spec.write_text(spec.read_text().replace("rungs:", "max_steps: 8, rungs:"))
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert_user_error(result, "study.yaml", "fidelity", "last rung (6 steps)", "max_steps (8)")
+
+
+# -- studies -------------------------------------------------------------------------------------
+def assert_successive_halving(records: list[TrialRecord], configs: int, steps: list[int]) -> None:
+    """What every multi-fidelity study holds, however it ran: ``configs`` configurations at
+    rung 0; each promotion trains its source's point at the next rung's steps, once; only the
+    top rung is COMPLETE (lower rungs PRUNED, with their values)."""
+    ran = [r for r in records if not r.interrupted]
+    assert sum(1 for r in ran if r.rung == 0 and r.state != "RUNNING") == configs
+    by_number = {r.number: r for r in records}
+    sources = Counter(r.promoted_from for r in ran if r.promoted_from is not None)
+    assert all(n == 1 for n in sources.values()), sources  # promoted once
+    for r in ran:
+        assert r.rung is not None
+        if r.state in ("COMPLETE", "PRUNED"):
+            assert r.metrics["steps"] == steps[r.rung]
+            assert set(r.values) == {"accuracy", "trainable_params"}
+            assert r.state == ("COMPLETE" if r.rung == len(steps) - 1 else "PRUNED")
+        if r.rung > 0:
+            source = by_number[r.promoted_from]
+            assert source.rung == r.rung - 1 and source.params == r.params
+            assert source.state == "PRUNED"
+        else:
+            assert r.promoted_from is None
+    assert any(r.rung == len(steps) - 1 and r.state == "COMPLETE" for r in ran)
+
+
+def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None:
+    spec = _mf_study(
+        tmp_path,
+        tiny_bert_dir,
+        n_trials=6,
+        rungs="[2, 4, 8]",
+        extra="sampler: {name: mobo, options: {n_initial: 4}}\n",
+    )
+    spec.write_text(spec.read_text().replace("sampler: random\n", ""))
+    result = runner.invoke(app, ["run", str(spec), "-q"])
+    assert result.exit_code == 0, result.output
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    view = load_view("tiny", url)
+    assert_successive_halving(view.records, 6, [2, 4, 8])
+    top = {r.number for r in view.records if r.rung == 2 and r.state == "COMPLETE"}
+    front = json.loads(runner.invoke(app, ["front", "tiny", "--storage", url, "-f", "json"]).output)
+    assert front and {row["trial"] for row in front} <= top
+    assert all(row["rung"] == 2 and row["steps"] == 8 for row in front)
+    assert [r.number for r in view.records if r.hypervolume is not None] == sorted(top)
+    shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
+    assert "rungs 2 / 4 / 8 steps" in shown
+    counts = view.rung_counts()
+    assert counts[0] == 6 and counts[1] >= 3 and counts[2] >= 1  # floor(6 / 2) at least
+    # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
+    import optuna
+
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert {t.number for t in study.best_trials} <= top
+    assert all(t.values is None for t in study.trials if t.number not in top)
+
+
+def _promotion_running(db: Path) -> bool:
+    """A promoted trial (rung >= 1) is running."""
+    if not db.exists():
+        return False
+    query = (
+        "select count(*) from trials t join autopeft_trials a on a.trial_id = t.trial_id "
+        "where t.state = 'RUNNING' and a.rung >= 1"
+    )
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute(query).fetchone()[0] > 0
+    except sqlite3.OperationalError:
+        return False
+
+
+def _finished(records: list[TrialRecord]) -> Counter:
+    return Counter(
+        (point_key(r.params), r.rung, r.state)
+        for r in records
+        if not r.interrupted and r.state != "RUNNING"
+    )
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice(
+    tmp_path, tiny_bert_dir
+) -> None:
+    """Killed (SIGKILL) while a promotion trains, then resumed: the promotion is re-run at its
+    rung from the same source, the trials finished before stay as they were, and the study
+    ends with exactly the trials an uninterrupted run of the same spec has."""
+    rungs = "[30, 90, 270]"
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    spec = _mf_study(reference, tiny_bert_dir, n_trials=5, rungs=rungs)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q"]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    uninterrupted = load_view("tiny", f"sqlite:///{reference / 'studies.db'}").records
+
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    spec = _mf_study(killed_dir, tiny_bert_dir, n_trials=5, rungs=rungs)
+    db = killed_dir / "studies.db"
+    before, running = kill_driver_mid_trial(
+        ["run", str(spec), "-q"], db, timeout=240, ready=_promotion_running
+    )
+    assert any(r.rung and r.rung >= 1 for r in running)
+    subprocess.run([*run[:4], str(spec), "-q"], env=env, check=True, capture_output=True)
+    done = load_view("tiny", f"sqlite:///{db}").records
+    assert_successive_halving(done, 5, [30, 90, 270])
+    by_number = {r.number: r for r in done}
+    assert all(by_number[n].values == v for n, v in before.items())  # nothing lost
+    for r in running:
+        lost = by_number[r.number]
+        assert lost.state == "FAIL" and lost.interrupted
+        reruns = [x for x in done if x.params == lost.params and x.rung == lost.rung]
+        assert [x.promoted_from for x in reruns if not x.interrupted] == [lost.promoted_from]
+    assert _finished(done) == _finished(uninterrupted)
