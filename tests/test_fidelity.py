@@ -229,3 +229,25 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
         reruns = [x for x in done if x.params == lost.params and x.rung == lost.rung]
         assert [x.promoted_from for x in reruns if not x.interrupted] == [lost.promoted_from]
     assert _finished(done) == _finished(uninterrupted)
+
+
+def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
+    """A study stored before multi-fidelity (schema 7) reads and resumes as single-fidelity."""
+    from autopeft.driver import run_study
+    from autopeft.storage.store import Store
+    from autopeft.storage.tables import SCHEMA_VERSION
+
+    run_study(study_dir / "study.yaml", trials=1)
+    db = study_dir / "studies.db"
+    with sqlite3.connect(db) as con:
+        con.execute("ALTER TABLE autopeft_trials DROP COLUMN rung")
+        con.execute("ALTER TABLE autopeft_trials DROP COLUMN promoted_from")
+        con.execute("UPDATE autopeft_schema SET version = 7")
+    records = Store(f"sqlite:///{db}").records("tiny")
+    assert [(r.state, r.rung, r.promoted_from) for r in records] == [("COMPLETE", None, None)]
+    done = run_study(study_dir / "study.yaml", trials=2)
+    assert [(r.state, r.rung) for r in done.records] == [("COMPLETE", None)] * 2
+    with sqlite3.connect(db) as con:
+        columns = [r[1] for r in con.execute("PRAGMA table_info(autopeft_trials)")]
+        assert columns.count("rung") == 1 and columns.count("promoted_from") == 1
+        assert con.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
