@@ -183,19 +183,25 @@ class StudyRunner:
     ) -> None:
         spec = prepared.files.spec
         self.p, self.store, self.reporter = prepared, store, reporter
-        sampler = make_sampler(
-            spec.sampler.name, prepared.bound, prepared.objectives, spec.seed, spec.sampler.options
-        )
-        self.sampler = with_warm_start(sampler, store, prepared.name)
         self._executor = executor
         self.executor_spec = executor_spec or spec.executor
+        self.memory = _memory_model(prepared)
+        bound, cap = prepared.bound, self.executor_spec.memory_cap_mb
+        if cap is not None:  # samplers propose only points predicted under the cap
+            bound = bound.constrained(
+                lambda point: self._predict_point_mb(point) <= cap,
+                f" (with peak memory predicted under memory_cap_mb={cap:g})",
+            )
+        sampler = make_sampler(
+            spec.sampler.name, bound, prepared.objectives, spec.seed, spec.sampler.options
+        )
+        self.sampler = with_warm_start(sampler, store, prepared.name)
         self._beats: dict[int, float] = {}
         self._last_beat = time.monotonic()
         self._clock = (time.monotonic(), 0)  # (start, finished trials at start)
         self.distributions = {d.name: distribution(d.spec) for d in prepared.bound.dimensions}
         self.mirror: TrialMirror  # loaded by run()
         self.lease: StudyLease | None = None  # checked on every poll when set
-        self.memory = _memory_model(prepared)
         self._predicted: dict[int, float] = {}  # trial number -> predicted peak MiB
         self._skips = 0  # proposals in a row predicted over the memory cap
         self.rungs = spec.fidelity.rung_steps
@@ -303,6 +309,16 @@ class StudyRunner:
 
     def _predict_mb(self, compiled: CompiledConfig) -> float:
         return self.memory.predict(compiled.trainable_params, compiled.placement) / 2**20
+
+    def _predict_point_mb(self, point: Point) -> float:
+        """:meth:`_predict_mb` of a point without compiling it (a sampler asks this of every
+        candidate): the placement is the method's cell sizes, which compilation reproduces."""
+        bound = self.p.bound
+        placement: dict[int, dict[str, int]] = {}
+        for (layer, module), size in bound.method.cell_sizes(bound, point).items():
+            if size:
+                placement.setdefault(layer, {})[module] = size
+        return self.memory.predict(bound.count_params(point), placement) / 2**20
 
     def _over_cap(self, predicted_mb: float) -> bool:
         cap = self.executor_spec.memory_cap_mb

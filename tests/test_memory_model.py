@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from autopeft.driver import MAX_SKIPS_IN_A_ROW, StudyRunner
-from autopeft.exceptions import StudyError
+from autopeft.exceptions import SearchSpaceError, StudyError
 from autopeft.executors.base import Executor
 from autopeft.prepare import prepare_study, register_study
 from autopeft.progress import Reporter
+from autopeft.samplers.random import RandomSampler
 from autopeft.storage.store import Store
 from autopeft.trial.memory_model import MIN_FIT_TRIALS, MemoryModel, MemoryStructure
 from autopeft.trial.runner import TrialRequest, TrialResult
@@ -117,17 +118,42 @@ def _capped_runner(study_dir: Path, executor: Executor) -> StudyRunner:
     return StudyRunner(prepared, store, Reporter(), executor)
 
 
+def _over_1000_params(params: int, placement: object) -> float:
+    return (20 if params > 1000 else 5) * 2**20  # over the 10 MiB cap above 1,000 params
+
+
 @pytest.mark.slow
-def test_a_candidate_predicted_over_the_cap_is_never_sent_to_a_worker(study_dir: Path) -> None:
+def test_the_sampler_proposes_only_candidates_predicted_under_the_cap(study_dir: Path) -> None:
     executor = RecordingExecutor()
     runner = _capped_runner(study_dir, executor)
-    # over the 10 MiB cap: every configuration with more than 1,000 adapter params
-    runner.memory.predict = lambda params, placement: (20 if params > 1000 else 5) * 2**20  # type: ignore[method-assign]
+    runner.memory.predict = _over_1000_params  # type: ignore[method-assign]
+    outcome = runner.run(6)
+    assert len(executor.submitted) == 6
+    assert all(r.compiled.trainable_params <= 1000 for r in executor.submitted)
+    assert not [r for r in outcome.records if r.metrics.get("skipped")]  # none proposed
+    # the same sampler without the cap proposes larger configurations: the cap is what held it
+    free = RandomSampler(runner.p.bound, runner.p.objectives, runner.p.files.spec.seed)
+    assert any(runner.p.bound.count_params(p) > 1000 for p in free.propose([], 20))
+
+
+@pytest.mark.slow
+def test_a_candidate_predicted_over_the_cap_is_never_sent_to_a_worker(study_dir: Path) -> None:
+    """A point that reaches the driver over the cap anyway (a warm-start point, a re-run after
+    the memory model moved) is recorded as skipped, not launched."""
+    executor = RecordingExecutor()
+    runner = _capped_runner(study_dir, executor)
+    runner.memory.predict = _over_1000_params  # type: ignore[method-assign]
+    free = RandomSampler(runner.p.bound, runner.p.objectives, runner.p.files.spec.seed)
+    large = [p for p in free.propose([], 40) if runner.p.bound.count_params(p) > 1000][:2]
+    inner = runner.sampler.propose
+    runner.sampler.propose = lambda history, n: (  # type: ignore[method-assign]
+        [large[len(history)]] if len(history) < len(large) else inner(history, n)
+    )
     outcome = runner.run(6)
     sent = {r.number for r in executor.submitted}
     assert all(r.compiled.trainable_params <= 1000 for r in executor.submitted)
     skipped = [r for r in outcome.records if r.metrics.get("skipped")]
-    assert skipped, "the random sampler proposes large configurations too"
+    assert [r.params for r in skipped] == large
     for r in skipped:
         assert r.number not in sent and r.state == "FAIL" and r.infeasible
         assert r.metrics["predicted_peak_memory_mb"] == 20
@@ -142,6 +168,12 @@ def test_a_space_entirely_over_the_cap_stops_with_a_clear_message(study_dir: Pat
     executor = RecordingExecutor()
     runner = _capped_runner(study_dir, executor)
     runner.memory.predict = lambda params, placement: 64 * 2**20  # type: ignore[method-assign]
+    with pytest.raises(SearchSpaceError, match="under memory_cap_mb=10\\) is too tight"):
+        runner.run(3)
+    assert executor.submitted == []
+    # proposals that reach the driver over the cap anyway: it gives up after a run of skips
+    free = RandomSampler(runner.p.bound, runner.p.objectives, runner.p.files.spec.seed)
+    runner.sampler.propose = free.propose  # type: ignore[method-assign]
     with pytest.raises(StudyError, match=f"{MAX_SKIPS_IN_A_ROW} proposals in a row were predicted"):
         runner.run(3)
     assert executor.submitted == []

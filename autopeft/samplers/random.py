@@ -40,7 +40,8 @@ class RandomSampler(Sampler):
                 return point
         raise SearchSpaceError(
             f"no feasible point in {MAX_ATTEMPTS} random draws: max_trainable_params="
-            f"{self.bound.space.max_trainable_params:,} is too tight for this space"
+            f"{self.bound.space.max_trainable_params:,}{self.bound.constraint_note} is too tight "
+            "for this space"
         )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,6 +38,9 @@ class BoundSpace:
         self.presets = {**BUILTIN_PRESETS, **space.module_presets}
         #: Allocation profiles by kind (filled by ``autopeft.allocation.ensure_profiles``).
         self.profiles: dict[str, Any] = {}
+        #: An extra feasibility rule samplers respect (see :meth:`constrained`), and its words.
+        self.constraint: Callable[[Point], bool] | None = None
+        self.constraint_note = ""
         self.modules = self._cell_modules()
         self.dimensions = tuple(self._expand())
         method.check_bound(self)
@@ -103,15 +108,28 @@ class BoundSpace:
         return self.method.count_params(self, point)
 
     def is_feasible(self, point: Point) -> bool:
-        """Whether ``point`` places at least one adapter and fits the parameter budget."""
+        """Whether ``point`` places at least one adapter, fits the parameter budget and passes
+        the :attr:`constraint` (samplers propose only such points)."""
+        if not self._fits(point):
+            return False
+        return self.constraint is None or self.constraint(point)
+
+    def _fits(self, point: Point) -> bool:
         if not self.method.cell_sizes(self, point):
             return False
         return self.count_params(point) <= self.space.max_trainable_params
 
+    def constrained(self, rule: Callable[[Point], bool], note: str) -> BoundSpace:
+        """A view of this space whose :meth:`is_feasible` also asks ``rule`` (e.g. "predicted
+        peak memory under the cap"); ``note`` names it in errors. Compilation ignores it."""
+        view = copy.copy(self)
+        view.constraint, view.constraint_note = rule, note
+        return view
+
     def compile(self, point: Point, task_type: str = "SEQ_CLS") -> CompiledConfig:
-        """Compile a point; it must be feasible."""
+        """Compile a point; it must place an adapter and fit the budget."""
         self.check_point(point)
-        if not self.is_feasible(point):
+        if not self._fits(point):
             raise SearchSpaceError(
                 f"point is infeasible in {self._where} (no adapter or over budget)"
             )
