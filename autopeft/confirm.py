@@ -193,6 +193,8 @@ def _run(
                 run["values"] = {o.name: float(result.metrics[o.name]) for o in view.objectives}
             else:
                 run["error"] = result.error or "unknown error"
+            if "worker" in result.metrics:  # host:pid of the worker that ran it
+                run["worker"] = result.metrics["worker"]
             runs[number].append(run)
             message(f"trial {number} seed {spec.seed + k}: {run.get('values', run.get('error'))}")
             if len(runs[number]) == seeds:

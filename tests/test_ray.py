@@ -110,6 +110,32 @@ def test_a_multi_fidelity_study_on_two_ray_workers(ray_address, tmp_path, tiny_b
     assert len({r.metrics["worker"] for r in done.records if "worker" in r.metrics}) == 2
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_confirm_runs_its_seeds_on_ray_workers(ray_address, tmp_path, tiny_bert_dir) -> None:
+    from autopeft.confirm import confirm_study
+    from autopeft.storage.confirmations import latest
+    from autopeft.storage.store import Store
+
+    write_tiny_csv(tmp_path / "data.csv")
+    (tmp_path / "space.yaml").write_text(SPACE.format(budget=4000))
+    run_study(write_study(tmp_path, model=str(tiny_bert_dir), n_trials=3))  # in process
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    outcome = confirm_study(
+        "tiny",
+        url,
+        top=2,
+        seeds=2,
+        base_dir=tmp_path,
+        executor_options={"name": "ray", "workers": 2, "address": ray_address},
+    )
+    assert len(outcome.confirmed) == 2
+    rows = latest(Store(url, create=False), "tiny")
+    runs = [run for c in rows.values() for run in c.runs]
+    assert len(runs) == 4 and all("values" in run for run in runs)
+    assert len({run["worker"] for run in runs}) == 2  # both Ray workers ran seeds
+
+
 class _AlwaysLost(InProcessExecutor):
     """Reports the first two results as lost with their worker (as a dead Ray actor would)."""
 
