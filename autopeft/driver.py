@@ -285,6 +285,8 @@ class StudyRunner:
         then one batch of proposals (in a multi-fidelity study, up to ``target``
         configurations)."""
         requests: list[TrialRequest] = []
+        if n <= 0:  # no free slot: decide nothing (promotions are decided when one frees up)
+            return requests
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
         if self.multi_fidelity and target is not None:
