@@ -90,8 +90,10 @@ def study_status(
     """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
     from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
 
-    finished = [r for r in records if r.state.is_finished() and not r.interrupted]
-    complete = [r for r in finished if r.state == TrialState.COMPLETE and r.values]
+    ran = [r for r in records if r.state.is_finished() and not r.interrupted]
+    complete = [r for r in ran if r.state == TrialState.COMPLETE and r.values]
+    # what the budget counts: not skipped before launch, not a multi-fidelity promotion
+    finished = [r for r in ran if not r.metrics.get("skipped") and not getattr(r, "rung", None)]
     best: dict[str, float] = {}
     hv = None
     if complete:

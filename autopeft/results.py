@@ -47,6 +47,19 @@ class StudyView:
             if "predicted_peak_memory_mb" in r.metrics and r.metrics.get("peak_memory_mb")
         ]
 
+    def finished(self) -> int:
+        """Finished trials as the budget counts them (what the driver runs until it has
+        ``n_trials`` of): interrupted trials, those skipped before launch and a multi-fidelity
+        study's promotions are left out."""
+        return sum(
+            1
+            for r in self.records
+            if r.state.is_finished()
+            and not r.interrupted
+            and not r.metrics.get("skipped")
+            and not r.rung
+        )
+
     def rung_steps(self) -> list[int]:
         """Training steps per rung of a multi-fidelity study; empty otherwise."""
         return list(self.spec.get("fidelity", {}).get("rungs") or [])

@@ -161,6 +161,12 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
     assert [r.number for r in view.records if r.hypervolume is not None] == sorted(top)
     shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
     assert "rungs 2 / 4 / 8 steps" in shown
+    from autopeft.service.summary import study_state, summary
+
+    assert view.finished() == 6  # configurations: promotions are not budget trials
+    assert (
+        summary(view, study_state(view, driver_running=False, exit_code=0))["state"] == "complete"
+    )
     counts = view.rung_counts()
     assert counts[0] == 6 and counts[1] >= 3 and counts[2] >= 1  # floor(6 / 2) at least
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values

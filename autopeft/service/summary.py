@@ -18,7 +18,7 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
     """One of :data:`STATES`."""
     if driver_running:
         return "running"
-    if _finished(view) >= target(view):
+    if view.finished() >= target(view):
         return "complete"
     return "failed" if exit_code not in _STOPPED else "stopped"
 
@@ -91,15 +91,11 @@ def trial_detail(view: StudyView, number: int) -> dict[str, Any] | None:
     }
 
 
-def _finished(view: StudyView) -> int:
-    return sum(1 for r in view.records if r.state.is_finished() and not r.interrupted)
-
-
 def _eta(view: StudyView) -> float | None:
     """Cheap: the mean wall time of finished trials times the trials left, over the workers."""
     seconds = [r.metrics["train_seconds"] for r in view.complete() if "train_seconds" in r.metrics]
     if not seconds:
         return None
     workers = int(view.spec.get("executor", {}).get("workers", 1) or 1)
-    left = max(0, target(view) - _finished(view))
+    left = max(0, target(view) - view.finished())
     return sum(seconds) / len(seconds) * left / workers

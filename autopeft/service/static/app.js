@@ -153,7 +153,8 @@ function renderTrials(s, trials) {
   for (const t of trials) {
     const row = el("tr", null, "clickable" + (t.on_front ? " front" : "") + (t.trial === current.selected ? " chosen" : ""));
     row.dataset.trial = t.trial;
-    const state = t.interrupted ? "INTERRUPTED" : t.state;
+    const rung = t.rung === undefined || t.rung === null ? "" : ` (rung ${t.rung}, ${t.steps} steps)`;
+    const state = (t.interrupted ? "INTERRUPTED" : t.state) + rung;
     row.append(el("td", t.trial), el("td", state, "text"), ...names.map((n) => el("td", fmt(n, t[n]))),
       el("td", t.method, "text"), el("td", t.placement, "text"));
     if (t.fail_reason) row.title = t.fail_reason;
