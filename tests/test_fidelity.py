@@ -61,6 +61,28 @@ def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
     assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [1]
 
 
+def test_ranks_peel_fronts_as_pareto_indices_finds_them() -> None:
+    """The one-matrix sort gives the ranks of peeling :func:`pareto_indices` fronts one by
+    one, duplicates and NaN rows included."""
+    import numpy as np
+
+    from autopeft.core.pareto import nondominated_ranks, pareto_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        table = rng.integers(0, 4, size=(int(rng.integers(1, 30)), 3)).astype(float)
+        table[rng.random(len(table)) < 0.1] = np.nan
+        directions = ["maximize", "minimize", "minimize"]
+        expected, remaining, rank = {}, [i for i, r in enumerate(table) if not np.isnan(r).any()], 0
+        while remaining:
+            front = [remaining[i] for i in pareto_indices(table[remaining].tolist(), directions)]
+            expected.update(dict.fromkeys(front, rank))
+            remaining, rank = [i for i in remaining if i not in front], rank + 1
+        expected.update({i: rank for i, r in enumerate(table) if np.isnan(r).any()})
+        ranks = nondominated_ranks(table.tolist(), directions)
+        assert [r for r, _ in ranks] == [expected[i] for i in range(len(table))]
+
+
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:
     base = [_done(i, 0.5 + 0.05 * (i % 5), 100 * (7 - i)) for i in range(7)]
     scaled = [
