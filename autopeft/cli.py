@@ -106,7 +106,14 @@ def validate(
 @_friendly
 def run(
     study: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/demo.yaml).")],
-    trials: Annotated[int | None, typer.Option(min=1, help="Total finished trials wanted.")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Total finished trials wanted (in a multi-fidelity study: configurations; "
+            "promotions come on top).",
+        ),
+    ] = None,
     storage: StorageOpt = None,
     name: Annotated[str | None, typer.Option(help="Study name (default: the spec's name).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
