@@ -56,6 +56,8 @@ class TrialMirror:
     ) -> None:
         self.store, self.name, self.objectives, self.budget = store, name, objectives, budget
         self.rungs = rungs
+        self._version = 0  # bumped by every change of a record (keys the promotions' cache)
+        self._promotions: tuple[tuple[int, bool, float], list[int]] | None = None
         self.finished, self.failed = 0, 0
         self._best: dict[str, float] = {}  # best value of each objective over complete trials
         self._records: dict[int, TrialRecord] = {}
@@ -93,6 +95,9 @@ class TrialMirror:
         promotions` of the stored trials); ``draining``: no new configuration will start."""
         if len(self.rungs) < 2:
             return []
+        key = (self._version, draining, reduction_factor)
+        if self._promotions is not None and self._promotions[0] == key:
+            return list(self._promotions[1])
         promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
         entries = [
             RungEntry(
@@ -105,9 +110,11 @@ class TrialMirror:
             for r in self._records.values()
             if not r.interrupted and not r.metrics.get("skipped") and r.state in _SEEN_BY_SAMPLERS
         ]
-        return promotions(
+        chosen = promotions(
             entries, self.objectives, len(self.rungs), reduction_factor, draining=draining
         )
+        self._promotions = (key, chosen)
+        return list(chosen)
 
     def record(self, number: int) -> TrialRecord:
         """Trial ``number`` as last read."""
@@ -187,6 +194,7 @@ class TrialMirror:
 
     def _put(self, record: TrialRecord) -> None:
         n = record.number
+        self._version += 1
         old = self._records.get(n)
         self._records[n] = record
         self.finished += _counts(record) - (old is not None and _counts(old))

@@ -10,7 +10,9 @@ One growing study runs to the last mark. The driver's CPU time per trial (``proc
 is the mean over the ``--window`` trials that end at each mark; the table shows it and its
 ratio to the first mark. ``--status`` adds a reporter that wants the live status line (what
 ``autopeft run`` without ``-q`` computes after every trial). ``--profile`` then runs one more
-window under cProfile and prints where its time goes.
+window under cProfile and prints where its time goes. ``--rungs 2,4`` makes the study
+multi-fidelity (successive halving, reduction factor 3): the marks then count configurations,
+and each one's cost includes its promotions' (about half a trial more each).
 
 The study: a tiny BERT layout (2 layers, hidden size 32; only its config exists) and the
 tests' layer-wise LoRA space (per-layer, per-module ranks); accuracy grows with the adapter's
@@ -142,7 +144,7 @@ class Clock(Reporter):
         self.last_status = status.line()
 
 
-def make_study(tmp: Path) -> Path:
+def make_study(tmp: Path, rungs: str = "") -> Path:
     import transformers
 
     spec = tmp / "study.yaml"
@@ -161,7 +163,10 @@ def make_study(tmp: Path) -> Path:
     rows = ["text,label"] + [f"sample {i},{'pos' if i % 2 else 'neg'}" for i in range(120)]
     (tmp / "data.csv").write_text("\n".join(rows) + "\n")
     (tmp / "space.yaml").write_text(SPACE)
-    spec.write_text(STUDY.format(model=model, db=tmp / "bench.db"))
+    text = STUDY.format(model=model, db=tmp / "bench.db")
+    if rungs:
+        text = text.replace("max_steps: 4,", f"rungs: [{rungs}],")
+    spec.write_text(text)
     return spec
 
 
@@ -190,6 +195,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25, help="lines of the profile to print")
     ap.add_argument("--sort", default="tottime", help="profile order (tottime, cumulative)")
     ap.add_argument("--dir", type=Path, help="keep the study here (resumed if it exists)")
+    ap.add_argument("--rungs", default="", help="multi-fidelity rungs, e.g. 2,4 (steps)")
     args = ap.parse_args()
     marks = sorted(int(m) for m in args.marks.split(","))
     last = marks[-1]
@@ -198,7 +204,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
         directory = args.dir or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        spec = make_study(directory)
+        spec = make_study(directory, args.rungs)
         cpu0 = time.process_time()
         target = last + (args.window if args.profile else 0)
         wall, front = run(spec, target, clock, args.capacity)
@@ -207,6 +213,7 @@ def main() -> None:
         f"{target:,} trials ({min(clock.cpu)} before this run; {args.window if args.profile else 0}"
         f" profiled): wall {wall:.1f} s, CPU {total_cpu:.1f} s, window {args.window}, capacity "
         f"{args.capacity}, status {'on' if args.status else 'off'}, final Pareto front {front}"
+        + (f", rungs {args.rungs}" if args.rungs else "")
     )
     print(f"{'trials':>8} {'CPU ms/trial':>13} {'ratio':>7}")
     first = None
