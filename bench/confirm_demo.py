@@ -107,7 +107,8 @@ def main() -> None:
         f"{on_front} of {len(rows)}"
     )
     gap = [s - t for s, t in zip(search, test, strict=True)]
-    print(f"search minus test accuracy: mean {sum(gap) / len(gap):+.4f}, per member {gap}")
+    per = ", ".join(f"{g:+.4f}" for g in gap)
+    print(f"search minus test accuracy: mean {sum(gap) / len(gap):+.4f}; per member {per}")
 
 
 if __name__ == "__main__":
