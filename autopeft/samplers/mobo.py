@@ -380,8 +380,16 @@ def _unique(points: list[Point]) -> list[Point]:
 
 
 def _front(history: Sequence[Observation], objectives: Sequence[Objective]) -> list[Observation]:
-
+    """The Pareto set of complete observations; of a point observed at several fidelities
+    (multi-fidelity), its highest one only."""
     done = [h for h in history if h.state == TrialState.COMPLETE and h.values]
+    if any(h.fidelity < 1 for h in done):
+        best: dict[Any, Observation] = {}
+        for h in done:
+            key = point_key(h.point)
+            if key not in best or h.fidelity > best[key].fidelity:
+                best[key] = h
+        done = list(best.values())
     rows = [[h.values[o.name] for o in objectives] for h in done]
     return (
         [done[i] for i in pareto_indices(rows, [o.direction for o in objectives])] if rows else []

@@ -10,6 +10,13 @@ rescaling of an objective up to the crowding tie-break. Failed trials count in `
 last. Promotions are asynchronous: they are decided whenever a worker is free, never waiting
 for a rung to fill, so workers never idle.
 
+One departure from ASHA: a rung never has more than ``floor(m / reduction_factor)`` trials
+promoted from it. Plain ASHA promotes every trial that is in the top fraction when it is
+looked at, and under a sampler that keeps improving most new trials are: measured on the
+synthetic benchmark (135 configurations, 4 rungs, factor 3), 15-55 trials reached the top rung
+instead of 5 and the search spent 1.4-3.2 times its step budget. With the cap a study's
+training steps are what ``n_trials`` and the rungs promise, whatever the sampler does.
+
 Once no new configuration will be started (the study's trial budget is spent), a rung whose
 trials have all finished, with nothing running or being promoted below it, promotes at least
 its best trial, so the top rung is reached and the study ends with a front.
@@ -91,11 +98,12 @@ def _best(
     complete = [e for e in finished if e.values]
     if settled and complete:
         quota = max(quota, 1)
-    if quota == 0 or not complete:
+    left = quota - sum(1 for e in entries if e.promoted)  # the cap: at most quota promoted
+    if left <= 0 or not complete:
         return []
     table = [[float(e.values[o.name]) for o in objectives] for e in complete]
     ranks = nondominated_ranks(table, [o.direction for o in objectives])
     order = sorted(
         range(len(complete)), key=lambda i: (ranks[i][0], -ranks[i][1], complete[i].number)
     )
-    return [complete[i].number for i in order[:quota] if not complete[i].promoted]
+    return [complete[i].number for i in order[:quota] if not complete[i].promoted][:left]
