@@ -604,7 +604,14 @@ def serve(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Ctrl-C (SIGINT) always stops a command cleanly, even when the process was started with
+    SIGINT ignored (a background job of a non-interactive shell: ``autopeft serve &`` passes
+    that on to the drivers it launches, which it stops with SIGINT)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
 
 

@@ -290,12 +290,19 @@ def test_a_local_driver_is_found_and_signalled_through_its_pid_file(
     directory = Launcher(tmp_path, served.url).study_dir("fake")
     directory.mkdir()
     (directory / "study.yaml").write_text("name: fake\n")
-    fake = [sys.executable, "-c", "import time; time.sleep(60)", "autopeft.cli", "fake"]
+    # like autopeft.cli's main: interruptible even if this test runs with SIGINT ignored (a
+    # background job's); it says when its handler is in place
+    ready = tmp_path / "ready"
+    code = (
+        "import pathlib, signal, sys, time; "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "pathlib.Path(sys.argv[3]).touch(); time.sleep(60)"
+    )
+    fake = [sys.executable, "-c", code, "autopeft.cli", "fake", str(ready)]
     proc = subprocess.Popen(fake, start_new_session=True)
     try:
         (directory / "driver.pid").write_text(f"{proc.pid}\n")
-        cmdline = Path(f"/proc/{proc.pid}/cmdline")
-        while b"autopeft.cli" not in cmdline.read_bytes():  # until the child has exec'd
+        while not ready.exists():  # until the child has exec'd and can be interrupted
             time.sleep(0.01)
         restarted = Launcher(tmp_path, served.url)  # knows the driver only by its pid file
         assert restarted.running("fake") and restarted.exit_code("fake") is None
