@@ -273,7 +273,9 @@ class StudyRunner:
 
     def _promotions(self, target: int) -> list[int]:
         draining = self.mirror.configurations_started() >= target
-        return self.mirror.promotions(draining, self.p.files.spec.fidelity.reduction_factor)
+        fidelity = self.p.files.spec.fidelity
+        cap = fidelity.promotion == "quota"
+        return self.mirror.promotions(draining, fidelity.reduction_factor, cap)
 
     def _wanted(self, executor: Executor, target: int) -> int:
         if self.multi_fidelity:  # promotions as well as new configurations fill free slots

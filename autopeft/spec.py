@@ -32,6 +32,7 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("model", "quantization"): None,
     ("fidelity", "gradient_checkpointing"): False,
     ("fidelity", "reduction_factor"): 3.0,
+    ("fidelity", "promotion"): "asha",
     ("fidelity", "rungs"): None,
     ("dataset", "prompt_column"): "prompt",
     ("dataset", "completion_column"): "completion",
@@ -90,7 +91,10 @@ class FidelitySpec(StrictModel):
     ``reduction_factor`` below ``max_steps`` (``4`` with ``max_steps: 100`` and factor 3:
     ``[4, 11, 33, 100]``). Every configuration is trained at the lowest rung first; the best
     ``1 / reduction_factor`` of each rung are trained again at the next. The top rung is
-    ``max_steps`` (set from the last rung when ``max_steps`` is not given).
+    ``max_steps`` (set from the last rung when ``max_steps`` is not given). ``promotion``:
+    ``asha`` promotes any trial in its rung's best fraction when a worker is free; ``quota``
+    also caps each rung's promotions at that fraction of its trials (steps as the schedule
+    promises, fewer top-rung trials).
     """
 
     train_examples: int = Field(default=1000, ge=1)
@@ -104,6 +108,7 @@ class FidelitySpec(StrictModel):
     memory_steps: int = Field(default=2, ge=1)
     gradient_checkpointing: bool = False
     reduction_factor: float = Field(default=3.0, gt=1, le=100)
+    promotion: Literal["asha", "quota"] = "asha"
     rungs: tuple[int, ...] | None = None
 
     @field_validator("rungs", mode="before")

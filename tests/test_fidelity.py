@@ -83,15 +83,17 @@ def test_ranks_peel_fronts_as_pareto_indices_finds_them() -> None:
         assert [r for r, _ in ranks] == [expected[i] for i in range(len(table))]
 
 
-def test_a_rung_never_promotes_more_than_its_quota() -> None:
-    """Later, better trials do not push promotions past floor(m / factor) (plain ASHA would
-    promote each one that is in the top fraction when it arrives)."""
+def test_asha_promotes_a_late_best_trial_and_the_quota_rule_caps_the_rung() -> None:
+    """A later, better trial is promoted at once by ASHA (it is in the top fraction when it
+    arrives); with ``cap`` a rung never has more than floor(m / factor) promoted."""
     entries = [_done(i, 0.5 + i / 100, 100, promoted=i in (4, 5)) for i in range(6)]
-    assert promotions(entries, [ACC, PARAMS], 2, 3.0) == []  # quota 2, both used
+    for cap in (False, True):
+        assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=cap) == []  # quota 2, both used
     entries.append(_done(6, 0.99, 100))  # the best so far: floor(7 / 3) = 2 still
-    assert promotions(entries, [ACC, PARAMS], 2, 3.0) == []
-    entries += [_done(7, 0.1, 100), _done(8, 0.2, 100)]  # floor(9 / 3) = 3: one more, the best
     assert promotions(entries, [ACC, PARAMS], 2, 3.0) == [6]
+    assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == []
+    entries += [_done(7, 0.1, 100), _done(8, 0.2, 100)]  # floor(9 / 3) = 3: one more, the best
+    assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == [6]
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:

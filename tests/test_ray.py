@@ -97,14 +97,20 @@ def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_multi_fidelity_study_on_two_ray_workers(ray_address, tmp_path, tiny_bert_dir) -> None:
-    """Promotions run on Ray workers beside new configurations; every rung's rule holds."""
+    """Promotions run on Ray workers beside new configurations; every rung's rule holds, and
+    the quota rule caps each rung at its fraction."""
     from tests.test_fidelity import assert_successive_halving
 
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=6)
-    text = spec.read_text().replace("max_steps: 4,", "rungs: [3, 6, 12], reduction_factor: 2,")
+    rungs = "rungs: [3, 6, 12], reduction_factor: 2, promotion: quota,"
+    text = spec.read_text().replace("max_steps: 4,", rungs)
     spec.write_text(text + "objectives: [accuracy, trainable_params]\n")
     done = run_study(spec)
     assert_successive_halving(done.records, 6, [3, 6, 12])
+    ran = [r for r in done.records if not r.interrupted and r.state != "RUNNING"]
+    per_rung = [sum(1 for r in ran if r.rung == k) for k in range(3)]
+    assert per_rung[0] == 6 and per_rung[1] == 3  # the quota: floor(6 / 2), never more
+    assert per_rung[2] == 1  # floor(3 / 2)
     workers = {r.metrics["worker"] for r in done.records if r.rung and r.state != "FAIL"}
     assert workers and all(":" in w for w in workers)  # promotions ran on Ray workers
     assert len({r.metrics["worker"] for r in done.records if "worker" in r.metrics}) == 2
