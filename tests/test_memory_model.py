@@ -177,3 +177,13 @@ def test_a_space_entirely_over_the_cap_stops_with_a_clear_message(study_dir: Pat
     with pytest.raises(StudyError, match=f"{MAX_SKIPS_IN_A_ROW} proposals in a row were predicted"):
         runner.run(3)
     assert executor.submitted == []
+
+
+def test_a_method_choice_space_honours_the_samplers_constraint() -> None:
+    from autopeft.samplers.synthetic_classes import make_problem
+
+    bound = make_problem("method_choice", 0).bound
+    point = RandomSampler(bound, [], 0).propose([], 1)[0]
+    assert bound.is_feasible(point)
+    assert bound.constrained(lambda p: True, "").is_feasible(point)
+    assert not bound.constrained(lambda p: False, " (under a cap)").is_feasible(point)

@@ -127,7 +127,10 @@ class MethodChoiceSpace(BoundSpace):
 
     def is_feasible(self, point: Point) -> bool:
         _, sub, inner = self.split(point)
-        return sub.is_feasible(inner)
+        if not sub.is_feasible(inner):
+            return False
+        rule = getattr(self, "constraint", None)  # see BoundSpace.constrained
+        return rule is None or rule(point)
 
     def compile(self, point: Point, task_type: str = "SEQ_CLS") -> CompiledConfig:
         self.check_point(point)

@@ -15,6 +15,7 @@ as exact full module names; ``r`` is the most common rank and the other cells ar
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +24,7 @@ from autopeft.core.validation import FieldIssue
 from autopeft.methods.base import Method, check_trainable_count
 from autopeft.methods.registry import register_method
 from autopeft.models.layout import Cell
+from autopeft.space.bound import BoundSpace
 from autopeft.space.schema import ParamSpec
 
 if TYPE_CHECKING:
@@ -93,11 +95,18 @@ class LoraMethod(Method):
     def cell_sizes(self, bound: SpaceView, point: Point) -> dict[Cell, int]:
         targets = bound.target_modules(point)
         sizes = {}
-        for layer, module in bound.searched_cells:
-            if module in targets:
-                rank = int(bound.value(point, "rank", layer, module))
+        if type(bound) is not BoundSpace:  # a view that reads values its own way
+            for layer, module in bound.searched_cells:
+                if module in targets:
+                    rank = int(bound.value(point, "rank", layer, module))
+                    if rank > 0:
+                        sizes[(layer, module)] = rank
+            return sizes
+        for cell, name, constant in _rank_cells(bound):
+            if cell[1] in targets:
+                rank = int(point[name] if name is not None else constant)
                 if rank > 0:
-                    sizes[(layer, module)] = rank
+                    sizes[cell] = rank
         return sizes
 
     def canonical(self, bound: SpaceView, point: Point) -> Point:
@@ -156,9 +165,14 @@ class LoraMethod(Method):
         return count
 
     def count_params(self, bound: SpaceView, point: Point) -> int:
+        return self.count_cells(bound, point, self.cell_sizes(bound, point))
+
+    def count_cells(self, bound: SpaceView, point: Point, sizes: dict[Cell, int]) -> int:
+        """:meth:`count_params` from the point's :meth:`cell_sizes`, already computed (a
+        feasibility check needs both; each costs a pass over every cell)."""
         return sum(
             self.cell_params(bound, point, layer, module, rank)
-            for (layer, module), rank in self.cell_sizes(bound, point).items()
+            for (layer, module), rank in sizes.items()
         )
 
     def check_bound(self, bound: SpaceView) -> None:
@@ -245,6 +259,20 @@ class LoraMethod(Method):
                 f"built {self.display} ranks {found} differ from the compiled ranks {expected}"
             )
         check_trainable_count(model, self.param_marker, compiled, self.display)
+
+
+@functools.lru_cache(maxsize=16)
+def _rank_cells(bound: BoundSpace) -> tuple[tuple[Cell, str | None, Any], ...]:
+    """Each searched cell with the name of its rank dimension (None: the rank is a constant,
+    given third), as :meth:`SpaceView.value` reads it; worked out once per bound space."""
+    spec = bound.space.parameters.get("rank")
+    out: list[tuple[Cell, str | None, Any]] = []
+    for layer, module in bound.searched_cells:
+        if isinstance(spec, ParamSpec):
+            out.append(((layer, module), bound.dim_name("rank", spec, layer, module), None))
+        else:
+            out.append(((layer, module), None, spec))
+    return tuple(out)
 
 
 def _ranks(bound: SpaceView) -> list[int]:

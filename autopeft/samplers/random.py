@@ -38,10 +38,10 @@ class RandomSampler(Sampler):
             point = {d.name: from_unit(d.spec, float(x)) for d, x in zip(dims, u, strict=True)}
             if self.bound.is_feasible(point):
                 return point
+        note = getattr(self.bound, "constraint_note", "")  # a method-choice space has none
         raise SearchSpaceError(
             f"no feasible point in {MAX_ATTEMPTS} random draws: max_trainable_params="
-            f"{self.bound.space.max_trainable_params:,}{self.bound.constraint_note} is too tight "
-            "for this space"
+            f"{self.bound.space.max_trainable_params:,}{note} is too tight for this space"
         )
 
 

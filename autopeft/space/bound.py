@@ -115,9 +115,12 @@ class BoundSpace:
         return self.constraint is None or self.constraint(point)
 
     def _fits(self, point: Point) -> bool:
-        if not self.method.cell_sizes(self, point):
+        sizes = self.method.cell_sizes(self, point)
+        if not sizes:
             return False
-        return self.count_params(point) <= self.space.max_trainable_params
+        count_cells = getattr(self.method, "count_cells", None)  # counts from the sizes
+        count = count_cells(self, point, sizes) if count_cells else self.count_params(point)
+        return count <= self.space.max_trainable_params
 
     def constrained(self, rule: Callable[[Point], bool], note: str) -> BoundSpace:
         """A view of this space whose :meth:`is_feasible` also asks ``rule`` (e.g. "predicted
