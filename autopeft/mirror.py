@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 #: The states a sampler's history holds (interrupted trials excepted); a PRUNED trial (a
 #: multi-fidelity trial finished below the top rung) is shown to samplers as COMPLETE.
 _SEEN_BY_SAMPLERS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-#: Finished states.
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class TrialMirror:
@@ -104,7 +102,7 @@ class TrialMirror:
             RungEntry(
                 r.number,
                 r.rung or 0,
-                r.state in _FINISHED,
+                r.state.is_finished(),
                 dict(r.values) if r.state in (TrialState.COMPLETE, TrialState.PRUNED) else {},
                 r.number in promoted,
             )
@@ -198,7 +196,7 @@ class TrialMirror:
         self._version += 1
         old = self._records.get(n)
         self._records[n] = record
-        self.finished += _counts(record) - (old is not None and _counts(old))
+        self.finished += record.counts_for_budget - (old is not None and old.counts_for_budget)
         self.failed += _failed(record) - (old is not None and _failed(old))
         if record.state in _SEEN_BY_SAMPLERS and not record.interrupted:
             state = TrialState.COMPLETE if record.state == TrialState.PRUNED else record.state
@@ -292,13 +290,6 @@ def _fold(front: torch.Tensor, hv: float, point: torch.Tensor) -> tuple[torch.Te
     front = candidates[kept]
     ref = torch.zeros(front.shape[-1], dtype=torch.double)
     return front, float(DominatedPartitioning(ref_point=ref, Y=front).compute_hypervolume())
-
-
-def _counts(record: TrialRecord) -> bool:
-    """Finished trials count against the budget; interrupted ones, those skipped before
-    launch (predicted over the memory cap) and promotions (multi-fidelity) do not."""
-    finished = record.state in _FINISHED and not record.rung
-    return finished and not record.interrupted and not record.metrics.get("skipped")
 
 
 def _failed(record: TrialRecord) -> bool:

@@ -92,8 +92,7 @@ def study_status(
 
     ran = [r for r in records if r.state.is_finished() and not r.interrupted]
     complete = [r for r in ran if r.state == TrialState.COMPLETE and r.values]
-    # what the budget counts: not skipped before launch, not a multi-fidelity promotion
-    finished = [r for r in ran if not r.metrics.get("skipped") and not getattr(r, "rung", None)]
+    finished = [r for r in ran if r.counts_for_budget]
     best: dict[str, float] = {}
     hv = None
     if complete:

@@ -51,14 +51,7 @@ class StudyView:
         """Finished trials as the budget counts them (what the driver runs until it has
         ``n_trials`` of): interrupted trials, those skipped before launch and a multi-fidelity
         study's promotions are left out."""
-        return sum(
-            1
-            for r in self.records
-            if r.state.is_finished()
-            and not r.interrupted
-            and not r.metrics.get("skipped")
-            and not r.rung
-        )
+        return sum(1 for r in self.records if r.counts_for_budget)
 
     def rung_steps(self) -> list[int]:
         """Training steps per rung of a multi-fidelity study; empty otherwise."""

@@ -54,6 +54,18 @@ class TrialRecord:
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
 
+    @property
+    def counts_for_budget(self) -> bool:
+        """Whether the trial counts against the study's ``n_trials``: finished, and neither
+        interrupted (its point is re-run), skipped before launch (predicted over the memory
+        cap) nor a multi-fidelity promotion (rung above 0)."""
+        return (
+            self.state.is_finished()
+            and not self.interrupted
+            and not self.metrics.get("skipped")
+            and not self.rung
+        )
+
     def placement_summary(self) -> str:
         """Compact per-layer placement, e.g. ``L0:q4,v8 L2:v2`` (empty layers omitted)."""
         return placement_summary(self.placement)
