@@ -81,7 +81,7 @@ from autopeft.samplers.synthetic_classes import (  # noqa: E402
     make_problem,
 )
 from autopeft.space.bound import Point  # noqa: E402
-from bench.optimizer import _cell, _one_thread, frame_for  # noqa: E402
+from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E402
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")
 QUICK = {"classes": "base", "seeds": "1", "configs": 12}
@@ -328,7 +328,9 @@ def table(classes: list[str], arms: list[str], results: dict, args: argparse.Nam
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--classes", default="base,tight,two_obj", help="comma-separated names")
-    parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list 0,4")
+    parser.add_argument(
+        "--seeds", default="3", type=seed_list, help="a count (3 = seeds 0,1,2) or a list (0,4; 2,)"
+    )
     parser.add_argument("--configs", type=int, default=40, help="N: mobo's configurations")
     parser.add_argument(
         "--mf-configs", type=int, default=0, help="configurations of the multi-fidelity arms "
@@ -357,8 +359,6 @@ def _parse() -> argparse.Namespace:
     if "--quick" in sys.argv:
         parser.set_defaults(**QUICK)  # explicit options still win
     args = parser.parse_args()
-    seeds = str(args.seeds)
-    args.seeds = list(range(int(seeds))) if "," not in seeds else [int(s) for s in seeds.split(",")]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return args
 

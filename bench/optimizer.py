@@ -121,6 +121,21 @@ def latency(name: str, observations: int, options: dict) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: a count (``3`` = seeds 0, 1, 2) or a comma-separated list (``2,`` = seed 2)."""
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a count or a list such as 0,4"
+        ) from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"a count of {count} runs nothing (seed 0 alone: 1)")
+    return list(range(count))
+
+
 def _one_thread() -> None:
     import torch
 
@@ -218,7 +233,9 @@ def latency_table(names: list[str], args: argparse.Namespace) -> None:
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--classes", default=",".join(CLASSES), help="comma-separated names")
-    parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list 0,4")
+    parser.add_argument(
+        "--seeds", default="3", type=seed_list, help="a count (3 = seeds 0,1,2) or a list (0,4; 2,)"
+    )
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--random-trials", type=int, default=120)
     parser.add_argument("--samplers", default="mobo,gp,tpe,nsga2,random")
@@ -245,8 +262,6 @@ def _parse() -> argparse.Namespace:
     if "--quick" in sys.argv:
         parser.set_defaults(**QUICK)  # explicit options still win
     args = parser.parse_args()
-    seeds = str(args.seeds)
-    args.seeds = list(range(int(seeds))) if "," not in seeds else [int(s) for s in seeds.split(",")]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     return args
 

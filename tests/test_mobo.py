@@ -199,3 +199,52 @@ def test_a_mobo_study_runs_end_to_end_from_the_cli(study_dir: Path) -> None:
     view = load_view("tiny", f"sqlite:///{study_dir / 'studies.db'}")
     assert [r.state for r in view.records] == ["COMPLETE"] * 4
     assert len({str(sorted(r.params.items())) for r in view.records}) == 4
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_shared_rows_posterior_equals_the_per_batch_one(outputs: int) -> None:
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+
+    from autopeft.samplers.surrogate import SharedRowsGP
+
+    torch.manual_seed(0)
+    X = torch.rand(40, 6, dtype=torch.double)
+    Y = torch.randn(40, outputs, dtype=torch.double)
+    plain = SingleTaskGP(X, Y, outcome_transform=Standardize(outputs)).eval()
+    shared = SharedRowsGP(X, Y, outcome_transform=Standardize(outputs))
+    shared.load_state_dict(plain.state_dict())
+    shared.eval()
+    baseline = torch.rand(7, 6, dtype=torch.double)
+    candidates = torch.rand(50, 1, 6, dtype=torch.double)
+    batch = torch.cat([baseline.expand(50, 7, 6), candidates], dim=-2)  # as qNEHVI asks
+    a, b = plain.posterior(batch), shared.posterior(batch)
+    assert a.mean.shape == b.mean.shape == (50, 8, outputs)
+    assert torch.allclose(a.mean, b.mean, atol=1e-12)
+    cov_a, cov_b = a.distribution.covariance_matrix, b.distribution.covariance_matrix
+    assert torch.allclose(cov_a, cov_b, atol=1e-12)
+    distinct = torch.rand(5, 3, 6, dtype=torch.double)  # no repeated rows: the usual path
+    assert torch.allclose(plain.posterior(distinct).mean, shared.posterior(distinct).mean)
+
+
+@pytest.mark.slow
+def test_acquisition_values_do_not_depend_on_the_shared_rows_shortcut(
+    small_problem, monkeypatch
+) -> None:
+    from autopeft.samplers import surrogate
+
+    history = _start(small_problem)
+    sampler = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP)
+    sampler.propose(history, 1)
+    acqf = sampler.last_acquisition
+    pool = make_sampler("random", small_problem.bound, OBJECTIVES, 3, {}).propose([], 40)
+    X = sampler.encoder.encode(pool).unsqueeze(-2)
+    gathered, original = [], surrogate._gathered
+    monkeypatch.setattr(surrogate, "_gathered", lambda *a: gathered.append(1) or original(*a))
+    with torch.no_grad():
+        fast = acqf(X)
+        assert gathered  # the shortcut was taken
+        monkeypatch.setattr(surrogate.SharedRowsGP, "SHARE", -1.0)  # never gather
+        slow = acqf(X)
+    assert len(gathered) == 1
+    assert torch.allclose(fast, slow, atol=1e-9)

@@ -25,6 +25,15 @@ hyper-parameters of a *checkpoint*, a fit on the first ``c`` observations (``c``
 power of two ``<= n``), and runs a few iterations; hyper-parameters move little as observations
 are added. Checkpoints depend only on their data, so a sampler object built for a resumed study
 fits exactly what the object that ran the study before fits (the sampler contract).
+
+Shared rows (:class:`SharedRowsGP`): qLogNEHVI scores each candidate ``x`` jointly with the
+baseline ``B``, so a pool of ``N`` candidates asks for ``N`` posteriors of ``[B; x]``, and
+GPyTorch builds each one's kernel rows against the training data again (``N (b + 1)`` rows,
+materialised with the training inputs per batch element). A batch whose rows repeat is instead
+predicted once, jointly over its distinct rows (``b + N``), and each element's mean and
+covariance are gathered from that joint posterior: a marginal of a joint Gaussian is the
+Gaussian of its rows, so the result is the same up to rounding. On the 32-layer space at 300
+observations this took the acquisition's share of a proposal from about 4 s to about 1 s.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import InputTransform
 
 from autopeft.samplers.encoding import DesignEncoder
@@ -90,6 +100,51 @@ class ModelInputs(InputTransform, torch.nn.Module):
             self.sizes,
             self.fidelity,
         ) == (other.ordered, other.cat, other.sizes, other.fidelity)
+
+
+class SharedRowsGP(SingleTaskGP):
+    """A ``SingleTaskGP`` whose posterior of a batch with repeated rows is computed once over
+    the distinct rows and gathered (see the module docstring); other inputs as usual."""
+
+    #: A batch is gathered when its distinct rows are at most this share of its rows.
+    SHARE = 0.5
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training or len(args) != 1 or kwargs or self.train_inputs is None:
+            return super().__call__(*args, **kwargs)
+        X = args[0]
+        model_dims = len(self.train_inputs[0].shape[:-2])
+        extra = X.dim() - 2 - model_dims
+        if extra < 1:
+            return super().__call__(*args, **kwargs)
+        inner = X.shape[extra:-2]  # the model batch dims of X: each 1 or the model's size
+        first = X[(slice(None),) * extra + (0,) * model_dims]  # E x q x d
+        if X.shape[extra:-2].numel() > 1 and not torch.equal(
+            X, first.view(*first.shape[:-2], *([1] * model_dims), *first.shape[-2:]).expand_as(X)
+        ):  # the outputs see different rows
+            return super().__call__(*args, **kwargs)
+        q, d = first.shape[-2:]
+        rows, index = torch.unique(first.reshape(-1, d), dim=0, return_inverse=True)
+        if len(rows) > self.SHARE * index.numel():
+            return super().__call__(*args, **kwargs)
+        joint = super().__call__(rows.expand(*inner, *rows.shape))
+        return _gathered(joint, index.view(*first.shape[:-2], q), model_dims)
+
+
+def _gathered(joint: Any, index: torch.Tensor, model_dims: int) -> Any:
+    """The MVNs of ``joint``'s rows picked by ``index`` (``E x q``): batch ``E x model batch``."""
+    from gpytorch.distributions import MultivariateNormal
+
+    mean = joint.mean  # model batch x r
+    covar = joint.covariance_matrix  # model batch x r x r
+    e = index.dim() - 1
+    picked_mean = mean[..., index]  # model batch x E x q
+    picked_covar = covar[..., index.unsqueeze(-1), index.unsqueeze(-2)]  # model batch x E x q x q
+    # move the model batch dims behind the extra ones: E x model batch x ...
+    order = [*range(model_dims, model_dims + e), *range(model_dims)]
+    picked_mean = picked_mean.permute(*order, picked_mean.dim() - 1)
+    picked_covar = picked_covar.permute(*order, picked_covar.dim() - 2, picked_covar.dim() - 1)
+    return MultivariateNormal(picked_mean.contiguous(), picked_covar.contiguous())
 
 
 class WarmGP:
@@ -164,11 +219,10 @@ class WarmGP:
         return memo[name]
 
     def _build(self, X: torch.Tensor, Y: torch.Tensor) -> Any:
-        from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
 
         fidelity = X.shape[-1] > self.encoder.d  # a fidelity column follows the design's
-        return SingleTaskGP(
+        return SharedRowsGP(
             X,
             Y,
             input_transform=ModelInputs(self.encoder, fidelity),
