@@ -1,15 +1,23 @@
-"""Warm start: seed a new study with an initial design chosen from earlier studies' fronts.
+"""Warm start: seed a new study from earlier studies, with an initial design chosen from their
+fronts and a transfer prior on the surrogate.
 
 A study spec's ``warm_start: [names]`` (or ``autopeft run --warm-start NAME``) names stored
 studies of the same database. Their complete trials are mapped onto the new space by dimension
-name (:func:`map_point`), ranked by their own Pareto fronts (:func:`ranked_points`) and the top
-ones, up to the sampler's initial-design size, become the study's first proposals, served by
-:class:`WarmStartSampler` before it hands over to the study's sampler.
+name (:func:`map_point`) and ranked by their own Pareto fronts (:func:`ranked_points`):
 
-The design is chosen once, when the study is created, and stored with it (an Optuna study user
-attribute), so a resumed study serves the same points even if the source studies have grown
-since; a point is served only while no trial of the study holds it, so a restarted driver never
-proposes a warm point twice.
+* **initial design:** the top ones, up to the sampler's initial-design size, become the
+  study's first proposals, served by :class:`WarmStartSampler` before it hands over to the
+  study's sampler;
+* **transfer prior:** up to :data:`PRIOR_TRIALS` of each source, best first, are handed to the
+  study's sampler (:meth:`autopeft.samplers.Sampler.set_prior`); ``mobo`` fits them with its
+  own trials, the task as one more GP input (:mod:`autopeft.samplers.transfer`). Samplers
+  without a surrogate ignore them.
+
+Both are chosen once, when the study is created, and stored with it (an Optuna study user
+attribute), so a resumed study serves the same points and learns from the same prior even if
+the source studies have grown since; a point is served only while no trial of the study holds
+it, so a restarted driver never proposes a warm point twice. (Designs stored before the prior
+existed have none, and their studies resume as they ran.)
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from autopeft.storage.store import Store
 WARM_ATTR = "warm_start"
 #: Warm points for a sampler without an initial design of its own (``n_initial``).
 DEFAULT_POINTS = 5
+#: Trials of each source study kept for the transfer prior (the best ranked first).
+PRIOR_TRIALS = 200
 
 
 @dataclass(frozen=True)
@@ -43,17 +53,33 @@ class WarmDesign:
     Attributes:
         sources: The studies it was chosen from, in the order given.
         points: The points to propose first, best first, each a point of the new space.
+        prior: Per source, its complete trials as ``(point of the new space, objective
+            values)``, best first: the transfer prior.
     """
 
     sources: tuple[str, ...]
     points: tuple[Point, ...]
+    prior: tuple[tuple[tuple[Point, dict[str, float]], ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"sources": list(self.sources), "points": [dict(p) for p in self.points]}
+        prior = [[{"point": dict(p), "values": dict(v)} for p, v in group] for group in self.prior]
+        return {"sources": list(self.sources), "points": [dict(p) for p in self.points]} | (
+            {"prior": prior} if prior else {}
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WarmDesign:
-        return cls(tuple(data["sources"]), tuple(dict(p) for p in data["points"]))
+        prior = tuple(
+            tuple((dict(row["point"]), dict(row["values"])) for row in group)
+            for group in data.get("prior", [])
+        )
+        return cls(tuple(data["sources"]), tuple(dict(p) for p in data["points"]), prior)
+
+    def prior_observations(self) -> list[list[Observation]]:
+        """The transfer prior as the sampler sees it."""
+        return [
+            [Observation(p, TrialState.COMPLETE, dict(v)) for p, v in group] for group in self.prior
+        ]
 
 
 class WarmStartSampler(Sampler):
@@ -64,11 +90,20 @@ class WarmStartSampler(Sampler):
     inner sampler's points are shown to it as pending trials.
     """
 
-    def __init__(self, inner: Sampler, points: Sequence[Point]) -> None:
+    def __init__(
+        self,
+        inner: Sampler,
+        points: Sequence[Point],
+        prior: Sequence[Sequence[Observation]] = (),
+    ) -> None:
         super().__init__(inner.bound, inner.objectives, inner.seed)
         self.inner = inner
         self.multi_fidelity = inner.multi_fidelity
         self.points = [dict(p) for p in points]
+        self.set_prior(prior)
+
+    def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
+        self.inner.set_prior(groups)
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         seen = {point_key(h.point) for h in history}
@@ -105,11 +140,19 @@ def plan_warm_start(
             known = ", ".join(names) or "none"
             raise StudyError(f"warm_start: no study named {source!r} in {url!r}; studies: {known}")
     ranked: list[tuple[tuple[float, ...], dict[str, Any]]] = []
+    prior = []
     for index, source in enumerate(sources):
         records = _source_records(store, source, bound)
         objectives = store.objectives(source)
-        for (rank, crowding), record in ranked_points(records, objectives):
+        order = ranked_points(records, objectives)
+        for (rank, crowding), record in order:
             ranked.append(((rank, -crowding, index, record.number), record.params))
+        prior.append(
+            tuple(
+                (map_point(r.params, bound), {k: float(v) for k, v in r.values.items()})
+                for _, r in order[:PRIOR_TRIALS]
+            )
+        )
     points: dict[tuple[Any, ...], Point] = {}
     for _, params in sorted(ranked, key=lambda item: item[0]):
         point = map_point(params, bound)
@@ -123,7 +166,7 @@ def plan_warm_start(
             f"warm_start: no point of {', '.join(map(repr, sources))} fits the new space "
             f"(max_trainable_params={bound.space.max_trainable_params:,})"
         )
-    return WarmDesign(tuple(sources), tuple(points.values()))
+    return WarmDesign(tuple(sources), tuple(points.values()), tuple(prior))
 
 
 def _source_records(store: Store, source: str, bound: BoundSpace) -> list[TrialRecord]:
@@ -208,4 +251,6 @@ def stored_design(store: Store, study: str) -> WarmDesign | None:
 def with_warm_start(sampler: Sampler, store: Store, study: str) -> Sampler:
     """``sampler`` behind a :class:`WarmStartSampler` if study ``study`` stored a design."""
     design = stored_design(store, study)
-    return sampler if design is None else WarmStartSampler(sampler, design.points)
+    if design is None:
+        return sampler
+    return WarmStartSampler(sampler, design.points, design.prior_observations())

@@ -20,6 +20,7 @@ from autopeft.space.encode import from_unit
 from autopeft.storage.store import Store
 from autopeft.warmstart import (
     DEFAULT_POINTS,
+    WarmDesign,
     WarmStartSampler,
     design_size,
     map_point,
@@ -146,6 +147,63 @@ def test_warm_sampler_serves_unseen_points_then_delegates(source: Path) -> None:
     assert point_key(batch[1]) not in {point_key(w) for w in warm}
 
 
+def test_design_carries_every_source_trial_as_the_transfer_prior(source: Path) -> None:
+    p = _prepared(source)
+    design = plan_warm_start(p.url, "new", ["tiny"], p.bound, 2)
+    assert design is not None and len(design.prior) == 1
+    rows = design.prior[0]
+    points = _source_points(source)
+    assert [point for point, _ in rows[:3]] == [points[i] for i in FRONT_ORDER]  # best first
+    names = [o.name for o in p.objectives]
+    assert sorted(tuple(values[n] for n in names) for _, values in rows) == sorted(
+        tuple(float(x) for x in v) for v in SOURCE_VALUES
+    )
+    assert WarmDesign.from_json(design.to_json()) == design  # what a resumed study reads
+    legacy = {"sources": ["tiny"], "points": [dict(x) for x in design.points]}
+    assert WarmDesign.from_json(legacy).prior == ()  # stored before the prior: none
+    inner = make_sampler("mobo", p.bound, p.objectives, 0, {"n_initial": 3})
+    WarmStartSampler(inner, design.points, design.prior_observations())
+    assert [len(g) for g in inner._prior] == [6]  # handed to the study's own sampler
+
+
+def _own_history(bound, n: int) -> list[Observation]:
+    """``n`` complete trials of the target study, made-up values (nothing trained)."""
+    points = RandomSampler(bound, [], seed=7).propose([], n)
+    out = []
+    for i, point in enumerate(points):
+        params = bound.count_params(point)
+        values = {"accuracy": 0.3 + 0.05 * i, "trainable_params": params, "peak_memory_mb": 9.0 + i}
+        out.append(Observation(point, TrialState.COMPLETE, values))
+    return out
+
+
+@pytest.mark.slow
+def test_mobo_fits_the_prior_with_its_own_trials_and_the_task_as_an_input(source: Path) -> None:
+    p = _prepared(source)
+    design = plan_warm_start(p.url, "new", ["tiny"], p.bound, 3)
+    assert design is not None
+    history = _own_history(p.bound, 4)
+    options = {"n_initial": 3, "raw_samples": 32, "fit_maxiter": 20}
+
+    def proposals(prior: bool) -> tuple[list[dict], object, object]:
+        sampler = make_sampler("mobo", p.bound, p.objectives, 0, options)
+        if prior:
+            sampler.set_prior(design.prior_observations())
+        return sampler.propose(history, 2), sampler.last_acquisition, sampler.encoder
+
+    warm, acqf, encoder = proposals(prior=True)
+    cold, cold_acqf, _ = proposals(prior=False)
+    X = acqf.model.train_inputs[0][0]  # kernel features of the batched GP's rows
+    assert len(X) == 6 + 4 and len(cold_acqf.model.train_inputs[0][0]) == 4
+    assert X[:6, -1].eq(0).all() and X[6:, -1].eq(1).all()  # the task: prior rows 0, own 1
+    # the acquisition improves on the study's own trials (and the batch's first pick), at task 1
+    mine = [h.point for h in history] + [warm[0]]
+    own = {tuple(row) for row in encoder.encode(mine).tolist()}
+    assert {tuple(row) for row in acqf.X_baseline.tolist()} <= own
+    assert warm != cold  # the prior moved the proposals
+    assert proposals(prior=True)[0] == warm  # a resumed study (fresh sampler) agrees
+
+
 @pytest.mark.slow
 def test_warm_study_starts_from_the_source_front_then_samples(source: Path) -> None:
     spec = source / "study.yaml"
@@ -155,6 +213,7 @@ def test_warm_study_starts_from_the_source_front_then_samples(source: Path) -> N
     points = _source_points(source)
     design = stored_design(Store(url), "warm")
     assert design is not None and len(design.points) == 5  # random's design size
+    assert [len(g) for g in design.prior] == [len(SOURCE_VALUES)]
     trials = sorted(load_view("warm", url).records, key=lambda r: r.number)
     assert [r.params for r in trials[:3]] == [points[i] for i in FRONT_ORDER]
     assert [r.params for r in trials[:5]] == [dict(x) for x in design.points]

@@ -70,6 +70,13 @@ class Sampler(ABC):
         self.objectives = list(objectives)
         self.seed = seed
 
+    def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
+        """Complete observations of earlier related studies, one sequence per study, their
+        points mapped onto this space (:mod:`autopeft.warmstart`); fixed for the life of the
+        study. A sampler that can learn from them (``mobo``: a transfer prior on its surrogate)
+        does; the default ignores them."""
+        del groups
+
     @abstractmethod
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         """``n`` feasible points to evaluate next; ``history`` includes running trials."""

@@ -20,6 +20,8 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
 * **Multi-fidelity.** In a study with rungs of training length, every rung's results train
   the GPs, with the fidelity as one more input (:mod:`autopeft.samplers.surrogate`); the
   acquisition reads candidates, the baseline and pending trials at the top fidelity.
+* **Transfer from earlier studies.** A warm-started study's GPs also learn from the earlier
+  studies' trials, with the task as one more input (:mod:`autopeft.samplers.transfer`).
 * **Cheap proposals.** All measured objectives share one batched GP; fits warm-start with a
   small iteration cap from a checkpoint fit on a prefix of the history (a function of the
   history, so a resumed study proposes what an uninterrupted one would: see
@@ -55,6 +57,7 @@ from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.random import SobolSampler
 from autopeft.samplers.screen import screen_scores
 from autopeft.samplers.surrogate import WarmGP
+from autopeft.samplers.transfer import training_data
 from autopeft.space.bound import BoundSpace, Point
 from autopeft.space.encode import finite_values, from_unit, to_unit
 
@@ -111,6 +114,12 @@ class MoboSampler(Sampler):
         self._initial = SobolSampler(bound, objectives, seed)
         self._gp = WarmGP(self.encoder, fit_maxiter)
         self._counts: dict[tuple[float, ...], int] = {}
+        self._prior: list[list[Observation]] = []
+
+    def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
+        """A transfer prior on the surrogate (:mod:`autopeft.samplers.transfer`)."""
+        done = TrialState.COMPLETE
+        self._prior = [[h for h in g if h.state == done and h.values] for g in groups]
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         complete = [h for h in history if h.state == TrialState.COMPLETE and h.values]
@@ -144,26 +153,13 @@ class MoboSampler(Sampler):
         )
         from botorch.sampling.normal import SobolQMCNormalSampler
 
-        X = self.encoder.encode([h.point for h in complete])
-        baseline_X = X
-        if any(h.fidelity < 1 for h in complete):  # a multi-fidelity study: fidelity as input
-            fidelity = torch.tensor([[h.fidelity] for h in complete], dtype=torch.double)
-            X, baseline_X = torch.cat([X, fidelity], dim=-1), torch.unique(X, dim=0)
         measured = [o for o in self.objectives if o.name != KNOWN]
         frame = Frame.from_observations(self.objectives, complete)
-        # one batched GP for every measured objective; a checkpoint on the first c trials scales
-        # them by those trials' range (a function of the first c trials only)
-        model = self._gp.fit(
-            "objectives",
-            X,
-            _scaled(frame, complete, measured),
-            lambda c: (
-                X[:c],
-                _scaled(
-                    Frame.from_observations(self.objectives, complete[:c]), complete[:c], measured
-                ),
-            ),
-        )
+        data = training_data(self.encoder, self.objectives, measured, complete, self._prior)
+        # one batched GP for every measured objective; a checkpoint on the first c rows scales
+        # the study's outcomes among them by those rows' range (a function of them only)
+        model = self._gp.fit("objectives", data.X, data.Y, data.prefix)
+        baseline_X = data.baseline
         constraints = []
         self._feasibility = None
         if any(h.state == TrialState.FAIL and h.infeasible for h in history):
@@ -361,12 +357,6 @@ class MoboSampler(Sampler):
 
     def _seed(self, history: Sequence[Observation]) -> int:
         return int(np.random.default_rng([self.seed, len(history)]).integers(2**31))
-
-
-def _scaled(frame: Frame, complete: list[Observation], measured: list[Objective]) -> torch.Tensor:
-    """``len(complete) x len(measured)`` outcomes on the ``[0, 1]`` scale of ``frame``."""
-    Y = [[frame.scale(o.name, h.values[o.name]) for o in measured] for h in complete]
-    return torch.tensor(Y, dtype=torch.double).reshape(len(complete), len(measured))
 
 
 def _acquisition(acqf: Any, X: torch.Tensor, chunk: int = 256) -> torch.Tensor:

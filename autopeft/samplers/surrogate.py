@@ -8,10 +8,13 @@ floats, category indices). :class:`ModelInputs` maps them to what the kernel see
 * each categorical column one-hot encoded (one feature per category). With ARD lengthscales
   this is a principled categorical kernel: two different categories are always at the same
   distance, there is no spurious order, and the lengthscales learn how much the choice matters;
-* in a multi-fidelity study, the fidelity (a trial's training steps over the top rung's, in
-  ``(0, 1]``) as one more ordered feature: training rows carry it as an extra last column, and
-  rows without it (candidates, the baseline, pending points) are read at fidelity 1, so the
-  acquisition values every candidate at the top rung while the model learns from every rung.
+* *extra columns* after the design's, each one more ordered feature read at 1 for rows that
+  lack it (candidates, the baseline, pending points): in a multi-fidelity study the fidelity
+  (a trial's training steps over the top rung's, in ``(0, 1]``), so the acquisition values every
+  candidate at the top rung while the model learns from every rung; in a warm-started study
+  the task (0 for the earlier studies' rows of the transfer prior, 1 for the study's own), so
+  the ARD lengthscale of that feature learns how far the earlier studies' results carry over
+  (:mod:`autopeft.samplers.transfer`).
 
 Why not ``MixedSingleTaskGP`` (a Hamming kernel in a sum-and-product of two kernels)? Measured
 on the 38-dimension synthetic family with 80 observations (1 thread, a busy 2-core machine): a
@@ -64,9 +67,9 @@ class ModelInputs(InputTransform, torch.nn.Module):
 
     upper: torch.Tensor  # a buffer: the ordered columns' upper bounds
 
-    def __init__(self, encoder: DesignEncoder, fidelity: bool = False) -> None:
+    def __init__(self, encoder: DesignEncoder, extras: int = 0) -> None:
         super().__init__()
-        self.d, self.fidelity = encoder.d, fidelity
+        self.d, self.extras = encoder.d, extras
         self.transform_on_train = True
         self.transform_on_eval = True
         self.transform_on_fantasize = True
@@ -81,16 +84,16 @@ class ModelInputs(InputTransform, torch.nn.Module):
     @property
     def dim(self) -> int:
         """Number of kernel features."""
-        return len(self.ordered) + sum(self.sizes) + int(self.fidelity)
+        return len(self.ordered) + sum(self.sizes) + self.extras
 
     def transform(self, X: torch.Tensor) -> torch.Tensor:
         parts = [X[..., self.ordered] / self.upper]
         for j, size in zip(self.cat, self.sizes, strict=True):
             index = X[..., j].round().clamp(0, size - 1).long()
             parts.append(torch.nn.functional.one_hot(index, size).to(X))
-        if self.fidelity:  # the extra last column, or the top fidelity (1) for rows without it
-            top = torch.ones_like(X[..., :1])
-            parts.append(X[..., self.d :] if X.shape[-1] > self.d else top)
+        for k in range(self.extras):  # the extra columns, or 1 for rows without them
+            column = self.d + k
+            parts.append(X[..., column : column + 1] if X.shape[-1] > column else top(X))
         return torch.cat(parts, dim=-1)
 
     def equals(self, other: Any) -> bool:
@@ -98,8 +101,13 @@ class ModelInputs(InputTransform, torch.nn.Module):
             self.ordered,
             self.cat,
             self.sizes,
-            self.fidelity,
-        ) == (other.ordered, other.cat, other.sizes, other.fidelity)
+            self.extras,
+        ) == (other.ordered, other.cat, other.sizes, other.extras)
+
+
+def top(X: torch.Tensor) -> torch.Tensor:
+    """A column of ones for the rows of ``X``: the top fidelity, the study's own task."""
+    return torch.ones_like(X[..., :1])
 
 
 class SharedRowsGP(SingleTaskGP):
@@ -175,7 +183,8 @@ class WarmGP:
 
         Args:
             key: Which model (each has its own checkpoints).
-            X: ``n x d`` encoded rows, or ``n x (d + 1)``: a fidelity in ``(0, 1]`` last.
+            X: ``n x d`` encoded rows, or ``n x (d + k)``: ``k`` extra columns (fidelity,
+                task) last.
             Y: ``n x m`` outcomes.
             prefix: ``c`` -> the ``(X, Y)`` that checkpoint ``c`` fits; it must not depend on
                 observations after the ``c``-th (default: the first ``c`` rows of ``X, Y``;
@@ -221,11 +230,10 @@ class WarmGP:
     def _build(self, X: torch.Tensor, Y: torch.Tensor) -> Any:
         from botorch.models.transforms.outcome import Standardize
 
-        fidelity = X.shape[-1] > self.encoder.d  # a fidelity column follows the design's
         return SharedRowsGP(
             X,
             Y,
-            input_transform=ModelInputs(self.encoder, fidelity),
+            input_transform=ModelInputs(self.encoder, X.shape[-1] - self.encoder.d),
             outcome_transform=Standardize(Y.shape[-1]),
         )
 
