@@ -26,8 +26,10 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   small iteration cap from a checkpoint fit on a prefix of the history (a function of the
   history, so a resumed study proposes what an uninterrupted one would: see
   :class:`autopeft.samplers.surrogate.WarmGP`); the baseline is pruned with
-  few samples; the posterior over the baseline is cached (``cache_root``); torch runs
-  single-threaded here (faster for these sizes).
+  few samples; the posterior over the baseline is cached (``cache_root``) and each pool batch's
+  joint posteriors with the baseline are computed once over their distinct rows
+  (:class:`autopeft.samplers.surrogate.SharedRowsGP`); torch runs single-threaded here
+  (faster for these sizes).
 
 Objectives are scaled to ``[0, 1]`` (1 = best) before modelling, each by its range over the
 complete trials with a 10 % margin (``trainable_params`` too, so loosening the budget beyond

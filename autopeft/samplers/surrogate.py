@@ -127,7 +127,7 @@ class SharedRowsGP(SingleTaskGP):
             return super().__call__(*args, **kwargs)
         inner = X.shape[extra:-2]  # the model batch dims of X: each 1 or the model's size
         first = X[(slice(None),) * extra + (0,) * model_dims]  # E x q x d
-        if X.shape[extra:-2].numel() > 1 and not torch.equal(
+        if inner.numel() > 1 and not torch.equal(
             X, first.view(*first.shape[:-2], *([1] * model_dims), *first.shape[-2:]).expand_as(X)
         ):  # the outputs see different rows
             return super().__call__(*args, **kwargs)
