@@ -248,3 +248,18 @@ def test_acquisition_values_do_not_depend_on_the_shared_rows_shortcut(
         slow = acqf(X)
     assert len(gathered) == 1
     assert torch.allclose(fast, slow, atol=1e-9)
+
+
+def test_shared_rows_posterior_of_a_candidate_equal_to_a_baseline_row() -> None:
+    """A candidate that repeats a baseline row has a singular joint covariance: the gathered
+    posterior must not factorise it (GPyTorch's own posterior does not either)."""
+    from autopeft.samplers.surrogate import SharedRowsGP
+
+    torch.manual_seed(0)
+    X = torch.rand(20, 4, dtype=torch.double)
+    model = SharedRowsGP(X, torch.randn(20, 2, dtype=torch.double)).eval()
+    baseline = torch.rand(8, 4, dtype=torch.double)
+    candidates = torch.cat([baseline, torch.rand(8, 4, dtype=torch.double)]).unsqueeze(-2)
+    batch = torch.cat([baseline.expand(16, 8, 4), candidates], dim=-2)  # 8 repeat a baseline row
+    posterior = model.posterior(batch)
+    assert posterior.mean.shape == (16, 9, 2) and torch.isfinite(posterior.mean).all()

@@ -142,6 +142,7 @@ class SharedRowsGP(SingleTaskGP):
 def _gathered(joint: Any, index: torch.Tensor, model_dims: int) -> Any:
     """The MVNs of ``joint``'s rows picked by ``index`` (``E x q``): batch ``E x model batch``."""
     from gpytorch.distributions import MultivariateNormal
+    from linear_operator.operators import DenseLinearOperator
 
     mean = joint.mean  # model batch x r
     covar = joint.covariance_matrix  # model batch x r x r
@@ -152,7 +153,10 @@ def _gathered(joint: Any, index: torch.Tensor, model_dims: int) -> Any:
     order = [*range(model_dims, model_dims + e), *range(model_dims)]
     picked_mean = picked_mean.permute(*order, picked_mean.dim() - 1)
     picked_covar = picked_covar.permute(*order, picked_covar.dim() - 2, picked_covar.dim() - 1)
-    return MultivariateNormal(picked_mean.contiguous(), picked_covar.contiguous())
+    # a linear operator, as GPyTorch's own posterior returns: a plain tensor would be checked
+    # by a Cholesky here, which fails on the singular (yet valid) covariance of repeated rows
+    covariance = DenseLinearOperator(picked_covar.contiguous())
+    return MultivariateNormal(picked_mean.contiguous(), covariance)
 
 
 class WarmGP:
