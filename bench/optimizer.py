@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import statistics
@@ -267,7 +268,18 @@ def _parse() -> argparse.Namespace:
 
 
 def _options(name: str, args: argparse.Namespace) -> dict:
-    return args.mobo_options if name == "mobo" else {}
+    """The sampler's options, mobo's resolved against its defaults: the cache key then names
+    every option, so a run made under other defaults is never read for this one."""
+    if name != "mobo":
+        return {}
+    from autopeft.samplers.mobo import MoboSampler
+
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(MoboSampler.__init__).parameters.values()
+        if p.kind == p.KEYWORD_ONLY
+    }
+    return {**defaults, **args.mobo_options}
 
 
 if __name__ == "__main__":
