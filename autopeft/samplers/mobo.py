@@ -119,9 +119,9 @@ class MoboSampler(Sampler):
         self._prior: list[list[Observation]] = []
 
     def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
-        """A transfer prior on the surrogate (:mod:`autopeft.samplers.transfer`)."""
-        done = TrialState.COMPLETE
-        self._prior = [[h for h in g if h.state == done and h.values] for g in groups]
+        """A transfer prior on the surrogate (:mod:`autopeft.samplers.transfer`, which keeps
+        the usable rows)."""
+        self._prior = [list(g) for g in groups]
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         complete = [h for h in history if h.state == TrialState.COMPLETE and h.values]

@@ -33,8 +33,10 @@ import torch
 
 from autopeft.core.hypervolume import Frame
 from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
 from autopeft.samplers.base import Observation
 from autopeft.samplers.encoding import DesignEncoder
+from autopeft.samplers.surrogate import top
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,10 @@ def training_data(
         return TrainingData(X, Y, baseline, 0, tuple(objectives), tuple(measured), tuple(complete))
     prior_X = torch.cat([encoder.encode([h.point for h in g]) for g in groups])
     if multi_fidelity:  # the earlier studies' complete trials ran at their top rung
-        prior_X = torch.cat([prior_X, torch.ones(len(prior_X), 1, dtype=torch.double)], dim=-1)
+        prior_X = torch.cat([prior_X, top(prior_X)], dim=-1)
     prior_Y = torch.cat([scaled(objectives, measured, g) for g in groups])
-    task = [torch.zeros(len(prior_X), 1, dtype=torch.double), torch.ones(len(X), 1).double()]
-    X = torch.cat([torch.cat([prior_X, task[0]], -1), torch.cat([X, task[1]], -1)])
+    earlier, own_task = 1 - top(prior_X), top(X)  # task 0 for the prior's rows, 1 for the study's
+    X = torch.cat([torch.cat([prior_X, earlier], -1), torch.cat([X, own_task], -1)])
     return TrainingData(
         X,
         torch.cat([prior_Y, Y]),
@@ -105,11 +107,12 @@ def training_data(
 
 
 def usable(group: Sequence[Observation], measured: Sequence[Objective]) -> list[Observation]:
-    """The observations of ``group`` with a finite value of every modelled objective."""
+    """The complete observations of ``group`` with a finite value of every modelled objective."""
     return [
         h
         for h in group
-        if all(o.name in h.values and math.isfinite(float(h.values[o.name])) for o in measured)
+        if h.state == TrialState.COMPLETE
+        and all(o.name in h.values and math.isfinite(float(h.values[o.name])) for o in measured)
     ]
 
 
