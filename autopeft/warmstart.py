@@ -5,9 +5,10 @@ A study spec's ``warm_start: [names]`` (or ``autopeft run --warm-start NAME``) n
 studies of the same database. Their complete trials are mapped onto the new space by dimension
 name (:func:`map_point`) and ranked by their own Pareto fronts (:func:`ranked_points`):
 
-* **initial design:** the top ones, up to the sampler's initial-design size, become the
-  study's first proposals, served by :class:`WarmStartSampler` before it hands over to the
-  study's sampler;
+* **initial design:** the top ones, up to :func:`design_size` of them, become the study's
+  first proposals, served by :class:`WarmStartSampler` before it hands over to the study's
+  sampler (``mobo``, which learns from the prior below, takes over after ``prior_start``
+  points; a sampler without a surrogate after its own initial-design size);
 * **transfer prior:** up to :data:`PRIOR_TRIALS` of each source, best first, are handed to the
   study's sampler (:meth:`autopeft.samplers.Sampler.set_prior`); ``mobo`` fits them with its
   own trials, the task as one more GP input (:mod:`autopeft.samplers.transfer`). Samplers
@@ -115,9 +116,11 @@ class WarmStartSampler(Sampler):
 
 
 def design_size(sampler: Sampler) -> int:
-    """How many warm points replace the sampler's initial design: its ``n_initial`` (mobo's
-    option; the Optuna samplers' ``n_startup_trials``, NSGA-II's ``population_size``)."""
-    size = getattr(sampler, "n_initial", None)
+    """How many warm points replace the sampler's initial design: its
+    :attr:`~autopeft.samplers.Sampler.prior_start` if it learns from the transfer prior
+    (``mobo``), else its ``n_initial`` (the Optuna samplers' ``n_startup_trials``, NSGA-II's
+    ``population_size``)."""
+    size = sampler.prior_start or getattr(sampler, "n_initial", None)
     return size if isinstance(size, int) and size > 0 else DEFAULT_POINTS
 
 

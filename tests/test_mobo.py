@@ -263,3 +263,60 @@ def test_shared_rows_posterior_of_a_candidate_equal_to_a_baseline_row() -> None:
     batch = torch.cat([baseline.expand(16, 8, 4), candidates], dim=-2)  # 8 repeat a baseline row
     posterior = model.posterior(batch)
     assert posterior.mean.shape == (16, 9, 2) and torch.isfinite(posterior.mean).all()
+
+
+def test_mutations_move_to_neighbours_and_jump_across_the_domain(small_problem) -> None:
+    """Without jumps every mutated ladder cell moves one step; with ``jump: 1`` cells land
+    anywhere on their ladder (some more than one step away)."""
+    import numpy as np
+
+    from autopeft.space.encode import finite_values
+
+    bound = small_problem.bound
+    parent = bound.canonical(make_sampler("random", bound, OBJECTIVES, 0, {}).propose([], 1)[0])
+    ladders = {
+        d.name: finite_values(d.spec) for d in bound.dimensions if d.name.startswith("rank.")
+    }
+    ladders = {k: list(v) for k, v in ladders.items() if v is not None and len(v) > 2}
+    assert ladders
+
+    def steps(jump: float) -> set[int]:
+        sampler = make_sampler("mobo", bound, OBJECTIVES, 0, {**CHEAP, "jump": jump})
+        children = sampler._mutations([parent], np.random.default_rng(0), set(), 200)
+        assert children and all(bound.is_feasible(c) for c in children)
+        return {
+            abs(v.index(c[k]) - v.index(parent[k]))
+            for c in children
+            for k, v in ladders.items()
+            if k in c and c[k] in v and parent[k] in v
+        }
+
+    assert steps(0.0) <= {0, 1}
+    assert max(steps(1.0)) >= 2
+
+
+@pytest.mark.slow
+def test_local_search_rounds_never_pick_a_worse_candidate(small_problem) -> None:
+    """The same pool, searched for more rounds: more candidates are scored, and the pick's
+    acquisition value is at least the one-round pick's."""
+    from autopeft.samplers.mobo import _acquisition
+
+    history = _start(small_problem)
+    scored: dict[int, int] = {}
+    value: dict[int, float] = {}
+    for rounds in (0, 3):
+        sampler = make_sampler(
+            "mobo", small_problem.bound, OBJECTIVES, 0, {**CHEAP, "local_rounds": rounds}
+        )
+        calls = []
+        score = sampler._scores
+        sampler._scores = lambda acqf, pool, top=None, score=score, calls=calls: (  # type: ignore[method-assign]
+            calls.append(len(pool)) or score(acqf, pool, top)
+        )
+        (pick,) = sampler.propose(history, 1)
+        scored[rounds] = sum(calls)
+        value[rounds] = float(
+            _acquisition(sampler.last_acquisition, sampler.encoder.encode([pick]))
+        )
+    assert scored[3] > scored[0]
+    assert value[3] >= value[0]

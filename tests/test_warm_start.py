@@ -15,7 +15,7 @@ from autopeft.core.states import TrialState
 from autopeft.results import load_view
 from autopeft.samplers import Observation, make_sampler
 from autopeft.samplers.base import point_key
-from autopeft.samplers.random import RandomSampler
+from autopeft.samplers.random import RandomSampler, SobolSampler
 from autopeft.space.encode import from_unit
 from autopeft.storage.store import Store
 from autopeft.warmstart import (
@@ -89,7 +89,9 @@ def _prepared(directory: Path):
 @pytest.mark.parametrize(
     ("name", "options", "size"),
     [
-        ("mobo", {"n_initial": 3}, 3),
+        ("mobo", {}, 4),  # its prior_start: the transfer prior stands in for the rest
+        ("mobo", {"prior_start": 2}, 2),
+        ("mobo", {"n_initial": 3}, 3),  # never longer than its own random start
         ("tpe", {}, 10),
         ("tpe", {"n_startup_trials": 4}, 4),
         ("gp", {"n_startup_trials": 6}, 6),
@@ -202,6 +204,34 @@ def test_mobo_fits_the_prior_with_its_own_trials_and_the_task_as_an_input(source
     assert {tuple(row) for row in acqf.X_baseline.tolist()} <= own
     assert warm != cold  # the prior moved the proposals
     assert proposals(prior=True)[0] == warm  # a resumed study (fresh sampler) agrees
+
+
+@pytest.mark.slow
+def test_with_a_usable_prior_mobo_models_after_prior_start_trials(source: Path) -> None:
+    """A cold mobo draws its Sobol design for ``n_initial`` trials; given a prior it proposes
+    from its model once ``prior_start`` trials of its own are complete. A prior without the
+    objectives it models is not usable, and changes nothing."""
+    p = _prepared(source)
+    design = plan_warm_start(p.url, "new", ["tiny"], p.bound, 2)
+    assert design is not None
+    history = _own_history(p.bound, 2)
+    options = {"n_initial": 6, "prior_start": 2, "raw_samples": 32}
+
+    def proposal(prior: list[list[Observation]] | None) -> tuple[list[dict], object]:
+        sampler = make_sampler("mobo", p.bound, p.objectives, 0, options)
+        if prior is not None:
+            sampler.set_prior(prior)
+        return sampler.propose(history, 1), sampler.last_acquisition
+
+    sobol = SobolSampler(p.bound, p.objectives, 0).propose(history, 1)
+    assert proposal(None) == (sobol, None)
+    unusable = [
+        [Observation(h.point, h.state, {"accuracy": h.values["accuracy"]}) for h in g]
+        for g in design.prior_observations()
+    ]
+    assert proposal(unusable) == (sobol, None)
+    warm, acqf = proposal(design.prior_observations())
+    assert acqf is not None and warm != sobol
 
 
 @pytest.mark.slow

@@ -60,6 +60,11 @@ class Sampler(ABC):
     #: :attr:`Observation.fidelity`). In a multi-fidelity study a sampler without it sees the
     #: lowest rung only, where every configuration has a result (promotions are not new points).
     multi_fidelity: bool = False
+    #: Complete trials of its own after which a sampler given a transfer prior
+    #: (:meth:`set_prior`) proposes from its model; a warm-started study's initial design from
+    #: the earlier fronts is that long. None: the sampler ignores priors, and the design is as
+    #: long as its own initial design.
+    prior_start: int | None = None
 
     def __init__(
         self, bound: BoundSpace, objectives: Sequence[Objective], seed: int, **options: Any

@@ -9,9 +9,10 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   one-hot features of an ARD kernel (:mod:`autopeft.samplers.surrogate` says why not
   ``MixedSingleTaskGP``), floats are unit-scaled; dimensions a point does not use are
   canonicalised. The acquisition is maximised by discrete search over a pool of seeded
-  feasible draws and mutations of the current Pareto set, refined around the best candidates
-  (BoTorch's ``optimize_acqf_mixed_alternating`` took 60-130 s per proposal over 38 discrete
-  dimensions here).
+  feasible draws and mutations of the current Pareto set, refined by a few rounds of local
+  search around the best candidates, with moves to neighbouring values and jumps anywhere in
+  a dimension's domain (BoTorch's ``optimize_acqf_mixed_alternating`` took 60-130 s per
+  proposal over 38 discrete dimensions here).
 * **Failures are data.** Trials that failed because of their configuration (out of memory,
   divergence) train a feasibility GP used as an acquisition constraint, so later proposals
   avoid them; over-budget candidates are never returned.
@@ -59,7 +60,7 @@ from autopeft.samplers.encoding import DesignEncoder
 from autopeft.samplers.random import SobolSampler
 from autopeft.samplers.screen import screen_scores
 from autopeft.samplers.surrogate import WarmGP
-from autopeft.samplers.transfer import training_data
+from autopeft.samplers.transfer import training_data, usable
 from autopeft.space.bound import BoundSpace, Point
 from autopeft.space.encode import finite_values, from_unit, to_unit
 
@@ -85,6 +86,16 @@ class MoboSampler(Sampler):
         fit_maxiter: L-BFGS iterations of a GP fit warm-started from the checkpoint fit on
             the largest power-of-two prefix of the observations (fits on fewer than 16
             observations, and checkpoint fits, run up to 100).
+        local_rounds: Rounds of local search after the pool is scored: each mutates the
+            ``num_restarts`` best candidates so far, and the search stops early when a round
+            finds nothing better.
+        jump: Probability that a mutated dimension takes a uniformly drawn value of its whole
+            domain instead of a neighbouring one (a rank cell can go from 0 to the top of its
+            ladder in one move).
+        prior_start: With a usable transfer prior (a warm-started study), model-based
+            proposals start after this many complete trials of the study's own instead of
+            ``n_initial`` (capped at ``n_initial``); it is also the length of the warm-start
+            design (:func:`autopeft.warmstart.design_size`).
     """
 
     multi_fidelity = True
@@ -101,6 +112,9 @@ class MoboSampler(Sampler):
         mc_samples: int = 8,
         fit_maxiter: int = 10,
         score_top: int = 0,
+        local_rounds: int = 3,
+        jump: float = 0.5,
+        prior_start: int = 4,
     ) -> None:
         super().__init__(bound, objectives, seed)
         if n_initial < 2:
@@ -109,6 +123,10 @@ class MoboSampler(Sampler):
         self.raw_samples, self.num_restarts = raw_samples, num_restarts
         self.mc_samples, self.fit_maxiter = mc_samples, fit_maxiter
         self.score_top = score_top
+        self.local_rounds, self.jump = local_rounds, jump
+        if prior_start < 1:
+            raise TypeError("prior_start must be >= 1")
+        self.prior_start = min(prior_start, n_initial)
         self._feasibility: int | None = None
         self._budget_probe: int | None = None
         self.last_acquisition: Any = None
@@ -125,7 +143,7 @@ class MoboSampler(Sampler):
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         complete = [h for h in history if h.state == TrialState.COMPLETE and h.values]
-        if len(complete) < self.n_initial:
+        if len(complete) < self._start():
             return self._initial.propose(history, n)
         from botorch.exceptions.warnings import InputDataWarning
         from linear_operator.utils.warnings import NumericalWarning
@@ -142,6 +160,15 @@ class MoboSampler(Sampler):
                 return self._propose(history, complete, n)
         finally:
             torch.set_num_threads(threads)
+
+    def _start(self) -> int:
+        """Complete trials before the first model-based proposal: ``n_initial``, or
+        ``prior_start`` when a transfer prior has usable rows (the earlier studies' trials
+        already shape the surrogate, so it needs fewer of the study's own)."""
+        measured = [o for o in self.objectives if o.name != KNOWN]
+        if any(usable(group, measured) for group in self._prior):
+            return self.prior_start or self.n_initial
+        return self.n_initial
 
     # -- model ------------------------------------------------------------------------------
     def _propose(
@@ -269,8 +296,9 @@ class MoboSampler(Sampler):
     # -- acquisition optimisation ---------------------------------------------------------
     def _optimize(self, acqf: Any, history: Sequence[Observation], n: int) -> list[Point]:
         """Score a pool of feasible candidates (seeded random draws plus mutations of the
-        current Pareto set), refine around the best, pick greedily; each pick becomes pending
-        for the next, so a batch is jointly useful and has no duplicates."""
+        current Pareto set), refine around the best for up to ``local_rounds`` rounds, pick
+        greedily; each pick becomes pending for the next, so a batch is jointly useful and has
+        no duplicates."""
         rng = np.random.default_rng(self._seed(history))
         # points are compared canonically: two points that build the same adapter (they differ
         # only in dimensions the adapter does not use) are one point
@@ -282,18 +310,23 @@ class MoboSampler(Sampler):
             if not pool:
                 break
             scores = self._scores(acqf, pool)
-            top = [
-                pool[int(i)] for i in torch.argsort(scores, descending=True)[: self.num_restarts]
-            ]
             known = {point_key(p) for p in pool}
-            local = [
-                p
-                for p in _unique(self._mutations(top, rng, seen, self.raw_samples // 2))
-                if point_key(p) not in known
-            ]
-            if local:
+            for _ in range(self.local_rounds):
+                best = float(scores.max())
+                order = torch.argsort(scores, descending=True)[: self.num_restarts]
+                top = [pool[int(i)] for i in order]
+                local = [
+                    p
+                    for p in _unique(self._mutations(top, rng, seen, self.raw_samples // 2))
+                    if point_key(p) not in known
+                ]
+                if not local:
+                    break
+                known.update(point_key(p) for p in local)
                 local_scores = self._scores(acqf, local, self.score_top // 2)
                 pool, scores = pool + local, torch.cat([scores, local_scores])
+                if float(local_scores.max()) <= best:
+                    break
             winner = pool[int(torch.argmax(scores))]
             chosen.append(winner)
             seen.add(point_key(winner))
@@ -327,7 +360,8 @@ class MoboSampler(Sampler):
     def _mutations(
         self, parents: list[Point], rng: np.random.Generator, seen: set[Any], count: int
     ) -> list[Point]:
-        """Feasible copies of ``parents`` with 1-3 dimensions moved to a neighbouring value."""
+        """Feasible copies of ``parents`` with 1-3 dimensions moved: to a neighbouring value,
+        or with probability ``jump`` to a value drawn from the whole domain."""
         out: list[Point] = []
         if not parents:
             return out
@@ -335,7 +369,11 @@ class MoboSampler(Sampler):
         for _ in range(count * 3):
             child = dict(parents[int(rng.integers(len(parents)))])
             for j in rng.choice(len(dims), size=int(rng.integers(1, 4)), replace=False):
-                child[dims[j].name] = _neighbour(dims[j].spec, child[dims[j].name], rng)
+                spec = dims[j].spec
+                if self.jump and rng.random() < self.jump:
+                    child[dims[j].name] = from_unit(spec, float(rng.random()))
+                else:
+                    child[dims[j].name] = _neighbour(spec, child[dims[j].name], rng)
             if self.bound.is_feasible(child):
                 child = self.bound.canonical(child)
                 if point_key(child) not in seen:
