@@ -166,6 +166,7 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
         jobs += [(name, c, s, trials, _options(name, args)) for c in classes for s in args.seeds]
     t0 = time.perf_counter()
     hv: dict[tuple[str, str, int], list[float]] = {}
+    by_seed: dict[tuple[str, str, int], float] = {}  # (sampler, class, seed) -> HV @ trials
     problems = {(c, s): make_problem(c, s) for c in classes for s in args.seeds}
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(cached_run, args.cache, j, args.cached_only): j for j in jobs}
@@ -175,6 +176,7 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
                 continue
             for k in {args.trials, args.random_trials if name == "random" else args.trials}:
                 hv.setdefault((name, c, k), []).append(hv_at(problems[c, s], results, k))
+            by_seed[name, c, s] = hv_at(problems[c, s], results, args.trials)
             print(
                 f"# {name:6} {c:14} seed {s}: {len(results)} trials in {seconds:.0f} s", flush=True
             )
@@ -191,6 +193,27 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
         f"checks: mobo@{args.trials} >= gp@{args.trials} | >= random@{args.random_trials} | "
         f"> tpe@{args.trials}, on medians (y/n; - = not run; * = over fewer seeds)"
     )
+    paired_table(by_seed, classes, args)
+
+
+def paired_table(
+    by_seed: dict[tuple[str, str, int], float], classes: list[str], args: argparse.Namespace
+) -> None:
+    """mobo against gp on the same problems: every (class, seed) both ran."""
+    pairs = [
+        (c, s)
+        for c in classes
+        for s in args.seeds
+        if {("mobo", c, s), ("gp", c, s)} <= set(by_seed)
+    ]
+    if not pairs:
+        return
+    print(f"\nmobo@{args.trials} vs gp@{args.trials} paired on the same problem (class, seed)")
+    for c, s in pairs:
+        m, g = by_seed["mobo", c, s], by_seed["gp", c, s]
+        print(f"  {c:14} seed {s}  mobo {m:.3f}  gp {g:.3f}  {m - g:+.3f}")
+    ahead = sum(by_seed["mobo", c, s] >= by_seed["gp", c, s] for c, s in pairs)
+    print(f"mobo >= gp in {ahead} of {len(pairs)} pairs")
 
 
 def _cell(values: list[float], seeds: int) -> str:
