@@ -141,11 +141,20 @@ def test_initial_design_is_sobol(small_problem) -> None:
     assert mobo == sobol
 
 
-def test_bad_option_is_a_user_error(small_problem) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_initial": 1}, "n_initial must be >= 2"),
+        ({"local_rounds": -1}, "local_rounds must be >= 0"),
+        ({"jump": 1.5}, r"jump must be a probability, in \[0, 1\]"),
+        ({"prior_start": 0}, "prior_start must be >= 1"),
+    ],
+)
+def test_bad_option_is_a_user_error(small_problem, options: dict, message: str) -> None:
     from autopeft.exceptions import UserInputError
 
-    with pytest.raises(UserInputError, match=r"sampler 'mobo'.*n_initial must be >= 2"):
-        make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, {"n_initial": 1})
+    with pytest.raises(UserInputError, match=rf"sampler 'mobo'.*{message}"):
+        make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, options)
 
 
 class R:
@@ -297,8 +306,8 @@ def test_mutations_move_to_neighbours_and_jump_across_the_domain(small_problem) 
 
 @pytest.mark.slow
 def test_local_search_rounds_never_pick_a_worse_candidate(small_problem) -> None:
-    """The same pool, searched for more rounds: more candidates are scored, and the pick's
-    acquisition value is at least the one-round pick's."""
+    """The same pool, searched by 3 rounds of local search instead of none: more candidates
+    are scored, and the pick's acquisition value is at least the pool's best."""
     from autopeft.samplers.mobo import _acquisition
 
     history = _start(small_problem)

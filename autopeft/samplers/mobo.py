@@ -123,9 +123,13 @@ class MoboSampler(Sampler):
         self.raw_samples, self.num_restarts = raw_samples, num_restarts
         self.mc_samples, self.fit_maxiter = mc_samples, fit_maxiter
         self.score_top = score_top
-        self.local_rounds, self.jump = local_rounds, jump
+        if local_rounds < 0:
+            raise TypeError("local_rounds must be >= 0")
+        if not 0.0 <= jump <= 1.0:
+            raise TypeError("jump must be a probability, in [0, 1]")
         if prior_start < 1:
             raise TypeError("prior_start must be >= 1")
+        self.local_rounds, self.jump = local_rounds, jump
         self.prior_start = min(prior_start, n_initial)
         self._feasibility: int | None = None
         self._budget_probe: int | None = None
