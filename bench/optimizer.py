@@ -175,8 +175,10 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
             if not results:
                 continue
             for k in {args.trials, args.random_trials if name == "random" else args.trials}:
-                hv.setdefault((name, c, k), []).append(hv_at(problems[c, s], results, k))
-            by_seed[name, c, s] = hv_at(problems[c, s], results, args.trials)
+                value = hv_at(problems[c, s], results, k)
+                hv.setdefault((name, c, k), []).append(value)
+                if k == args.trials:
+                    by_seed[name, c, s] = value
             print(
                 f"# {name:6} {c:14} seed {s}: {len(results)} trials in {seconds:.0f} s", flush=True
             )

@@ -139,15 +139,24 @@ class MoboSampler(Sampler):
         self._gp = WarmGP(self.encoder, fit_maxiter)
         self._counts: dict[tuple[float, ...], int] = {}
         self._prior: list[list[Observation]] = []
+        #: Complete trials before the first model-based proposal: ``n_initial``, or
+        #: ``prior_start`` once :meth:`set_prior` gave usable rows (the earlier studies' trials
+        #: already shape the surrogate, so it needs fewer of the study's own).
+        self._start = n_initial
 
     def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
         """A transfer prior on the surrogate (:mod:`autopeft.samplers.transfer`, which keeps
         the usable rows)."""
         self._prior = [list(g) for g in groups]
+        measured = [o for o in self.objectives if o.name != KNOWN]
+        if any(usable(group, measured) for group in self._prior):
+            self._start = self.prior_start or self.n_initial
+        else:
+            self._start = self.n_initial
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         complete = [h for h in history if h.state == TrialState.COMPLETE and h.values]
-        if len(complete) < self._start():
+        if len(complete) < self._start:
             return self._initial.propose(history, n)
         from botorch.exceptions.warnings import InputDataWarning
         from linear_operator.utils.warnings import NumericalWarning
@@ -164,15 +173,6 @@ class MoboSampler(Sampler):
                 return self._propose(history, complete, n)
         finally:
             torch.set_num_threads(threads)
-
-    def _start(self) -> int:
-        """Complete trials before the first model-based proposal: ``n_initial``, or
-        ``prior_start`` when a transfer prior has usable rows (the earlier studies' trials
-        already shape the surrogate, so it needs fewer of the study's own)."""
-        measured = [o for o in self.objectives if o.name != KNOWN]
-        if any(usable(group, measured) for group in self._prior):
-            return self.prior_start or self.n_initial
-        return self.n_initial
 
     # -- model ------------------------------------------------------------------------------
     def _propose(
