@@ -142,11 +142,25 @@ def plan_warm_start(
         if source not in names:
             known = ", ".join(names) or "none"
             raise StudyError(f"warm_start: no study named {source!r} in {url!r}; studies: {known}")
+    groups = [(store.objectives(s), _source_records(store, s, bound)) for s in sources]
+    return design_from(sources, groups, bound, size)
+
+
+def design_from(
+    sources: Sequence[str],
+    groups: Sequence[tuple[Sequence[Any], Sequence[TrialRecord]]],
+    bound: BoundSpace,
+    size: int,
+) -> WarmDesign:
+    """The design chosen from each source's ``(objectives, complete records)`` (the part of
+    :func:`plan_warm_start` that reads no database).
+
+    Raises:
+        StudyError: None of the sources' points fits the new space's budget.
+    """
     ranked: list[tuple[tuple[float, ...], dict[str, Any]]] = []
     prior = []
-    for index, source in enumerate(sources):
-        records = _source_records(store, source, bound)
-        objectives = store.objectives(source)
+    for index, (objectives, records) in enumerate(groups):
         order = ranked_points(records, objectives)
         for (rank, crowding), record in order:
             ranked.append(((rank, -crowding, index, record.number), record.params))

@@ -33,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,18 +69,21 @@ def run(name: str, cls: str, seed: int, trials: int, options: dict) -> Results:
     _one_thread()
     problem = make_problem(cls, seed)  # rebuilt: a fresh noise stream per run
     sampler = make_sampler(name, problem.bound, problem.objectives, seed, options)
+    return [h.values or None for h in study(problem, sampler, trials)]
+
+
+def study(problem: ClassProblem, sampler: Any, trials: int) -> list[Observation]:
+    """``trials`` sequential proposals of ``sampler`` on ``problem``: the history."""
     history: list[Observation] = []
-    results: Results = []
     for _ in range(trials):
         point = sampler.propose(history, 1)[0]
         values = problem.evaluate(point)
-        results.append(values)
         history.append(
             Observation(point, "COMPLETE", values)
             if values
             else Observation(point, "FAIL", {}, True)
         )
-    return results
+    return history
 
 
 def cached_run(cache: Path | None, job: tuple, cached_only: bool = False) -> tuple[Results, float]:

@@ -95,22 +95,64 @@ def _url(out: Path, seed: int) -> str:
     return f"sqlite:///{out / f'studies_s{seed}.db'}"
 
 
-def _curves(out: Path, target: str, seed: int) -> tuple[list[float], list[float]]:
-    from autopeft.core.hypervolume import Frame, hypervolume
+def _trials(out: Path, target: str, seed: int) -> tuple[list, list[dict], list[dict]]:
+    """The objectives and the complete trials' values of the cold and the warm study."""
     from autopeft.results import load_view
 
     url = _url(out, seed)
-    cold = load_view(f"cold_{target}_s{seed}", url)
-    warm = load_view(f"warm_{target}_s{seed}", url)
-    objectives = cold.objectives
-    done = [[r for r in s.records if r.state == "COMPLETE" and r.values] for s in (cold, warm)]
-    frame = Frame.from_observations(objectives, done[0] + done[1])
+    views = [load_view(f"{kind}_{target}_s{seed}", url) for kind in ("cold", "warm")]
+    cold, warm = (
+        [r.values for r in v.records if r.state == "COMPLETE" and r.values] for v in views
+    )
+    return views[0].objectives, cold, warm
 
-    def curve(records: list) -> list[float]:
-        values = [r.values for r in records]
-        return [hypervolume(frame, values[: i + 1]) for i in range(len(values))]
 
-    return curve(done[0]), curve(done[1])
+def _curves(objectives: list, frame_values: list[dict], *runs: list[dict]) -> list[list[float]]:
+    """Each run's hypervolume after each trial, in the frame of ``frame_values``."""
+    from types import SimpleNamespace
+
+    from autopeft.core.hypervolume import Frame, hypervolume
+
+    frame = Frame.from_observations(objectives, [SimpleNamespace(values=v) for v in frame_values])
+    return [[hypervolume(frame, values[: i + 1]) for i in range(len(values))] for values in runs]
+
+
+def _reached(curve: list[float], goal: float) -> int | None:
+    return next((i + 1 for i, v in enumerate(curve) if v >= goal - 1e-12), None)
+
+
+def _line(label: str, curve: list[float]) -> str:
+    return f"{label:32s} " + " ".join(f"{v:.3f}" for v in curve)
+
+
+def report(out: Path, seeds: list[int]) -> None:
+    """Per (target, seed) curves in that pair's frame, then per target the mean curves over
+    seeds in one frame: the union of every study on that target."""
+    print("hypervolume after each trial (frame: the cold and warm trials of that target and seed)")
+    for target in TASKS:
+        src = next(t for t in TASKS if t != target)
+        reached = []
+        runs = {s: _trials(out, target, s) for s in seeds}
+        for s, (objectives, cold, warm) in runs.items():
+            c, w = _curves(objectives, cold + warm, cold, warm)
+            hit = _reached(w, c[-1])
+            reached.append(hit)
+            print(_line(f"{target} seed {s} cold", c))
+            print(_line(f"{target} seed {s} warm from {src}", w))
+            print(f"  cold {len(c)}-trial HV {c[-1]:.3f}; warm reaches it at trial "
+                  f"{hit if hit else f'- (not within {len(w)})'}")  # fmt: skip
+        print(f"{target}: warm reaches the cold final HV at trials {reached}")
+        objectives = runs[seeds[0]][0]
+        union = [v for _, cold, warm in runs.values() for v in cold + warm]
+        pairs = [_curves(objectives, union, cold, warm) for _, cold, warm in runs.values()]
+        mean = [[sum(col) / len(col) for col in zip(*(p[k] for p in pairs), strict=True)]
+                for k in (0, 1)]  # fmt: skip
+        hit = _reached(mean[1], mean[0][-1])
+        print(f"{target}: mean over seeds {seeds}, one frame (every study on {target})")
+        print(_line("  cold", mean[0]))
+        print(_line(f"  warm from {src}", mean[1]))
+        print(f"  the mean warm curve reaches the mean cold {len(mean[0])}-trial HV "
+              f"{mean[0][-1]:.3f} at trial {hit or '-'}\n")  # fmt: skip
 
 
 def main() -> None:
@@ -135,20 +177,7 @@ def main() -> None:
         jobs = [(args.dir, s, args.trials, args.steps, args.space) for s in seeds]
         list(pool.map(_run_seed, jobs))
     print(f"{4 * len(seeds)} studies in {time.perf_counter() - t0:.0f} s wall\n")
-    print("hypervolume after each trial (frame: the cold and warm trials of that target)")
-    for target in TASKS:
-        src = next(t for t in TASKS if t != target)
-        reached = []
-        for s in seeds:
-            c, w = _curves(args.dir, target, s)
-            goal = c[-1]
-            hit = next((i + 1 for i, v in enumerate(w) if v >= goal - 1e-12), None)
-            reached.append(hit)
-            print(f"{target:7s} seed {s} cold            " + " ".join(f"{v:.3f}" for v in c))
-            print(f"{target:7s} seed {s} warm from {src:6s} " + " ".join(f"{v:.3f}" for v in w))
-            print(f"  cold {len(c)}-trial HV {goal:.3f}; warm reaches it at trial "
-                  f"{hit if hit else f'- (not within {len(w)})'}")  # fmt: skip
-        print(f"{target}: warm reaches the cold final HV at trials {reached}\n")
+    report(args.dir, list(seeds))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from autopeft.warmstart import (
     DEFAULT_POINTS,
     WarmDesign,
     WarmStartSampler,
+    design_from,
     design_size,
     map_point,
     plan_warm_start,
@@ -134,6 +135,16 @@ def test_design_is_the_front_first_capped_at_the_design_size(source: Path) -> No
     assert design is not None and design.sources == ("tiny",)
     assert [dict(x) for x in design.points] == [points[i] for i in FRONT_ORDER[:2]]
     assert plan_warm_start(p.url, "tiny", ["tiny"], p.bound, 2) is None  # exists: stored design
+
+
+def test_design_from_records_is_the_planned_design_without_a_database(source: Path) -> None:
+    p = _prepared(source)
+    view = load_view("tiny", _url(source))
+    planned = plan_warm_start(p.url, "new", ["tiny"], p.bound, 3)
+    design = design_from(["tiny"], [(view.objectives, view.records)], p.bound, 3)
+    assert planned is not None and design == planned
+    assert [dict(x) for x in design.points] == [_source_points(source)[i] for i in FRONT_ORDER]
+    assert len(design.prior[0]) == len(SOURCE_VALUES)
 
 
 def test_warm_sampler_serves_unseen_points_then_delegates(source: Path) -> None:
