@@ -10,7 +10,9 @@ Rotten Tomatoes sentiment, both on MiniLM-L6 with the demo's layer-wise LoRA spa
 all real training (the demo's fidelity, shortened by ``--steps``), in process, one thread each.
 For every (target, seed) it frames the hypervolume by the union of the cold and warm studies'
 trials on that target (so the two curves are comparable) and reports both curves and the
-first trial at which the warm study reaches the cold study's final (``--trials``) hypervolume.
+first trial at which the warm study reaches the cold study's final (``--trials``) hypervolume;
+then per target the mean curves over the seeds in one frame (every study on that target) and
+the trial at which the mean warm curve reaches the mean cold one's final hypervolume.
 
     python bench/warm_start.py --seeds 2 --trials 12 --jobs 2     # ~30-40 min on 2 CPU cores
 
@@ -117,7 +119,7 @@ def _curves(objectives: list, frame_values: list[dict], *runs: list[dict]) -> li
     return [[hypervolume(frame, values[: i + 1]) for i in range(len(values))] for values in runs]
 
 
-def _reached(curve: list[float], goal: float) -> int | None:
+def reached(curve: list[float], goal: float) -> int | None:
     return next((i + 1 for i, v in enumerate(curve) if v >= goal - 1e-12), None)
 
 
@@ -131,23 +133,24 @@ def report(out: Path, seeds: list[int]) -> None:
     print("hypervolume after each trial (frame: the cold and warm trials of that target and seed)")
     for target in TASKS:
         src = next(t for t in TASKS if t != target)
-        reached = []
+        hits = []
         runs = {s: _trials(out, target, s) for s in seeds}
         for s, (objectives, cold, warm) in runs.items():
             c, w = _curves(objectives, cold + warm, cold, warm)
-            hit = _reached(w, c[-1])
-            reached.append(hit)
+            hit = reached(w, c[-1])
+            hits.append(hit)
             print(_line(f"{target} seed {s} cold", c))
             print(_line(f"{target} seed {s} warm from {src}", w))
             print(f"  cold {len(c)}-trial HV {c[-1]:.3f}; warm reaches it at trial "
                   f"{hit if hit else f'- (not within {len(w)})'}")  # fmt: skip
-        print(f"{target}: warm reaches the cold final HV at trials {reached}")
+        print(f"{target}: warm reaches the cold final HV at trials {hits}")
         objectives = runs[seeds[0]][0]
         union = [v for _, cold, warm in runs.values() for v in cold + warm]
         pairs = [_curves(objectives, union, cold, warm) for _, cold, warm in runs.values()]
-        mean = [[sum(col) / len(col) for col in zip(*(p[k] for p in pairs), strict=True)]
-                for k in (0, 1)]  # fmt: skip
-        hit = _reached(mean[1], mean[0][-1])
+        # a study with a failed trial has a shorter curve: the mean stops at the shortest
+        columns = [zip(*(p[k] for p in pairs), strict=False) for k in (0, 1)]
+        mean = [[sum(col) / len(col) for col in c] for c in columns]
+        hit = reached(mean[1], mean[0][-1])
         print(f"{target}: mean over seeds {seeds}, one frame (every study on {target})")
         print(_line("  cold", mean[0]))
         print(_line(f"  warm from {src}", mean[1]))

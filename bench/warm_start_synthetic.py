@@ -46,6 +46,7 @@ from autopeft.core.hypervolume import hypervolume  # noqa: E402
 from autopeft.samplers import Observation, make_sampler  # noqa: E402
 from autopeft.samplers.synthetic_classes import ClassProblem, make_problem  # noqa: E402
 from bench.optimizer import frame_for, study  # noqa: E402
+from bench.warm_start import reached  # noqa: E402
 
 #: The demo's mobo: 6 Sobol points, then the model.
 MOBO = {"n_initial": 6}
@@ -138,10 +139,6 @@ def run_seed(job: tuple) -> dict:
             hypervolume(frame, [v for v in done[: i + 1] if v]) for i in range(len(done))
         ]
     return {"cls": cls, "seed": seed, "curves": curves, "walls": walls}
-
-
-def reached(curve: list[float], goal: float) -> int | None:
-    return next((i + 1 for i, v in enumerate(curve) if v >= goal - 1e-12), None)
 
 
 def report(results: list[dict], names: list[str]) -> None:
