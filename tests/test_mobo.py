@@ -66,6 +66,21 @@ def test_pending_trials_are_not_proposed_again(small_problem) -> None:
     assert second != first
 
 
+def test_a_proposal_never_compiles_botorchs_fused_kernel(small_problem, monkeypatch) -> None:
+    # botorch JIT-compiles a C++ kernel on first use in each environment (~40 s, needs a compiler)
+    import torch.utils.cpp_extension
+    from botorch.acquisition.multi_objective import logei
+
+    builds: list[str] = []
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda **kw: builds.append(kw["name"]))
+    monkeypatch.setattr(logei, "_load_attempted", False)  # as in a fresh process
+    monkeypatch.setattr(logei, "_C", None)
+    history = _start(small_problem)
+    point = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose(history, 1)[0]
+    assert small_problem.bound.is_feasible(point)
+    assert builds == [] and logei._C is None
+
+
 @pytest.mark.slow
 def test_a_resumed_sampler_proposes_what_the_running_one_does(small_problem, monkeypatch) -> None:
     """Fits warm-start from checkpoint fits on power-of-two prefixes of the history, never from
