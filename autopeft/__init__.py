@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from autopeft.exceptions import AutoPeftError, UserInputError
-from autopeft.methods.bottleneck import hook as _peft_hook
+from autopeft.tuners.bottleneck import hook as _peft_hook
 
 __version__ = "0.1.0"
 
@@ -34,14 +34,14 @@ __all__ = [
 
 _LAZY = {
     "Client": "autopeft.service.client",
-    "run_study": "autopeft.driver",
-    "prepare_study": "autopeft.prepare",
+    "run_study": "autopeft.run.driver",
+    "prepare_study": "autopeft.run.prepare",
     "load_study": "autopeft.spec",
     "load_space": "autopeft.methods.binding",
-    "load_peft_config": "autopeft.export",
-    "export_config": "autopeft.export",
-    "list_studies": "autopeft.results",
-    "load_view": "autopeft.results",
+    "load_peft_config": "autopeft.results.export",
+    "export_config": "autopeft.results.export",
+    "list_studies": "autopeft.results.views",
+    "load_view": "autopeft.results.views",
 }
 
 

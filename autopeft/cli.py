@@ -82,7 +82,7 @@ def validate(
 
     data, _ = read_yaml(file, StudySpecError)
     if "search_space" in data:
-        from autopeft.prepare import prepare_study
+        from autopeft.run.prepare import prepare_study
 
         p = prepare_study(file)
         dims = len(p.bound.dimensions)
@@ -149,8 +149,8 @@ def run(
     interrupted ones are re-run. --executor/--workers/--address override the spec's
     `executor` block; they may differ between runs of the same study.
     """
-    from autopeft.driver import run_study
-    from autopeft.progress import Reporter, RichReporter
+    from autopeft.run.driver import run_study
+    from autopeft.run.progress import Reporter, RichReporter
 
     if ray_token_file is not None:
         from autopeft.executors.ray_auth import use_token_file
@@ -189,7 +189,7 @@ def studies(storage: StorageOpt = None) -> None:
     """List the studies in a database."""
     from rich.table import Table
 
-    from autopeft.results import list_studies
+    from autopeft.results.views import list_studies
 
     table = Table(title="studies")
     for col in ("name", "trials", "front", "best metric", "model", "dataset", "sampler"):
@@ -219,8 +219,8 @@ def show(
     name: Annotated[str, typer.Argument(help="Study name.")], storage: StorageOpt = None
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""
-    from autopeft.report import format_value
-    from autopeft.results import load_view
+    from autopeft.results import format_value
+    from autopeft.results.views import load_view
 
     v = load_view(name, storage)
     spec, console = v.spec, _console()
@@ -284,8 +284,8 @@ def _show_memory(console: Any, v: Any) -> None:
 
 def _show_confirmations(console: Any, v: Any, storage: str | None) -> None:
     """How many trials `autopeft confirm` re-trained, and the best confirmed mean."""
-    from autopeft.report import format_value, primary_objective
-    from autopeft.results import open_store
+    from autopeft.results import format_value, primary_objective
+    from autopeft.results.views import open_store
     from autopeft.storage.confirmations import latest
 
     found = [c for c in latest(open_store(storage), v.name).values() if c.mean]
@@ -325,14 +325,14 @@ def front(
 
 
 def _print_confirmed(name: str, storage: str | None, plot: Path | None, fmt: Format) -> None:
-    from autopeft.report.confirmed import (
+    from autopeft.results.confirmed import (
         confirmed_rows,
         confirmed_table,
         flat_rows,
         plot_confirmed,
     )
-    from autopeft.report.table import write_csv
-    from autopeft.results import load_view, open_store
+    from autopeft.results.table import write_csv
+    from autopeft.results.views import load_view, open_store
     from autopeft.storage.confirmations import latest
 
     v = load_view(name, storage)
@@ -356,8 +356,8 @@ def _print_confirmed(name: str, storage: str | None, plot: Path | None, fmt: For
 def _print_front(
     name: str, storage: str | None, plot: Path | None, fmt: Format = Format.table
 ) -> None:
-    from autopeft.report import front_rows, plot_front, plot_history, render_table, write_csv
-    from autopeft.results import load_view
+    from autopeft.results import front_rows, plot_front, plot_history, render_table, write_csv
+    from autopeft.results.views import load_view
 
     v = load_view(name, storage)
     points = v.front()
@@ -387,8 +387,8 @@ def export(
     ] = False,
 ) -> None:
     """Write a trial's PEFT adapter_config.json, loadable with peft.PeftConfig.from_pretrained."""
-    from autopeft.export import export_config
-    from autopeft.report import format_value
+    from autopeft.results import format_value
+    from autopeft.results.export import export_config
 
     path, record = export_config(
         storage,
@@ -434,7 +434,7 @@ def confirm(
 
     Stores test mean and std per objective (see `front --confirmed`, `export --confirmed`).
     Trials already confirmed with the same steps and seeds are not run again."""
-    from autopeft.confirm import confirm_study
+    from autopeft.run.confirm import confirm_study
 
     options = {
         "name": executor.value if executor is not None else None,
@@ -483,8 +483,8 @@ def profile(
 ) -> None:
     """Print a study's allocation profiles (layers x modules) and write them as a heatmap."""
     from autopeft.exceptions import UserInputError as InputError
-    from autopeft.profiling import profiles_for
-    from autopeft.report.heatmap import plot_profiles, profile_table
+    from autopeft.results.heatmap import plot_profiles, profile_table
+    from autopeft.run.profiling import profiles_for
 
     known = ("sensitivity", "importance", "adalora")
     for k in kind or ():

@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from autopeft.cli import _print_front
-    from autopeft.driver import run_study
-    from autopeft.export import export_config
-    from autopeft.progress import RichReporter
+    from autopeft.results.export import export_config
+    from autopeft.run.driver import run_study
+    from autopeft.run.progress import RichReporter
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--llm", action="store_true", help="run the decoder-LLM demo")
@@ -87,8 +87,8 @@ def _reload_classifier_export(console: Console, export: Path, record: TrialRecor
 def _use_llm_export(
     console: Console, study: Path, url: str, export: Path, record: TrialRecord
 ) -> int:
-    from autopeft.prepare import prepare_study
-    from autopeft.results import choose_trial, load_view
+    from autopeft.results.views import choose_trial, load_view
+    from autopeft.run.prepare import prepare_study
 
     prepared = prepare_study(study, storage=url)
     spec = prepared.files.spec
@@ -141,7 +141,7 @@ def _use_llm_export(
 def _zero_shot(prepared: Any) -> tuple[dict[str, float], int]:
     """The task's metrics of the bare base model on the study's validation examples."""
     from autopeft.executors.worker import load_context
-    from autopeft.prepare import worker_setup
+    from autopeft.run.prepare import worker_setup
 
     ctx = load_context(worker_setup(prepared, prepared.files.spec.executor))
     n = min(prepared.files.spec.fidelity.eval_examples, len(prepared.splits.validation))

@@ -86,7 +86,7 @@ class SplitSpec(StrictModel):
 class FidelitySpec(StrictModel):
     """How much training each trial gets.
 
-    ``rungs`` makes the search multi-fidelity (:mod:`autopeft.samplers.promotion`): training
+    ``rungs`` makes the search multi-fidelity (:mod:`autopeft.search.promotion`): training
     steps per rung, increasing (``[12, 25, 50, 100]``), or a count of rungs spaced by
     ``reduction_factor`` below ``max_steps`` (``4`` with ``max_steps: 100`` and factor 3:
     ``[4, 11, 33, 100]``). Every configuration is trained at the lowest rung first; the best

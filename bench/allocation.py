@@ -27,8 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autopeft.prepare import prepare_study  # noqa: E402
-from autopeft.profiling import ensure_profiles, study_context  # noqa: E402
+from autopeft.run.prepare import prepare_study  # noqa: E402
+from autopeft.run.profiling import ensure_profiles, study_context  # noqa: E402
 from autopeft.storage.records import placement_summary  # noqa: E402
 from autopeft.storage.store import Store  # noqa: E402
 from autopeft.trial.runner import TrialRequest, run_trial  # noqa: E402

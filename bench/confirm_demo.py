@@ -62,10 +62,10 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / "runs" / "confirm_demo")
     args = parser.parse_args()
 
-    from autopeft.confirm import confirm_study
-    from autopeft.driver import run_study
-    from autopeft.report.confirmed import confirmed_rows
-    from autopeft.results import load_view
+    from autopeft.results.confirmed import confirmed_rows
+    from autopeft.results.views import load_view
+    from autopeft.run.confirm import confirm_study
+    from autopeft.run.driver import run_study
     from autopeft.storage.confirmations import latest
     from autopeft.storage.store import Store
 

@@ -40,10 +40,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autopeft.driver import StudyRunner  # noqa: E402
 from autopeft.executors.base import Executor  # noqa: E402
-from autopeft.prepare import prepare_study, register_study  # noqa: E402
-from autopeft.progress import Reporter, StudyStatus  # noqa: E402
+from autopeft.run.driver import StudyRunner  # noqa: E402
+from autopeft.run.prepare import prepare_study, register_study  # noqa: E402
+from autopeft.run.progress import Reporter, StudyStatus  # noqa: E402
 from autopeft.storage.store import Store  # noqa: E402
 from autopeft.trial.runner import TrialRequest, TrialResult  # noqa: E402
 
@@ -173,7 +173,7 @@ def make_study(tmp: Path, rungs: str = "") -> Path:
 def run(spec: Path, target: int, clock: Clock, capacity: int) -> tuple[float, int]:
     """Run the study to ``target`` trials; returns the wall time and the final Pareto front's
     size (what a new hypervolume costs grows with it)."""
-    from autopeft.report.pareto import pareto_front
+    from autopeft.results.picks import pareto_front
 
     prepared = prepare_study(spec)
     store = Store(prepared.url)

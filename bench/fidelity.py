@@ -3,13 +3,13 @@
     python bench/fidelity.py --quick                  # a few minutes: base, 1 seed, N = 12
     python bench/fidelity.py --classes base,tight,two_obj --seeds 3 --configs 40 --cache runs/fid
 
-Four arms on the same seeded problems (:mod:`autopeft.samplers.synthetic_classes`), driven like
+Four arms on the same seeded problems (:mod:`autopeft.testing.synthetic_classes`), driven like
 a study by a simulated asynchronous executor:
 
 * ``mobo``: ``--configs`` (N) configurations, each trained for the top rung's steps;
 * ``mobo+mf``: ``--mf-configs`` configurations through the rungs ``--rungs`` (training steps,
   default 12,25,50,100) with the asynchronous multi-objective successive-halving rule of
-  :mod:`autopeft.samplers.promotion` (``--eta``, its reduction factor, default 3);
+  :mod:`autopeft.search.promotion` (``--eta``, its reduction factor, default 3);
 * ``random``: 3N configurations at the top rung's steps (its curve passes N on the way);
 * ``random+sh``: the random sampler through the same rungs as ``mobo+mf``.
 
@@ -71,16 +71,16 @@ sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import hypervolume  # noqa: E402
 from autopeft.core.states import TrialState  # noqa: E402
-from autopeft.samplers import Observation, make_sampler  # noqa: E402
-from autopeft.samplers.base import point_key  # noqa: E402
-from autopeft.samplers.promotion import RungEntry, promotions  # noqa: E402
-from autopeft.samplers.synthetic_classes import (  # noqa: E402
+from autopeft.search.promotion import RungEntry, promotions  # noqa: E402
+from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
+from autopeft.search.samplers.base import point_key  # noqa: E402
+from autopeft.space.bound import Point  # noqa: E402
+from autopeft.testing.synthetic_classes import (  # noqa: E402
     BASE_ACC,
     CLASSES,
     ClassProblem,
     make_problem,
 )
-from autopeft.space.bound import Point  # noqa: E402
 from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E402
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")

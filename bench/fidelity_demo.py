@@ -3,7 +3,7 @@ multi-fidelity search (real training).
 
 Four studies per seed, derived from ``studies/demo.yaml`` (MiniLM-L6 on TREC-6, layer-wise
 LoRA ranks, objectives accuracy / trainable_params / peak_memory_mb), run in process one after
-the other with :func:`autopeft.driver.run_study`:
+the other with :func:`autopeft.run.driver.run_study`:
 
 * ``mobo``: N configurations (12) at full fidelity (50 steps);
 * ``random@3x``: the random sampler, 3N configurations at full fidelity (its curve after its
@@ -99,7 +99,7 @@ def url(workdir: Path) -> str:
 
 def run_arms(args: argparse.Namespace, seed: int) -> dict[str, tuple[str, int]]:
     """Run (or resume) the four studies of one seed; arm -> (study name, configurations)."""
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     walls_file = args.workdir / "walls.json"
     walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
@@ -155,7 +155,7 @@ def at(points: list[tuple[int, float]], steps: int) -> float | None:
 def report(args: argparse.Namespace, seed: int, names: dict[str, tuple[str, int]]) -> bool:
     from autopeft.core.hypervolume import Frame
     from autopeft.exceptions import StudyError
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
 
     views = {}
     for arm in ("mobo", FULL, "mobo+mf", "random+sh"):

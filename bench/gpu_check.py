@@ -57,7 +57,7 @@ def spec_text(name: str, out: Path, n_trials: int, model: str, executor: str, sp
 
 def run(label: str, text: str, out: Path) -> list[tuple[str, dict]]:
     """Run one study spec; rows (label, figures) per method."""
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     path = out / f"{label}.yaml"
     path.write_text(text, encoding="utf-8")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import Frame, hypervolume  # noqa: E402
-from autopeft.driver import run_study  # noqa: E402
+from autopeft.run.driver import run_study  # noqa: E402
 
 
 def spec_for(sampler: str, workdir: Path, options: dict) -> Path:

@@ -4,7 +4,7 @@
     python bench/optimizer.py --seeds 3 --jobs 2      # every class, 3 seeds, all samplers
     python bench/optimizer.py --classes tight,loose20x --samplers mobo,random --no-latency
 
-Problems come from :mod:`autopeft.samplers.synthetic_classes`: each class (``tight``,
+Problems come from :mod:`autopeft.testing.synthetic_classes`: each class (``tight``,
 ``loose20x``, ``ladder8``, ``lr4dec``, ``sparse``, ``failures``, ``two_obj``, ``deep32``,
 ``method_choice``, ...) names one combination of budget, rank ladder, learning-rate range,
 importance pattern, noise, failure regions, objectives, depth and method choice; seed ``s`` of a
@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import Frame, hypervolume  # noqa: E402
-from autopeft.samplers import Observation, make_sampler  # noqa: E402
-from autopeft.samplers.synthetic_classes import (  # noqa: E402
+from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
+from autopeft.testing.synthetic_classes import (  # noqa: E402
     CLASSES,
     ClassProblem,
     ProblemClass,
@@ -301,7 +301,7 @@ def _options(name: str, args: argparse.Namespace) -> dict:
     every option, so a run made under other defaults is never read for this one."""
     if name != "mobo":
         return {}
-    from autopeft.samplers.mobo import MoboSampler
+    from autopeft.search.samplers.mobo import MoboSampler
 
     defaults = {
         p.name: p.default

@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autopeft.core.states import TrialState  # noqa: E402
-from autopeft.progress import Reporter  # noqa: E402
+from autopeft.run.progress import Reporter  # noqa: E402
 from autopeft.storage.records import TrialRecord  # noqa: E402
 
 # -- the study -----------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def save_tiny_bert(path: Path) -> Path:
     import torch
     import transformers
 
-    from autopeft.assets import resolve_model
+    from autopeft.models.resolve import resolve_model
 
     torch.manual_seed(0)
     config = transformers.BertConfig(
@@ -194,7 +194,7 @@ class Context:
         return Study(name, spec, url, n_trials)
 
     def records(self, study: Study) -> list[TrialRecord]:
-        from autopeft.results import load_view
+        from autopeft.results.views import load_view
 
         try:
             return list(load_view(study.name, study.url).records)
@@ -339,9 +339,9 @@ class _KillWorkers(Reporter):
 
 @fault("worker-sigkill", "SIGKILL the Ray worker of trials 1 and 2 mid-training (2 workers)")
 def worker_sigkill(ctx: Context) -> Row:
-    from autopeft.driver import run_study
     from autopeft.executors.factory import make_executor
-    from autopeft.prepare import prepare_study, worker_setup
+    from autopeft.run.driver import run_study
+    from autopeft.run.prepare import prepare_study, worker_setup
 
     # at least 100 steps: a shorter trial may end before the driver hears of its first step
     study = ctx.study("worker-sigkill", n_trials=4, executor=RAY, steps=max(ctx.steps, 100))
@@ -369,7 +369,7 @@ def worker_sigkill(ctx: Context) -> Row:
 
 @fault("driver-sigkill", "SIGKILL `autopeft run` mid-trial twice, resume after each")
 def driver_sigkill(ctx: Context) -> Row:
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     # at least 100 steps: a shorter trial may complete between the check and the kill
     study = ctx.study("driver-sigkill", n_trials=4, steps=max(ctx.steps, 100))
@@ -734,7 +734,7 @@ def unwritable_paths(ctx: Context) -> Row:
     from typer.testing import CliRunner
 
     from autopeft.cli import app
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     row = Row("unwritable-paths")
     study = ctx.study("unwritable", n_trials=1, steps=5)

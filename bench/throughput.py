@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autopeft.driver import run_study  # noqa: E402
 from autopeft.executors.ray_session import start_local  # noqa: E402
-from autopeft.prepare import prepare_study, worker_setup  # noqa: E402
-from autopeft.samplers import make_sampler  # noqa: E402
+from autopeft.run.driver import run_study  # noqa: E402
+from autopeft.run.prepare import prepare_study, worker_setup  # noqa: E402
+from autopeft.search.samplers import make_sampler  # noqa: E402
 from autopeft.spec import ExecutorSpec  # noqa: E402
 from autopeft.trial.runner import TrialRequest  # noqa: E402
 

@@ -74,7 +74,7 @@ def _run_seed(args: tuple[Path, int, int, int, Path]) -> list[tuple[str, float]]
     import torch
 
     torch.set_num_threads(1)
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     url = _url(out, seed)
     specs = [_spec(out, t, seed, trials, steps, None, space) for t in TASKS]
@@ -99,7 +99,7 @@ def _url(out: Path, seed: int) -> str:
 
 def _trials(out: Path, target: str, seed: int) -> tuple[list, list[dict], list[dict]]:
     """The objectives and the complete trials' values of the cold and the warm study."""
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
 
     url = _url(out, seed)
     views = [load_view(f"{kind}_{target}_s{seed}", url) for kind in ("cold", "warm")]

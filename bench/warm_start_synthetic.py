@@ -2,7 +2,7 @@
 
 ``bench/warm_start.py`` measures warm start on real training (two built-in datasets, ~50 min
 for 3 seeds); this is its synthetic companion. For each seed of a problem class
-(:mod:`autopeft.samplers.synthetic_classes`) it draws a **source** problem and a **related
+(:mod:`autopeft.testing.synthetic_classes`) it draws a **source** problem and a **related
 target**: the same space, its learning-rate optimum moved by up to ``--shift`` decades, its
 layer and module importances multiplied by lognormal(0, ``--shift``) factors, and every
 method's accuracy ceiling lowered by 0.1 (another task, another accuracy level). Then
@@ -10,7 +10,8 @@ method's accuracy ceiling lowered by 0.1 (another task, another accuracy level).
 * a cold ``mobo`` study of ``--source-trials`` on the source (what a user has stored),
 * a cold study on the target, and
 * one warm study per ``--variants`` entry on the target, planned exactly as a real study is
-  (:func:`autopeft.warmstart.design_from`, :class:`autopeft.warmstart.WarmStartSampler`),
+  (:func:`autopeft.search.warm_start.design_from`,
+  :class:`autopeft.search.warm_start.WarmStartSampler`),
 
 each ``--trials`` sequential proposals through the sampler API. Hypervolume uses the fixed frame
 of ``bench/optimizer.py``. It prints, per class, the mean HV curve over seeds of each variant,
@@ -43,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import hypervolume  # noqa: E402
-from autopeft.samplers import Observation, make_sampler  # noqa: E402
-from autopeft.samplers.synthetic_classes import ClassProblem, make_problem  # noqa: E402
+from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
+from autopeft.testing.synthetic_classes import ClassProblem, make_problem  # noqa: E402
 from bench.optimizer import frame_for, study  # noqa: E402
 from bench.warm_start import reached  # noqa: E402
 
@@ -89,8 +90,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def warm_sampler(target: ClassProblem, source: list[Observation], seed: int, options: dict):
+    from autopeft.search.warm_start import WarmStartSampler, design_from
     from autopeft.storage.records import TrialRecord
-    from autopeft.warmstart import WarmStartSampler, design_from
 
     options = dict(options)
     size = options.pop("design", None)

@@ -18,7 +18,7 @@ import pytest
 if TYPE_CHECKING:
     from autopeft.models.layout import ModelLayout
 
-from autopeft.assets import resolve_model
+from autopeft.models.resolve import resolve_model
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -167,7 +167,7 @@ SMALL_SPACE = (
 def small_problem(tmp_path_factory: pytest.TempPathFactory):
     """A synthetic PEFT problem on a 2-layer BERT-like layout: 10 search dimensions."""
     from autopeft.methods.binding import load_space
-    from autopeft.samplers.synthetic import synthetic_problem
+    from autopeft.testing.synthetic import synthetic_problem
 
     path = tmp_path_factory.mktemp("small") / "space.yaml"
     path.write_text(SMALL_SPACE)
@@ -213,7 +213,7 @@ def kill_driver_mid_trial(
     import sys
     import time
 
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(

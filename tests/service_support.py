@@ -28,7 +28,7 @@ class Served:
 
 def make_served(directory: Path, model: Path, **options: Any) -> Served:
     """Run a 3-trial tiny study in process, make tokens and build the app over its database."""
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
     from autopeft.service import create_app
     from autopeft.storage.store import Store
     from autopeft.storage.tokens import create_token, revoke_token

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from autopeft.allocation.profiles import Profile
-from autopeft.driver import run_study
 from autopeft.exceptions import SearchSpaceError
+from autopeft.run.driver import run_study
 from autopeft.storage.profiles import ProfileKey, get_or_compute
 from autopeft.storage.store import Store
 from tests.conftest import write_study, write_tiny_csv
@@ -82,8 +82,8 @@ def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
     tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    from autopeft import profiling as alloc_study
-    from autopeft.export import export_config
+    from autopeft.results.export import export_config
+    from autopeft.run import profiling as alloc_study
     from autopeft.storage.profiles import study_profiles
 
     spec = _alloc_dir(tmp_path, tiny_bert_dir, n_trials=4)
@@ -113,7 +113,7 @@ def test_allocation_study_runs_end_to_end_and_exports_plain_lora(
 
 
 def test_allocation_space_rules(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    from autopeft.prepare import prepare_study
+    from autopeft.run.prepare import prepare_study
 
     with_rank = ALLOC_SPACE.replace("  learning_rate:", "  rank: 4\n  learning_rate:")
     with pytest.raises(SearchSpaceError, match=r"space.yaml:\d+: parameters.rank: ranks come from"):
@@ -168,7 +168,7 @@ def test_adalora_trial_runs_and_exports_its_learned_ranks_as_lora(
     tmp_path: Path, tiny_bert_dir: Path
 ) -> None:
 
-    from autopeft.export import export_config
+    from autopeft.results.export import export_config
 
     spec = _alloc_dir(tmp_path, tiny_bert_dir, space=ADALORA_SPACE, n_trials=1)
     spec.write_text(spec.read_text().replace("max_steps: 4", "max_steps: 8"))
@@ -195,8 +195,8 @@ def test_profile_cli_prints_the_table_writes_a_heatmap_and_reuses_the_store(
 ) -> None:
     from typer.testing import CliRunner
 
-    from autopeft import profiling as alloc_study
     from autopeft.cli import app
+    from autopeft.run import profiling as alloc_study
 
     spec = _alloc_dir(tmp_path, tiny_bert_dir, n_trials=1)
     png = tmp_path / "heat.png"
@@ -226,8 +226,8 @@ def test_samplers_propose_feasible_allocation_points(
     tmp_path: Path, tiny_bert_dir: Path, sampler: str
 ) -> None:
     from autopeft.core.objectives import Objective
-    from autopeft.prepare import prepare_study
-    from autopeft.samplers import Observation, make_sampler
+    from autopeft.run.prepare import prepare_study
+    from autopeft.search.samplers import Observation, make_sampler
 
     p = prepare_study(_alloc_dir(tmp_path, tiny_bert_dir, sampler=sampler))
     cells = [(layer, m) for layer in range(2) for m in p.bound.layout.modules]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from autopeft.methods.binding import load_space
-from autopeft.samplers import make_sampler
-from autopeft.samplers.synthetic_classes import CLASSES, make_problem
+from autopeft.search.samplers import make_sampler
+from autopeft.testing.synthetic_classes import CLASSES, make_problem
 
 
 @pytest.mark.parametrize("name", list(CLASSES))

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from autopeft.data import load_completions
-from autopeft.driver import run_study
 from autopeft.exceptions import DatasetError
-from autopeft.results import load_view
+from autopeft.results.views import load_view
+from autopeft.run.driver import run_study
 from autopeft.spec import DatasetSpec, EvaluationSpec, FidelitySpec
 from autopeft.tasks.answers import exact_match, normalize
 from autopeft.tasks.causal_lm import IGNORE, CausalLanguageModeling, encode_rows, training_tensors

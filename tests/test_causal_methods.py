@@ -27,9 +27,9 @@ from torch import nn
 
 from autopeft.methods.base import config_from_json
 from autopeft.methods.binding import bind_space, load_space
-from autopeft.methods.registry import method_names
+from autopeft.methods.builtin import method_names
 from autopeft.models.layout import ModelLayout, layout_on_meta
-from autopeft.samplers.random import SobolSampler
+from autopeft.search.samplers.random import SobolSampler
 from tests.test_method_matrix import CASES, write_space
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.results import load_view
+from autopeft.results.views import load_view
 from tests.conftest import assert_user_error
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.driver import run_study
+from autopeft.run.driver import run_study
 from autopeft.storage.confirmations import latest
 from autopeft.storage.store import Store
 
@@ -83,7 +83,7 @@ def test_confirm_top_two_with_two_seeds(study_dir: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_confirm_rejects_bad_input_with_one_error_line(study_dir: Path) -> None:
-    from autopeft.prepare import prepare_study, register_study
+    from autopeft.run.prepare import prepare_study, register_study
 
     prepared = prepare_study(study_dir / "study.yaml")
     register_study(Store(prepared.url), prepared)  # a study without any trial

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from autopeft.core.objectives import Objective
-from autopeft.progress import Reporter
+from autopeft.run.progress import Reporter
 from autopeft.storage import retry
 from autopeft.storage.store import Store
 from tests.conftest import assert_user_error
@@ -125,7 +125,7 @@ def _spy_transient(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_sqlite_reader_holding_the_database_never_fails_a_trial(
     study_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     monkeypatch.setenv(retry.SQLITE_BUSY_ENV, "0.1")  # give up on the lock fast: retry instead
     seen = _spy_transient(monkeypatch)
@@ -177,7 +177,7 @@ def test_postgres_backends_terminated_mid_study_lose_and_double_nothing(
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     engine, database = _admin(postgres_url)
     stop, killed, seen = threading.Event(), [], _spy_transient(monkeypatch)
@@ -218,7 +218,7 @@ def test_postgres_that_stays_down_is_one_error_and_the_next_run_recovers(
     from typer.testing import CliRunner
 
     from autopeft.cli import app
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     monkeypatch.setenv(retry.RETRY_ENV, "2")
     engine, database = _admin(postgres_url)
@@ -228,7 +228,7 @@ def test_postgres_that_stays_down_is_one_error_and_the_next_run_recovers(
             c.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
         _terminate(engine, database)
 
-    monkeypatch.setattr("autopeft.progress.Reporter", lambda: _Hook(take_down))
+    monkeypatch.setattr("autopeft.run.progress.Reporter", lambda: _Hook(take_down))
     spec = str(study_dir / "study.yaml")
     try:
         result = CliRunner().invoke(app, ["run", spec, "-q", "--storage", postgres_url])

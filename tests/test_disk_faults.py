@@ -35,7 +35,7 @@ from autopeft.core import files
 from autopeft.core.files import write_atomic
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import OutputError
-from autopeft.report import plot_front
+from autopeft.results import plot_front
 from autopeft.storage.records import TrialRecord
 from tests.conftest import SPACE, assert_user_error, write_study, write_tiny_csv
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.driver import StudyRunner
 from autopeft.executors.base import Executor
-from autopeft.prepare import prepare_study, register_study
-from autopeft.progress import Reporter, StudyStatus, study_status
-from autopeft.samplers import Observation
+from autopeft.run.driver import StudyRunner
+from autopeft.run.prepare import prepare_study, register_study
+from autopeft.run.progress import Reporter, StudyStatus, study_status
+from autopeft.search.samplers import Observation
 from autopeft.storage.store import Store
 from autopeft.trial.runner import TrialRequest, TrialResult
 

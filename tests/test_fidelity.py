@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.core.objectives import Objective
-from autopeft.results import load_view
-from autopeft.samplers.base import point_key
-from autopeft.samplers.promotion import RungEntry, promotions
+from autopeft.results.views import load_view
+from autopeft.search.promotion import RungEntry, promotions
+from autopeft.search.samplers.base import point_key
 from autopeft.storage.records import TrialRecord
 from tests.conftest import (
     SPACE,
@@ -274,7 +274,7 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
 
 def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
     """A study stored before multi-fidelity (schema 7) reads and resumes as single-fidelity."""
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
     from autopeft.storage.store import Store
     from autopeft.storage.tables import SCHEMA_VERSION
 

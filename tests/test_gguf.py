@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.assets import resolve_model
 from autopeft.exceptions import UserInputError
 from autopeft.models.gguf_cache import hf_dir_for_gguf
+from autopeft.models.resolve import resolve_model
 
 
 def test_a_file_that_is_not_gguf_is_refused_with_what_it_starts_with(tmp_path: Path) -> None:

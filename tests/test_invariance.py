@@ -13,8 +13,8 @@ import pytest
 
 from autopeft.core.hypervolume import Frame, hypervolume_curve
 from autopeft.core.objectives import Objective
-from autopeft.samplers import Observation, make_sampler
-from autopeft.samplers.synthetic import synthetic_problem
+from autopeft.search.samplers import Observation, make_sampler
+from autopeft.testing.synthetic import synthetic_problem
 
 OBJECTIVES = [
     Objective("accuracy", "maximize"),

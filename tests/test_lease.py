@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autopeft.exceptions import StudyError
-from autopeft.progress import Reporter
+from autopeft.run.progress import Reporter
 from autopeft.storage.lease import StudyLease
 from autopeft.storage.store import OWNER, Store
 from autopeft.storage.tables import LeaseRow
@@ -159,7 +159,7 @@ class _Probe(Reporter):
 def test_run_study_holds_the_lease_and_releases_it_however_it_stops(
     study_dir: Path, storage_url: str
 ) -> None:
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     spec = study_dir / "study.yaml"
     lease = StudyLease(Store(storage_url), "tiny", stale_after=60, heartbeat_every=1)
@@ -193,7 +193,7 @@ def test_a_second_autopeft_run_of_a_live_study_is_refused(study_dir: Path) -> No
     subprocess, refused before it loads the model."""
     import os
 
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     spec, go = study_dir / "study.yaml", study_dir / "go"
     outcome: list = []
@@ -286,7 +286,7 @@ class _AskStop(Reporter):
 
 @pytest.mark.slow
 def test_a_stop_request_ends_the_run_after_its_running_trial(study_dir: Path) -> None:
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     url = f"sqlite:///{study_dir / 'studies.db'}"
     outcome = run_study(study_dir / "study.yaml", trials=3, reporter=_AskStop(url))

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autopeft.driver import MAX_SKIPS_IN_A_ROW, StudyRunner
 from autopeft.exceptions import SearchSpaceError, StudyError
 from autopeft.executors.base import Executor
-from autopeft.prepare import prepare_study, register_study
-from autopeft.progress import Reporter
-from autopeft.samplers.random import RandomSampler
+from autopeft.run.driver import MAX_SKIPS_IN_A_ROW, StudyRunner
+from autopeft.run.prepare import prepare_study, register_study
+from autopeft.run.progress import Reporter
+from autopeft.search.samplers.random import RandomSampler
 from autopeft.storage.store import Store
 from autopeft.trial.memory_model import MIN_FIT_TRIALS, MemoryModel, MemoryStructure
 from autopeft.trial.runner import TrialRequest, TrialResult
@@ -64,7 +64,7 @@ def test_fit_recovers_a_linear_truth_and_keeps_the_prior_below_three_trials() ->
 @pytest.mark.slow
 def test_prediction_error_on_tiny_model_trials(study_dir: Path) -> None:
     """Real tiny-BERT trials: each trial is predicted from the trials before it."""
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     outcome = run_study(study_dir / "study.yaml", trials=4)
     errors = []
@@ -180,7 +180,7 @@ def test_a_space_entirely_over_the_cap_stops_with_a_clear_message(study_dir: Pat
 
 
 def test_a_method_choice_space_honours_the_samplers_constraint() -> None:
-    from autopeft.samplers.synthetic_classes import make_problem
+    from autopeft.testing.synthetic_classes import make_problem
 
     bound = make_problem("method_choice", 0).bound
     point = RandomSampler(bound, [], 0).propose([], 1)[0]

@@ -16,9 +16,9 @@ from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.choice import MethodChoiceSpace
 from autopeft.models.layout import ModelLayout
-from autopeft.samplers import make_sampler
-from autopeft.samplers.base import Observation
-from autopeft.samplers.encoding import DesignEncoder
+from autopeft.search.samplers import make_sampler
+from autopeft.search.samplers.base import Observation
+from autopeft.search.samplers.encoding import DesignEncoder
 from tests.conftest import tiny_bert_layout
 
 ZOO = """\

@@ -21,9 +21,9 @@ from torch import nn
 
 from autopeft.methods.base import config_from_json
 from autopeft.methods.binding import bind_space, load_space
-from autopeft.methods.registry import method_names
+from autopeft.methods.builtin import method_names
 from autopeft.models.layout import ModelLayout
-from autopeft.samplers.random import RandomSampler
+from autopeft.search.samplers.random import RandomSampler
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 

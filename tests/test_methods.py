@@ -19,12 +19,12 @@ from torch import nn
 
 from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import SearchSpaceError
-from autopeft.methods import registry
+from autopeft.methods import builtin, registry
 from autopeft.methods.base import config_from_json
 from autopeft.methods.binding import bind_space, load_space
 from autopeft.methods.lora import LoraMethod
 from autopeft.models.layout import ModelLayout, layout_on_meta
-from autopeft.samplers.random import RandomSampler
+from autopeft.search.samplers.random import RandomSampler
 from autopeft.space.bound import BoundSpace
 
 # transformers 5 warns about its own deprecated attribute while peft wraps the model.
@@ -545,23 +545,23 @@ def test_infeasible_points(family: Family, tmp_path: Path) -> None:
 
 def test_get_unknown_method_lists_known() -> None:
     with pytest.raises(SearchSpaceError, match=r"unknown method 'nope'; known methods: .*\blora\b"):
-        registry.get_method("nope")
-    assert isinstance(registry.get_method("lora"), LoraMethod)
-    assert registry.get_method("lora") is not registry.get_method("lora")  # fresh instances
-    assert "lora" in registry.method_names()
+        builtin.get_method("nope")
+    assert isinstance(builtin.get_method("lora"), LoraMethod)
+    assert builtin.get_method("lora") is not builtin.get_method("lora")  # fresh instances
+    assert "lora" in builtin.method_names()
 
 
 def test_register_duplicate_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    registry.get_method("lora")
+    builtin.get_method("lora")
 
     class Imposter(LoraMethod):
         pass
 
     with pytest.raises(ValueError, match="method 'lora' is already registered by"):
         registry.register_method("lora")(Imposter)
-    assert isinstance(registry.get_method("lora"), LoraMethod)
-    assert type(registry.get_method("lora")) is LoraMethod
+    assert isinstance(builtin.get_method("lora"), LoraMethod)
+    assert type(builtin.get_method("lora")) is LoraMethod
     # re-registering the same class is harmless
     assert registry.register_method("lora")(LoraMethod) is LoraMethod
 
@@ -574,8 +574,8 @@ def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         parameters: ClassVar[dict[str, bool]] = {"rank": True}
 
     assert Toy.name == "toy"
-    assert isinstance(registry.get_method("toy"), Toy)
-    assert "toy" in registry.method_names()
+    assert isinstance(builtin.get_method("toy"), Toy)
+    assert "toy" in builtin.method_names()
 
     # the new name is usable end to end: a space file names it, binds, compiles and builds
     bert = TEST_CASES[0].values[0]
@@ -597,7 +597,7 @@ def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     model = build_peft(fresh_model(bert), compiled)
     assert lora_ranks(model) == {bert.full_name(0, "q"): 2, bert.full_name(1, "v"): 4}
     assert lora_param_count(model) == compiled.trainable_params
-    registry.get_method("toy").verify(model, compiled)
+    builtin.get_method("toy").verify(model, compiled)
     lora = bind_space(load_space(_space_file(tmp_path, extra="")), bound.layout)
     assert lora.count_params(point) == compiled.trainable_params
 
@@ -618,4 +618,4 @@ def test_register_a_new_method(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ValueError, match=r"^method 'toy' is already registered by <class '.*\.Toy'>$"
     ):
         registry.register_method("toy")(Other)
-    assert type(registry.get_method("toy")) is Toy
+    assert type(builtin.get_method("toy")) is Toy

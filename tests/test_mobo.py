@@ -9,8 +9,8 @@ import torch
 
 from autopeft.core.hypervolume import Frame, hypervolume, hypervolume_curve
 from autopeft.core.objectives import Objective
-from autopeft.samplers import Observation, make_sampler
-from autopeft.samplers.encoding import DesignEncoder
+from autopeft.search.samplers import Observation, make_sampler
+from autopeft.search.samplers.encoding import DesignEncoder
 
 OBJECTIVES = [
     Objective("accuracy", "maximize"),
@@ -86,7 +86,7 @@ def test_a_resumed_sampler_proposes_what_the_running_one_does(small_problem, mon
     """Fits warm-start from checkpoint fits on power-of-two prefixes of the history, never from
     the sampler object's past: a fresh object (a resumed study) proposes the same at every step,
     across checkpoints (made small here so that the test stays fast), with a failure too."""
-    monkeypatch.setattr("autopeft.samplers.surrogate.FIRST_CHECKPOINT", 4)
+    monkeypatch.setattr("autopeft.search.samplers.surrogate.FIRST_CHECKPOINT", 4)
     history = _start(small_problem, n=7)
     failed = _start(small_problem, seed=1, n=1)[0].point
     history.append(Observation(failed, "FAIL", {}, infeasible=True))
@@ -116,7 +116,7 @@ def test_a_resumed_sampler_proposes_what_the_running_one_does(small_problem, mon
 
 @pytest.mark.slow
 def test_screened_scoring_keeps_proposals_feasible_distinct_and_seeded(small_problem) -> None:
-    from autopeft.samplers.screen import screen_scores
+    from autopeft.search.samplers.screen import screen_scores
 
     history = _start(small_problem)
     history.append(Observation(history[0].point, "FAIL", {}, infeasible=True))
@@ -207,7 +207,7 @@ def test_a_mobo_study_runs_end_to_end_from_the_cli(study_dir: Path) -> None:
     from typer.testing import CliRunner
 
     from autopeft.cli import app
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
 
     spec = study_dir / "study.yaml"
     spec.write_text(
@@ -230,7 +230,7 @@ def test_shared_rows_posterior_equals_the_per_batch_one(outputs: int) -> None:
     from botorch.models import SingleTaskGP
     from botorch.models.transforms.outcome import Standardize
 
-    from autopeft.samplers.surrogate import SharedRowsGP
+    from autopeft.search.samplers.surrogate import SharedRowsGP
 
     torch.manual_seed(0)
     X = torch.rand(40, 6, dtype=torch.double)
@@ -255,7 +255,7 @@ def test_shared_rows_posterior_equals_the_per_batch_one(outputs: int) -> None:
 def test_acquisition_values_do_not_depend_on_the_shared_rows_shortcut(
     small_problem, monkeypatch
 ) -> None:
-    from autopeft.samplers import surrogate
+    from autopeft.search.samplers import surrogate
 
     history = _start(small_problem)
     sampler = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP)
@@ -277,7 +277,7 @@ def test_acquisition_values_do_not_depend_on_the_shared_rows_shortcut(
 def test_shared_rows_posterior_of_a_candidate_equal_to_a_baseline_row() -> None:
     """A candidate that repeats a baseline row has a singular joint covariance: the gathered
     posterior must not factorise it (GPyTorch's own posterior does not either)."""
-    from autopeft.samplers.surrogate import SharedRowsGP
+    from autopeft.search.samplers.surrogate import SharedRowsGP
 
     torch.manual_seed(0)
     X = torch.rand(20, 4, dtype=torch.double)
@@ -323,7 +323,7 @@ def test_mutations_move_to_neighbours_and_jump_across_the_domain(small_problem) 
 def test_local_search_rounds_never_pick_a_worse_candidate(small_problem) -> None:
     """The same pool, searched by 3 rounds of local search instead of none: more candidates
     are scored, and the pick's acquisition value is at least the pool's best."""
-    from autopeft.samplers.mobo import _acquisition
+    from autopeft.search.samplers.mobo import _acquisition
 
     history = _start(small_problem)
     scored: dict[int, int] = {}

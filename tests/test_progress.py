@@ -6,7 +6,7 @@ import pytest
 
 from autopeft.core.hypervolume import hypervolume_curve
 from autopeft.core.objectives import Objective
-from autopeft.progress import study_status
+from autopeft.run.progress import study_status
 from autopeft.storage.records import TrialRecord
 
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.driver import run_study
 from autopeft.exceptions import StudySpecError
 from autopeft.executors.inprocess import InProcessExecutor
-from autopeft.prepare import prepare_study
-from autopeft.progress import Reporter
+from autopeft.run.driver import run_study
+from autopeft.run.prepare import prepare_study
+from autopeft.run.progress import Reporter
 from autopeft.trial.runner import TrialResult
 from tests.conftest import SPACE, kill_driver_mid_trial, write_study, write_tiny_csv
 
@@ -66,7 +66,7 @@ def test_two_workers_land_every_trial_once_and_survive_a_killed_worker(
     """4 trials on 2 workers; the worker running trial 1 is SIGKILLed mid-training: the trial
     is recorded as lost, a fresh worker replaces it, the point is re-run, the study completes."""
     from autopeft.executors.factory import make_executor
-    from autopeft.prepare import worker_setup
+    from autopeft.run.prepare import worker_setup
 
     spec = _ray_study(tmp_path, tiny_bert_dir, n_trials=4, steps=400)
     p = prepare_study(spec)
@@ -119,7 +119,7 @@ def test_a_multi_fidelity_study_on_two_ray_workers(ray_address, tmp_path, tiny_b
 @pytest.mark.ray
 @pytest.mark.slow
 def test_confirm_runs_its_seeds_on_ray_workers(ray_address, tmp_path, tiny_bert_dir) -> None:
-    from autopeft.confirm import confirm_study
+    from autopeft.run.confirm import confirm_study
     from autopeft.storage.confirmations import latest
     from autopeft.storage.store import Store
 

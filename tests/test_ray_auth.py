@@ -149,7 +149,7 @@ def test_the_token_ray_left_on_the_machine_is_used(cluster, tmp_path, tiny_bert_
     """No RAY_AUTH_MODE, no flag: the token in ~/.ray/auth_token joins the cluster."""
     import ray
 
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
 
     spec = _tiny_spec(tmp_path, tiny_bert_dir)
     out = _autopeft(["run", str(spec), "-q", "--address", cluster.address], cluster)

@@ -1,4 +1,4 @@
-"""Tests of autopeft.report: Pareto fronts, picks, rows, CSV, rich tables and PNG plots."""
+"""Tests of autopeft.results: Pareto fronts, picks, rows, CSV, rich tables and PNG plots."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import StudyError, UserInputError
-from autopeft.report import (
+from autopeft.results import (
     PICKS,
     front_rows,
     pareto_front,

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from autopeft.executors.worker import TrialWorker, WorkerSetup
-from autopeft.prepare import prepare_study
-from autopeft.samplers import make_sampler
+from autopeft.run.prepare import prepare_study
+from autopeft.search.samplers import make_sampler
 from autopeft.spec import FidelitySpec
 from autopeft.trial.reuse import weights_checksum
 from autopeft.trial.runner import TrialRequest, run_trial

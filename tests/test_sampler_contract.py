@@ -1,10 +1,10 @@
-"""The sampler contract (autopeft/samplers/base.py), checked on every registered sampler.
+"""The sampler contract (autopeft/search/samplers/base.py), checked on every registered sampler.
 
 Each sampler drives a short study on a tiny layout: batches of 2, objective values fabricated
 from the point, one configuration failure, and a last batch left RUNNING. Small start-up
 options make the model-based samplers (mobo, gp, tpe) leave their random start after 3
 complete trials, so most proposals below come from their models. A sampler added to
-``autopeft.samplers.SAMPLERS`` is picked up by these tests without editing them.
+``autopeft.search.samplers.SAMPLERS`` is picked up by these tests without editing them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from autopeft.core.objectives import Objective
-from autopeft.samplers import SAMPLERS, Observation, Sampler, make_sampler
-from autopeft.samplers.base import point_key
+from autopeft.search.samplers import SAMPLERS, Observation, Sampler, make_sampler
+from autopeft.search.samplers.base import point_key
 from autopeft.space.bound import BoundSpace, Point
 from tests.conftest import tiny_bert_layout
 

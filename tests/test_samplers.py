@@ -12,7 +12,7 @@ from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError, UserInputError
 from autopeft.methods.binding import bind_space, load_space
 from autopeft.models.layout import layout_on_meta
-from autopeft.samplers import Observation, make_sampler
+from autopeft.search.samplers import Observation, make_sampler
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
@@ -70,7 +70,7 @@ def test_unknown_sampler_and_option(bound) -> None:
 
 
 def test_a_budget_no_draw_can_meet_is_reported(bound, monkeypatch) -> None:
-    monkeypatch.setattr("autopeft.samplers.random.MAX_ATTEMPTS", 3)
+    monkeypatch.setattr("autopeft.search.samplers.random.MAX_ATTEMPTS", 3)
     tight = bound.space.model_copy(update={"max_trainable_params": 768 * 2})
     tight_bound = bind_space(tight, bound.layout)
     with pytest.raises(SearchSpaceError, match="no feasible point in 3 random draws"):

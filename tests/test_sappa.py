@@ -10,7 +10,7 @@ import torch
 
 from autopeft.methods.base import config_from_json
 from autopeft.methods.binding import bind_space, load_space
-from autopeft.methods.bottleneck.sappa import ladder
+from autopeft.methods.sappa import ladder
 from autopeft.models.layout import ModelLayout
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")

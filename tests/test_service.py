@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from autopeft.cli import app as cli_app
-from autopeft.results import load_view
+from autopeft.results.views import load_view
 from tests.service_support import Served, tiny_submission
 
 
@@ -25,7 +25,7 @@ def _get(client: TestClient, served: Served, path: str, token: str | None = "rea
 
 def _left_nothing(served: Served) -> None:
     assert load_view("tiny", served.url)  # still there, and nothing else:
-    from autopeft.results import list_studies
+    from autopeft.results.views import list_studies
 
     assert [v.name for v in list_studies(served.url)] == ["tiny"]
     assert not list((served.data_dir / "staging").iterdir())
@@ -296,9 +296,10 @@ def test_a_local_driver_is_found_and_signalled_through_its_pid_file(
     code = (
         "import pathlib, signal, sys, time; "
         "signal.signal(signal.SIGINT, signal.default_int_handler); "
-        "pathlib.Path(sys.argv[3]).touch(); time.sleep(60)"
+        "pathlib.Path(sys.argv[-1]).touch(); time.sleep(60)"
     )
-    fake = [sys.executable, "-c", code, "autopeft.cli", "fake", str(ready)]
+    # its arguments look like a driver's: `-m autopeft run` and the study name
+    fake = [sys.executable, "-c", code, "-m", "autopeft", "run", "fake", str(ready)]
     proc = subprocess.Popen(fake, start_new_session=True)
     try:
         (directory / "driver.pid").write_text(f"{proc.pid}\n")

@@ -23,8 +23,8 @@ def test_a_submitted_study_runs_as_a_detached_actor(
 ) -> None:
     import ray
 
-    from autopeft.driver import STALE_AFTER_SECONDS
-    from autopeft.results import load_view
+    from autopeft.results.views import load_view
+    from autopeft.run.driver import STALE_AFTER_SECONDS
     from autopeft.service import create_app
     from autopeft.storage.lease import live_lease
     from autopeft.storage.store import OWNER, Store

@@ -46,7 +46,7 @@ def base_url(served: Served) -> Iterator[str]:
 
 def test_client_reads_and_loads_the_peft_config(served: Served, base_url: str) -> None:
     import autopeft
-    from autopeft.export import load_peft_config
+    from autopeft.results.export import load_peft_config
     from autopeft.service.client import ServiceError
 
     client = autopeft.Client(base_url, token=served.read)

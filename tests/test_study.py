@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from autopeft.driver import run_study
 from autopeft.exceptions import StudyError
 from autopeft.executors.inprocess import InProcessExecutor
-from autopeft.progress import Reporter
-from autopeft.results import load_view
+from autopeft.results.views import load_view
+from autopeft.run.driver import run_study
+from autopeft.run.progress import Reporter
 from autopeft.trial.runner import TrialResult
 from tests.conftest import kill_driver_mid_trial, write_study
 

@@ -12,13 +12,11 @@ from typer.testing import CliRunner
 
 from autopeft.cli import app
 from autopeft.core.states import TrialState
-from autopeft.results import load_view
-from autopeft.samplers import Observation, make_sampler
-from autopeft.samplers.base import point_key
-from autopeft.samplers.random import RandomSampler, SobolSampler
-from autopeft.space.encode import from_unit
-from autopeft.storage.store import Store
-from autopeft.warmstart import (
+from autopeft.results.views import load_view
+from autopeft.search.samplers import Observation, make_sampler
+from autopeft.search.samplers.base import point_key
+from autopeft.search.samplers.random import RandomSampler, SobolSampler
+from autopeft.search.warm_start import (
     DEFAULT_POINTS,
     WarmDesign,
     WarmStartSampler,
@@ -29,6 +27,8 @@ from autopeft.warmstart import (
     ranked_points,
     stored_design,
 )
+from autopeft.space.encode import from_unit
+from autopeft.storage.store import Store
 from tests.conftest import assert_user_error, kill_driver_mid_trial, write_study, write_tiny_csv
 
 runner = CliRunner()
@@ -58,7 +58,7 @@ def source(study_dir: Path) -> Path:
 
 
 def _make_source(directory: Path, name: str) -> None:
-    from autopeft.prepare import prepare_study, register_study
+    from autopeft.run.prepare import prepare_study, register_study
     from autopeft.space.encode import distribution
 
     p = prepare_study(directory / "study.yaml", name=name)
@@ -82,7 +82,7 @@ def _source_points(directory: Path) -> list[dict]:
 
 
 def _prepared(directory: Path):
-    from autopeft.prepare import prepare_study
+    from autopeft.run.prepare import prepare_study
 
     return prepare_study(directory / "study.yaml")
 
@@ -289,7 +289,7 @@ def test_killed_warm_study_resumes_without_proposing_a_warm_point_twice(
     study_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tests.conftest
-    from autopeft.driver import run_study
+    from autopeft.run.driver import run_study
 
     # the source's complete trials share the database: watch study 'tiny' only
     monkeypatch.setattr(tests.conftest, "_mid_trial", _mid_tiny_trial)
@@ -335,7 +335,7 @@ def _dump(db: Path) -> list[str]:
 def test_bad_warm_start_sources_exit_2_and_write_nothing(
     source: Path, tmp_path: Path, tiny_bert_dir: Path
 ) -> None:
-    from autopeft.prepare import prepare_study, register_study
+    from autopeft.run.prepare import prepare_study, register_study
 
     url = _url(source)
     empty = prepare_study(source / "study.yaml", name="empty")

@@ -14,7 +14,7 @@ PARAMS_OBJECTIVE = "trainable_params"
 
 class Pick(StrEnum):
     """The rules that choose one trial from a front (``export --pick``, the API's ``?pick=``;
-    :func:`autopeft.report.pick_trial` applies them)."""
+    :func:`autopeft.results.pick_trial` applies them)."""
 
     max_accuracy = "max-accuracy"
     min_params = "min-params"

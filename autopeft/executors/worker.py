@@ -55,7 +55,7 @@ class WorkerSetup:
 
 def load_context(setup: WorkerSetup) -> TrialContext:
     """Resolve the model and build the :class:`TrialContext` of ``setup`` in this process."""
-    from autopeft.assets import resolve_model
+    from autopeft.models.resolve import resolve_model
     from autopeft.trial.context import build_context, pick_device
 
     return build_context(

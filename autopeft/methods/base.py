@@ -1,7 +1,7 @@
 """The method contract: how a searched point becomes a real ``peft`` config.
 
 To add a method, subclass :class:`Method` in ``autopeft/methods/<name>.py``, decorate it with
-``@register_method("<name>")`` and list the module in ``registry._BUILTIN``. Override exactly:
+``@register_method("<name>")`` and list the module in ``builtin._BUILTIN``. Override exactly:
 
 * :attr:`parameters` — the parameter names the method understands, and which may be ``per``;
 * :meth:`check_space` — method rules on the space file (ranges, required parameters);
@@ -183,7 +183,7 @@ def config_from_json(data: dict[str, Any]) -> PeftConfig:
     """Rebuild the ``peft`` config of :func:`config_to_json`."""
     from peft import get_peft_config
 
-    from autopeft.methods.bottleneck.register import ensure_registered
+    from autopeft.tuners.bottleneck.registration import ensure_registered
 
     ensure_registered()
     return get_peft_config(dict(data))

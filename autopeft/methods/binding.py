@@ -13,8 +13,8 @@ from pathlib import Path
 from autopeft.core.validation import FieldIssue, issue_message
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import Method
+from autopeft.methods.builtin import get_method
 from autopeft.methods.choice import MethodChoiceSpace, method_space
-from autopeft.methods.registry import get_method
 from autopeft.models.layout import ModelLayout
 from autopeft.space.bound import BoundSpace
 from autopeft.space.loader import read_space

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autopeft.exceptions import SearchSpaceError
 from autopeft.methods.base import Method
-from autopeft.methods.registry import get_method
+from autopeft.methods.builtin import get_method
 from autopeft.models.layout import BUILTIN_PRESETS, Cell
 from autopeft.space.bound import BoundSpace
 from autopeft.space.schema import ParamSpec, SearchSpace

@@ -206,7 +206,7 @@ class Launcher:
     def command(self, name: str) -> list[str]:
         """The driver command of study ``name``."""
         spec = self.study_dir(name) / "study.yaml"
-        command = [sys.executable, "-m", "autopeft.cli", "run", str(spec)]
+        command = [sys.executable, "-m", "autopeft", "run", str(spec)]
         command += ["--storage", self.storage, "--name", name, "--quiet"]
         for flag, value in self.executor_overrides().items():
             command += [f"--{flag}", value]
@@ -267,11 +267,21 @@ class Launcher:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        return pid if b"autopeft.cli" in cmdline and name.encode() in cmdline else None
+        return pid if _is_driver(cmdline) and name.encode() in cmdline else None
+
+
+def _is_driver(cmdline: bytes) -> bool:
+    """Whether a ``/proc/PID/cmdline`` is an autopeft driver: ``python -m autopeft run`` (or, as
+    drivers launched by earlier versions ran, ``-m autopeft.cli run``)."""
+    args = cmdline.split(b"\0")
+    return any(
+        args[i : i + 3] in ([b"-m", b"autopeft", b"run"], [b"-m", b"autopeft.cli", b"run"])
+        for i in range(len(args))
+    )
 
 
 def _as_options(overrides: dict[str, str]) -> dict[str, str]:
-    """``executor_overrides`` as :func:`~autopeft.driver.run_study`'s ``executor_options``."""
+    """``executor_overrides`` as :func:`~autopeft.run.driver.run_study`'s ``executor_options``."""
     options = dict(overrides)
     if "executor" in options:
         options["name"] = options.pop("executor")
@@ -279,7 +289,7 @@ def _as_options(overrides: dict[str, str]) -> dict[str, str]:
 
 
 def _builtin_models() -> set[str]:
-    from autopeft.assets import BUILTIN_MODELS
+    from autopeft.models.resolve import BUILTIN_MODELS
 
     return set(BUILTIN_MODELS)
 

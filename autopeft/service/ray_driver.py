@@ -13,7 +13,7 @@ writes the spec and search-space YAML it is sent into a temporary directory of i
 they need not be on a disk the actor's node shares; the model and dataset paths inside the
 spec are the server's resolved paths, so on a cluster of several machines they must be on
 storage every node mounts at the same path (the data dir, the roots), or built-ins. The driver
-itself is :func:`autopeft.driver.run_study` in a thread of the actor, its trials run as Ray
+itself is :func:`autopeft.run.driver.run_study` in a thread of the actor, its trials run as Ray
 actors of the same cluster, and the database (its lease) says whether it runs; a stop is asked
 through the database (:func:`autopeft.storage.lease.request_stop`).
 """
@@ -81,7 +81,7 @@ class StudyDriver:
         executor_options: dict[str, Any],
         log: str | None,
     ) -> None:
-        from autopeft.driver import run_study
+        from autopeft.run.driver import run_study
 
         try:
             run_study(

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from autopeft.core.objectives import Pick
-from autopeft.results import StudyView, view_of
+from autopeft.results.views import StudyView, view_of
 from autopeft.service import summary
 from autopeft.service.auth import Read, Write
 from autopeft.service.launcher import check_name
@@ -73,7 +73,7 @@ def _state(service: ServiceState, view: StudyView) -> str:
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
-    from autopeft.driver import STALE_AFTER_SECONDS
+    from autopeft.run.driver import STALE_AFTER_SECONDS
 
     with service.lock:
         return live_lease(service.store, name, STALE_AFTER_SECONDS)
@@ -127,7 +127,7 @@ def get_trial(
 )
 def get_front(request: Request, name: StudyName, format: FrontFormat = FrontFormat.json) -> Any:
     """The Pareto front (``autopeft front --format json|csv``)."""
-    from autopeft.report import front_rows, write_csv
+    from autopeft.results import front_rows, write_csv
 
     view = _view(_service(request), name)
     rows = front_rows(view.front(), view.objectives)
@@ -147,7 +147,7 @@ def get_front(request: Request, name: StudyName, format: FrontFormat = FrontForm
 )
 def get_plot(request: Request, name: StudyName) -> Response:
     """The front plot of ``autopeft front --plot`` as a PNG."""
-    from autopeft.report import plot_front
+    from autopeft.results import plot_front
 
     view = _view(_service(request), name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,7 +170,7 @@ def get_export(
 ) -> Response:
     """The chosen trial's ``adapter_config.json``, byte for byte what ``autopeft export``
     writes; the trial number is in the ``X-Autopeft-Trial`` header."""
-    from autopeft.export import export_view
+    from autopeft.results.export import export_view
 
     view = _view(_service(request), name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -202,7 +202,7 @@ def stop(request: Request, name: StudyName) -> Action:
     (SIGINT): its running trials are marked interrupted and re-run on resume. Any other driver
     (another server's, a Ray actor's, an `autopeft run` elsewhere) is asked through the
     database: it starts no new trial, lets its running ones finish, and exits."""
-    from autopeft.driver import STALE_AFTER_SECONDS
+    from autopeft.run.driver import STALE_AFTER_SECONDS
 
     service = _service(request)
     _view(service, name)

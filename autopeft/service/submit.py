@@ -14,7 +14,7 @@ def submit_study(
     """Validate the study as ``autopeft validate`` does, create it in the database and start
     its driver; returns its name. :class:`UserInputError` (a 400) or a 409 leave no files and
     no study behind."""
-    from autopeft.prepare import prepare_study, register_study
+    from autopeft.run.prepare import prepare_study, register_study
 
     launcher = service.launcher
     with service.submit_lock:

@@ -1,12 +1,12 @@
-"""JSON bodies of the API, built from :class:`~autopeft.results.StudyView` (what the CLI's
+"""JSON bodies of the API, built from :class:`~autopeft.results.views.StudyView` (what the CLI's
 ``show`` and ``front`` print)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from autopeft.report import front_rows
-from autopeft.results import StudyView
+from autopeft.results import front_rows
+from autopeft.results.views import StudyView
 
 STATES = ("running", "complete", "stopped", "failed")
 """A study's ``state``: a driver runs it (its lease is live); it has its budget of finished
@@ -61,7 +61,7 @@ def summary(view: StudyView, state: str) -> dict[str, Any]:
 
 
 def trials(view: StudyView) -> list[dict[str, Any]]:
-    """Every trial as a flat row (:func:`~autopeft.report.front_rows`) plus its state, failure
+    """Every trial as a flat row (:func:`~autopeft.results.front_rows`) plus its state, failure
     reason, hypervolume and whether it is on the front."""
     on_front = {r.number for r in view.front()}
     rows = front_rows(view.records, view.objectives)

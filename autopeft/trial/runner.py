@@ -18,7 +18,7 @@ import torch
 from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import TrialError
 from autopeft.methods.base import config_from_json
-from autopeft.methods.registry import get_method
+from autopeft.methods.builtin import get_method
 from autopeft.trial.context import TrialContext
 from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors
 

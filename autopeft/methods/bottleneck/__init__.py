@@ -1,1 +1,0 @@
-"""Serial and parallel bottleneck adapters: a custom ``peft`` tuner and their methods."""

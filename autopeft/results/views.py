@@ -1,0 +1,155 @@
+"""Read studies back: list them, summarise one, its Pareto front, the trial to export."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from autopeft.core.objectives import Objective
+from autopeft.core.states import TrialState
+from autopeft.exceptions import StudyError, UserInputError
+from autopeft.storage.records import TrialRecord
+from autopeft.storage.store import Store
+from autopeft.storage.urls import resolve_storage
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """A stored study: its spec, objectives and trials."""
+
+    name: str
+    url: str
+    spec: dict[str, Any]
+    model_path: str
+    budget: int
+    objectives: list[Objective]
+    records: list[TrialRecord]
+
+    def counts(self) -> dict[str, int]:
+        """Trials by state; interrupted trials (re-run later) are counted apart."""
+        counter = Counter(
+            "INTERRUPTED" if r.interrupted else "SKIPPED" if r.metrics.get("skipped") else r.state
+            for r in self.records
+        )
+        return dict(sorted(counter.items()))
+
+    def memory_errors(self) -> list[float]:
+        """``(predicted - measured) / measured`` peak memory of the complete trials that stored
+        a prediction (see :mod:`autopeft.trial.memory_model`), by trial number."""
+        return [
+            (r.metrics["predicted_peak_memory_mb"] - r.metrics["peak_memory_mb"])
+            / r.metrics["peak_memory_mb"]
+            for r in self.complete()
+            if "predicted_peak_memory_mb" in r.metrics and r.metrics.get("peak_memory_mb")
+        ]
+
+    def finished(self) -> int:
+        """Finished trials as the budget counts them (what the driver runs until it has
+        ``n_trials`` of): interrupted trials, those skipped before launch and a multi-fidelity
+        study's promotions are left out."""
+        return sum(1 for r in self.records if r.counts_for_budget)
+
+    def rung_steps(self) -> list[int]:
+        """Training steps per rung of a multi-fidelity study; empty otherwise."""
+        return list(self.spec.get("fidelity", {}).get("rungs") or [])
+
+    def rung_counts(self) -> list[int]:
+        """Trials finished at each rung (interrupted and skipped ones left out)."""
+        counts = [0] * len(self.rung_steps())
+        for r in self.records:
+            ran = not r.interrupted and not r.metrics.get("skipped")
+            if r.rung is not None and r.rung < len(counts) and ran and r.state.is_finished():
+                counts[r.rung] += 1
+        return counts
+
+    def training_steps(self) -> int:
+        """Training steps spent by every finished trial (what a multi-fidelity search saves)."""
+        return sum(int(r.metrics.get("steps", 0)) for r in self.records if r.state.is_finished())
+
+    def complete(self) -> list[TrialRecord]:
+        return [r for r in self.records if r.state == TrialState.COMPLETE]
+
+    def hypervolume(self) -> list[float]:
+        """Hypervolume after each complete trial (rule: :mod:`autopeft.core.hypervolume`),
+        as the driver stored it; computed here only for trials stored without one."""
+        stored = [r.hypervolume for r in self.complete() if r.values]
+        if all(v is not None for v in stored):
+            return [float(v) for v in stored if v is not None]
+        from autopeft.core.hypervolume import hypervolume_curve
+
+        return hypervolume_curve(self.objectives, self.records, self.budget)
+
+    def best_values(self) -> dict[str, float]:
+        """The best value of each objective over the complete trials (empty when none)."""
+        done = self.complete()
+        if not done:
+            return {}
+        pick = {"maximize": max, "minimize": min}
+        return {
+            o.name: pick[o.direction](r.values[o.name] for r in done if o.name in r.values)
+            for o in self.objectives
+        }
+
+    def front(self) -> list[TrialRecord]:
+        """Non-dominated complete trials, best first by the first objective."""
+        from autopeft.results import pareto_front
+
+        return pareto_front(self.records, self.objectives)
+
+
+def open_store(storage: str | None) -> Store:
+    """Open an existing database for reading (a missing SQLite file is an error)."""
+    return Store(resolve_storage(storage), create=False)
+
+
+def list_studies(storage: str | None = None) -> list[StudyView]:
+    """Every autopeft study in the database."""
+    store = open_store(storage)
+    return [view_of(store, name) for name in store.study_names()]
+
+
+def load_view(name: str, storage: str | None = None) -> StudyView:
+    """One study; :class:`StudyError` (listing the known names) if it does not exist."""
+    return view_of(open_store(storage), name)
+
+
+def view_of(store: Store, name: str) -> StudyView:
+    """Study ``name`` read from an open ``store`` (a server keeps one store open)."""
+    row = store.study_row(name)
+    budget = int(yaml.safe_load(row.space_yaml)["max_trainable_params"])
+    return StudyView(
+        name,
+        store.url,
+        json.loads(row.spec_json),
+        row.model_path,
+        budget,
+        store.objectives(name),
+        store.records(name),
+    )
+
+
+def choose_trial(
+    view: StudyView, *, trial: int | None = None, pick: str | None = None
+) -> TrialRecord:
+    """The complete trial numbered ``trial``, or the one ``pick`` selects from the front."""
+    from autopeft.results import pick_trial
+
+    if (trial is None) == (pick is None):
+        raise UserInputError(
+            "give exactly one of --trial N or --pick (max-accuracy|min-params|knee)"
+        )
+    if pick is not None:
+        return pick_trial(view.records, view.objectives, pick)
+    for record in view.records:
+        if record.number == trial:
+            if record.state != TrialState.COMPLETE:
+                raise StudyError(
+                    f"trial {trial} of study {view.name!r} is {record.state}, not COMPLETE"
+                )
+            return record
+    numbers = [r.number for r in view.complete()]
+    raise StudyError(f"study {view.name!r} has no trial {trial}; complete trials: {numbers}")

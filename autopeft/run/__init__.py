@@ -1,0 +1,1 @@
+"""Running a study: prepare, drive, mirror, progress, profiling, confirm."""

@@ -1,0 +1,199 @@
+"""Progress reporting for studies: a rich live view, or nothing (library use, tests).
+
+The live view shows trials done / running / failed, elapsed time and an estimate of the time
+left, the best value of each objective so far and the hypervolume so far (the rule of
+:mod:`autopeft.core.hypervolume`), plus one step bar per running trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autopeft.core.states import TrialState
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    """A snapshot of a running study.
+
+    Attributes:
+        done: Finished trials (complete or failed; interrupted ones do not count).
+        running: Trials running or queued on the executor.
+        failed: Finished trials that failed.
+        target: Finished trials wanted.
+        elapsed: Seconds since this run started.
+        eta: Estimated seconds left (None before the first trial of this run finishes).
+        best: Best value of each objective over complete trials.
+        hypervolume: Normalised hypervolume of the complete trials (None when there are none).
+    """
+
+    done: int
+    running: int
+    failed: int
+    target: int
+    elapsed: float
+    eta: float | None
+    best: dict[str, float] = field(default_factory=dict)
+    hypervolume: float | None = None
+
+    @classmethod
+    def at(
+        cls,
+        finished: int,
+        *,
+        running: int,
+        failed: int,
+        target: int,
+        elapsed: float,
+        done_before: int,
+        best: dict[str, float],
+        hypervolume: float | None,
+    ) -> StudyStatus:
+        """The status with ``finished`` trials done; the ETA extrapolates this run's pace
+        (``done_before`` trials were done when it started, ``elapsed`` seconds ago)."""
+        done = min(finished, target)
+        eta = None
+        if done > done_before:
+            eta = elapsed / (done - done_before) * max(0, target - done)
+        return cls(done, running, failed, target, elapsed, eta, best, hypervolume)
+
+    def line(self) -> str:
+        """One line: ``7/12 done, 2 running, 1 failed | 3m10s, ~2m left | best ... | HV ...``."""
+        head = f"{self.done}/{self.target} done, {self.running} running, {self.failed} failed"
+        clock = _duration(self.elapsed) + (
+            "" if self.eta is None else f", ~{_duration(self.eta)} left"
+        )
+        parts = [head, clock]
+        if self.best:
+            from autopeft.results import format_value
+
+            parts.append(
+                "best " + ", ".join(f"{k} {format_value(k, v)}" for k, v in self.best.items())
+            )
+        if self.hypervolume is not None:
+            parts.append(f"HV {self.hypervolume:.4f}")
+        return " | ".join(parts)
+
+
+def study_status(
+    records: Sequence[Any],
+    objectives: Sequence[Any],
+    *,
+    budget: int,
+    target: int,
+    running: int,
+    elapsed: float,
+    done_before: int,
+) -> StudyStatus:
+    """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
+    from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
+
+    ran = [r for r in records if r.state.is_finished() and not r.interrupted]
+    complete = [r for r in ran if r.state == TrialState.COMPLETE and r.values]
+    finished = [r for r in ran if r.counts_for_budget]
+    best: dict[str, float] = {}
+    hv = None
+    if complete:
+        for o in objectives:
+            pick = max if o.direction == "maximize" else min
+            best[o.name] = pick(r.values[o.name] for r in complete)
+        frame = Frame.from_observations(objectives, complete[:FRAME_TRIALS], budget)
+        hv = hypervolume(frame, [r.values for r in complete])
+    failed = sum(1 for r in finished if r.state == TrialState.FAIL)
+    return StudyStatus.at(
+        len(finished),
+        running=running,
+        failed=failed,
+        target=target,
+        elapsed=elapsed,
+        done_before=done_before,
+        best=best,
+        hypervolume=hv,
+    )
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Reporter:
+    """Silent base reporter; the study loop calls these hooks.
+
+    ``wants_status``: whether the driver should compute a :class:`StudyStatus` (hypervolume
+    included) after every trial and pass it to :meth:`status`.
+    """
+
+    wants_status = False
+
+    def study_started(self, name: str, done: int, total: int) -> None: ...
+    def trial_started(self, number: int, summary: str, steps: int) -> None: ...
+    def step(self, number: int, step: int, total: int) -> None: ...
+    def trial_finished(self, number: int, line: str, done: int) -> None: ...
+    def status(self, status: StudyStatus) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class RichReporter(Reporter):
+    """A study bar (with the status line) plus one step bar per running trial."""
+
+    wants_status = True
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=self.console,
+        )
+        self.progress.start()
+        self._study: Any = None
+        self._trials: dict[int, Any] = {}
+
+    def study_started(self, name: str, done: int, total: int) -> None:
+        self._study = self.progress.add_task(f"study {name}", total=total, completed=done, note="")
+
+    def trial_started(self, number: int, summary: str, steps: int) -> None:
+        self.progress.console.print(f"[dim]trial {number}: {summary}[/dim]")
+        self._trials[number] = self.progress.add_task(
+            f"  trial {number} steps", total=steps, note=""
+        )
+
+    def step(self, number: int, step: int, total: int) -> None:
+        task = self._trials.get(number)
+        if task is not None:
+            self.progress.update(task, completed=step, total=total)
+
+    def trial_finished(self, number: int, line: str, done: int) -> None:
+        self.progress.console.print(f"trial {number}: {line}")
+        task = self._trials.pop(number, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        if self._study is not None:
+            self.progress.update(self._study, completed=done)
+
+    def status(self, status: StudyStatus) -> None:
+        if self._study is not None:
+            self.progress.update(self._study, completed=status.done, note=status.line())
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def close(self) -> None:
+        self.progress.stop()

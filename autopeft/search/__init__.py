@@ -1,0 +1,1 @@
+"""Search: samplers, promotion of multi-fidelity trials, warm start."""

@@ -1,0 +1,1 @@
+"""Synthetic benchmark problems for tests and bench/ (no training)."""
