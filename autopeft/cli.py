@@ -257,6 +257,20 @@ def show(
     _show_confirmations(console, v, storage)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+    _show_health(console, v)
+
+
+def _show_health(console: Any, v: Any) -> None:
+    """The study's health findings (:mod:`autopeft.results.health`), one line each."""
+    from autopeft.results.health import check_study, stored_bounds
+    from autopeft.storage.confirmations import latest
+    from autopeft.storage.store import Store
+
+    found = check_study(
+        v, confirmations=latest(Store(v.url, create=False), v.name), bounds=stored_bounds(v)
+    )
+    for finding in found:
+        console.print(f"[yellow]health[/yellow] {finding.line()}", highlight=False)
 
 
 def _show_memory(console: Any, v: Any) -> None:
@@ -372,6 +386,41 @@ def _print_front(
         history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
         plot_history(v.records, v.objectives, history, hypervolume=v.hypervolume())
         typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
+
+
+@app.command()
+@_friendly
+def report(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    pick: Annotated[
+        Pick, typer.Option(help="The trial whose placement and config the report shows.")
+    ] = Pick.knee,
+    png: Annotated[
+        Path | None,
+        typer.Option(help="Also write the placement maps (chosen trial and front) as a PNG."),
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write one self-contained HTML report of a study: the front in both projections,
+    placement maps, importance, health checks, references and the chosen trial's config."""
+    from autopeft.results.html_report import write_report
+    from autopeft.results.views import load_view
+
+    view = load_view(name, storage)
+    write_report(view, out, pick=pick.value)
+    typer.echo(f"wrote {out}")
+    if png is not None:
+        from autopeft.results.picks import pick_trial
+        from autopeft.results.placement_map import front_usage, plot_placements, trial_grid
+
+        chosen = pick_trial(view.records, view.objectives, pick.value)
+        axes = front_usage([*view.front(), chosen])[0]
+        grids = [trial_grid(chosen, axes.layers, axes.modules), *front_usage(view.front())]
+        plot_placements(grids, png, title=f"{name}: trial {chosen.number} and the front")
+        typer.echo(f"wrote {png}")
 
 
 @app.command()
