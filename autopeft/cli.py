@@ -417,7 +417,7 @@ def report(
         from autopeft.results.placement_map import front_usage, plot_placements, trial_grid
 
         chosen = pick_trial(view.records, view.objectives, pick.value)
-        axes = front_usage([*view.front(), chosen])[0]
+        axes = front_usage(view.complete())[0]  # axes: every cell any trial used
         grids = [trial_grid(chosen, axes.layers, axes.modules), *front_usage(view.front())]
         plot_placements(grids, png, title=f"{name}: trial {chosen.number} and the front")
         typer.echo(f"wrote {png}")

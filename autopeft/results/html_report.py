@@ -94,7 +94,7 @@ def _figures(
 ) -> dict[str, str]:
     """PNG figures as base64 strings; a figure that cannot be drawn is left out."""
     out: dict[str, str] = {}
-    layers_modules = front_usage([*front, chosen])[0]
+    layers_modules = front_usage(view.complete())[0]  # axes: every cell any trial used
     grids = [trial_grid(chosen, layers_modules.layers, layers_modules.modules)]
     grids += list(front_usage(front))
     drawers = {
@@ -146,10 +146,10 @@ def _findings(findings: Sequence[Finding]) -> str:
 
 
 def _front_table(view: StudyView) -> str:
-    rows = front_rows(view.records, view.objectives)
+    rows = front_rows(view.front(), view.objectives)
     if not rows:
         return ""
-    keys = [k for k in rows[0] if k != "peft_config"]
+    keys = [k for k in rows[0] if not k.startswith("param.")]  # the per-cell point is long
     head = "".join(f"<th>{_e(k)}</th>" for k in keys)
     body = "".join("<tr>" + "".join(_cell(row.get(k)) for k in keys) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
