@@ -188,3 +188,36 @@ def test_report_html_is_self_contained_with_every_section(
 def test_report_of_a_study_without_complete_trials_is_one_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "nope", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code == 2 and result.output.startswith("error:")
+
+
+@pytest.mark.slow
+def test_a_driver_that_fails_records_its_error_and_the_study_shows_failed(
+    study_dir: Path,
+) -> None:
+    from autopeft.executors.base import Executor
+    from autopeft.results.views import load_view
+    from autopeft.run.driver import run_study
+    from autopeft.service.summary import study_state
+
+    class Broken(Executor):
+        """An executor whose submit fails as a lost cluster would (a unit-test stand-in)."""
+
+        def submit(self, request: Any) -> None:
+            raise RuntimeError("the cluster went away\nsecond line")
+
+        def poll(self, timeout: float | None = None) -> list:
+            return []
+
+        def running(self) -> list[int]:
+            return []
+
+    with pytest.raises(RuntimeError, match="the cluster went away"):
+        run_study(study_dir / "study.yaml", executor=Broken())
+    url = f"sqlite:///{study_dir / 'studies.db'}"
+    failed = load_view("tiny", url)
+    assert failed.driver_error == "RuntimeError: the cluster went away"
+    assert study_state(failed, driver_running=False, exit_code=None) == "failed"
+    run_study(study_dir / "study.yaml")  # a driver that starts clears it
+    again = load_view("tiny", url)
+    assert again.driver_error is None
+    assert study_state(again, driver_running=False, exit_code=None) == "complete"

@@ -20,7 +20,7 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
         return "running"
     if view.finished() >= target(view):
         return "complete"
-    return "failed" if exit_code not in _STOPPED else "stopped"
+    return "failed" if exit_code not in _STOPPED or view.driver_error else "stopped"
 
 
 _STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
@@ -57,6 +57,7 @@ def summary(view: StudyView, state: str) -> dict[str, Any]:
         "dataset": spec["dataset"]["source"],
         "sampler": spec["sampler"]["name"],
         "search_space": spec["search_space"],
+        "error": view.driver_error if state == "failed" else None,
     }
 
 

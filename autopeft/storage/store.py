@@ -42,6 +42,10 @@ START_KEY = "autopeft_start"
 """Optuna user attribute: the key :meth:`Store.start_trial` finds its own trial by on a retry."""
 
 
+DRIVER_ERROR = "autopeft_driver_error"
+"""The Optuna study attribute holding the last driver error (:meth:`Store.set_driver_error`)."""
+
+
 class Store:
     """Open ``url`` (any SQLAlchemy URL; ``sqlite:///file.db`` by default).
 
@@ -157,6 +161,21 @@ class Store:
         except Exception:
             optuna.delete_study(study_name=name, storage=self.optuna)
             raise
+
+    @retried("record a driver's error")
+    def set_driver_error(self, name: str, message: str | None) -> None:
+        """Record why the study's last driver stopped with an error (None: clear it, as a
+        driver does when it starts). Kept as an attribute of the Optuna study, so any reader
+        of the database, wherever the driver ran, sees it."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        self.optuna.set_study_user_attr(study_id, DRIVER_ERROR, message)
+
+    @retried("read a study")
+    def driver_error(self, name: str) -> str | None:
+        """Why the study's last driver failed; None if it did not (or it runs now)."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        value = self.optuna.get_study_user_attrs(study_id).get(DRIVER_ERROR)
+        return str(value) if value else None
 
     @retried("read a study")
     def optuna_study(self, name: str) -> optuna.Study:
