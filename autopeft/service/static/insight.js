@@ -62,7 +62,7 @@ window.autopeftInsight = (function () {
       texttemplate: "%{text}",
     }], {
       title: { text: `${grid.title} (${grid.unit})`, font: { size: 13 } },
-      xaxis: { title: { text: "module type" } }, yaxis: { title: { text: "layer" }, autorange: "reversed" },
+      xaxis: { title: { text: "module type" } }, yaxis: { title: { text: "layer" }, type: "category", autorange: "reversed" },
       margin: { t: 40, r: 10 },
     }, config);
   }
