@@ -285,7 +285,11 @@ def studies(
     from autopeft.results.digest import study_digest
     from autopeft.results.views import list_studies
 
-    url = _locate(str(spec), storage)[1] if spec is not None else storage
+    url = storage
+    if spec is not None:
+        _, url, found = _locate(str(spec), storage)
+        if found is None:
+            raise UserInputError(f"{spec}: no such study spec file (`studies` takes a spec)")
     digests = [study_digest(v) for v in list_studies(url)]
     if format is ListFormat.json:
         typer.echo(json.dumps(digests, indent=2))
@@ -482,7 +486,7 @@ def _print_front(
 def export(
     name: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for adapter_config.json.")],
-    trial: Annotated[int | None, typer.Option(min=0, help="Export this trial number.")] = None,
+    trial: Annotated[int | None, typer.Option(help="Export this trial number.")] = None,
     pick: Annotated[Pick | None, typer.Option(help="Or pick from the Pareto front.")] = None,
     storage: StorageOpt = None,
     confirmed: Annotated[
@@ -514,16 +518,14 @@ def confirm(
         bool, typer.Option("--front", help="Confirm the Pareto front (default).")
     ] = False,
     top: Annotated[
-        int | None, typer.Option(min=1, help="Confirm the K best trials by the task metric.")
+        int | None, typer.Option(help="Confirm the K best trials by the task metric.")
     ] = None,
     trial: Annotated[
-        list[int] | None, typer.Option(min=0, help="Confirm this trial (repeatable).")
+        list[int] | None, typer.Option(help="Confirm this trial (repeatable).")
     ] = None,
-    seeds: Annotated[
-        int, typer.Option(min=1, help="Runs per trial, seeds spec.seed + 0..S-1.")
-    ] = 3,
+    seeds: Annotated[int, typer.Option(help="Runs per trial, seeds spec.seed + 0..S-1.")] = 3,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps per run (default: the study's).")
+        int | None, typer.Option(help="Training steps per run (default: the study's).")
     ] = None,
     storage: StorageOpt = None,
     spec_dir: Annotated[
@@ -534,7 +536,7 @@ def confirm(
         ),
     ] = None,
     data_dir: Annotated[
-        Path | None, typer.Option(hidden=True, help="Old spelling of --spec-dir.")
+        Path | None, typer.Option(hidden=True, help="Old spelling of --spec-dir (still accepted).")
     ] = None,
     executor: Annotated[
         ExecutorName | None, typer.Option(help="Where runs go (default: the study's).")
@@ -549,8 +551,6 @@ def confirm(
     from autopeft.run.confirm import confirm_study
 
     name, storage, spec = _locate(name, storage)
-    if data_dir is not None:
-        typer.echo("note: `confirm --data-dir` is now `--spec-dir`", err=True)
     base_dir = spec_dir or data_dir or (spec.parent if spec is not None else None)
     options = {
         "name": executor.value if executor is not None else None,
@@ -685,7 +685,8 @@ def serve(
         ),
     ] = Path("autopeft-service"),
     data_dir: Annotated[
-        Path | None, typer.Option(hidden=True, help="Old spelling of --service-dir.")
+        Path | None,
+        typer.Option(hidden=True, help="Old spelling of --service-dir (still accepted)."),
     ] = None,
     root: Annotated[
         list[Path] | None,
@@ -716,8 +717,6 @@ def serve(
         ) from None
     from autopeft.storage.urls import resolve_storage
 
-    if data_dir is not None:
-        typer.echo("note: `serve --data-dir` is now `--service-dir`", err=True)
     application = create_app(
         resolve_storage(storage),
         public_read=public_read,

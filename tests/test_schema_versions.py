@@ -18,14 +18,24 @@ from autopeft.storage.tables import SCHEMA_VERSION, LeaseRow
 from tests.conftest import assert_user_error
 
 
-def _set_version(db: Path, version: int) -> None:
-    with sqlite3.connect(db) as con:
-        con.execute("UPDATE autopeft_schema SET version = ?", (version,))
+def _set_version(db: Path | str, version: int) -> None:
+    """Set the schema version of ``db`` (a SQLite file or a database URL)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
+    with engine.begin() as c:
+        c.execute(text("UPDATE autopeft_schema SET version = :v"), {"v": version})
+    engine.dispose()
 
 
-def _version(db: Path) -> int:
-    with sqlite3.connect(db) as con:
-        return int(con.execute("SELECT version FROM autopeft_schema").fetchone()[0])
+def _version(db: Path | str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db if isinstance(db, str) else f"sqlite:///{db}")
+    with engine.connect() as c:
+        found = int(c.execute(text("SELECT version FROM autopeft_schema")).scalar_one())
+    engine.dispose()
+    return found
 
 
 def test_a_newer_schema_is_one_line_naming_both_versions(tmp_path: Path) -> None:
@@ -61,29 +71,28 @@ def test_a_running_driver_stops_when_the_schema_moves_past_it(tmp_path: Path) ->
     lease.release()
 
 
-def _old_database_driven_by(db: Path, owner: str, quiet: float) -> None:
+def _old_database_driven_by(url: str, owner: str, quiet: float) -> None:
     """A database at the previous schema whose study 's' has a lease of ``owner`` that last
     beat ``quiet`` seconds ago."""
-    store = Store(f"sqlite:///{db}")
+    store = Store(url)
     now = time.time()
     with store.session() as s:
         s.add(LeaseRow(study_name="s", owner=owner, token="t", acquired_at=now - quiet,
                        heartbeat_at=now - quiet))  # fmt: skip
     store.engine.dispose()
-    _set_version(db, SCHEMA_VERSION - 1)
+    _set_version(url, SCHEMA_VERSION - 1)
 
 
-def test_a_migration_waits_for_a_live_driver_of_the_old_schema(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    _old_database_driven_by(db, "other-host:4242", quiet=5)
+def test_a_migration_waits_for_a_live_driver_of_the_old_schema(storage_url: str) -> None:
+    _old_database_driven_by(storage_url, "other-host:4242", quiet=5)
     with pytest.raises(StorageError) as info:
-        Store(f"sqlite:///{db}")
+        Store(storage_url)
     message = str(info.value)
     assert "\n" not in message
-    assert f"cannot migrate 'sqlite:///{db}' from schema {SCHEMA_VERSION - 1} to " in message
+    assert f"cannot migrate {storage_url!r} from schema {SCHEMA_VERSION - 1} to " in message
     assert "study 's' is run by other-host:4242" in message and "let it finish" in message
-    assert _version(db) == SCHEMA_VERSION - 1  # nothing migrated
-    result = CliRunner().invoke(app, ["studies", "--storage", f"sqlite:///{db}"])
+    assert _version(storage_url) == SCHEMA_VERSION - 1  # nothing migrated
+    result = CliRunner().invoke(app, ["studies", "--storage", storage_url])
     assert_user_error(result, "cannot migrate", "other-host:4242")
 
 
@@ -103,10 +112,10 @@ def test_a_migration_goes_ahead_once_the_old_driver_is_gone(
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait()
         owner = f"{socket.gethostname()}:{gone.pid}"
-    db = tmp_path / "s.db"
-    _old_database_driven_by(db, owner, quiet)
-    Store(f"sqlite:///{db}")
-    assert _version(db) == SCHEMA_VERSION
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    _old_database_driven_by(url, owner, quiet)
+    Store(url)
+    assert _version(url) == SCHEMA_VERSION
 
 
 @pytest.mark.slow
