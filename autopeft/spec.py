@@ -30,6 +30,7 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("evaluation",): None,
     ("model", "precision"): "fp32",
     ("model", "quantization"): None,
+    ("model", "revision"): None,
     ("fidelity", "gradient_checkpointing"): False,
     ("fidelity", "reduction_factor"): 3.0,
     ("fidelity", "promotion"): "asha",
@@ -43,7 +44,9 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
 
 class ModelSpec(StrictModel):
     """``path``: a built-in model name (``minilm-l6``, ``smollm2-135m``), a local HF model
-    directory, or a ``.gguf`` file (converted once into a cached HF directory).
+    directory, a ``.gguf`` file (converted once into a cached HF directory), or a Hugging Face
+    Hub ID (``Qwen/Qwen2.5-0.5B-Instruct``, resolved through the Hub cache on the driver and on
+    every worker; ``revision``: a branch, tag or commit of it).
 
     ``precision``: the base weights' dtype and the forward pass's autocast (adapters stay fp32);
     ``fp16`` needs CUDA. ``quantization``: QLoRA's ``nf4`` or ``int8`` base weights through
@@ -51,6 +54,7 @@ class ModelSpec(StrictModel):
     """
 
     path: str
+    revision: str | None = Field(default=None, min_length=1)
     num_hidden_layers: int | None = Field(default=None, ge=1)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     quantization: Literal["nf4", "int8"] | None = None
