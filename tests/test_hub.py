@@ -146,3 +146,16 @@ def test_ray_workers_resolve_the_hub_id_themselves(offline_hub: Path, tmp_path: 
             ray.shutdown()
     assert [r.state for r in outcome.records] == ["COMPLETE", "COMPLETE"]
     assert all(r.metrics["worker"] for r in outcome.records)
+
+
+def test_init_writes_the_hub_id_into_the_spec(
+    offline_hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    write_tiny_csv(tmp_path / "reviews.csv")
+    made = CliRunner().invoke(app, ["init", "--model", BERT_ID, "--data", "reviews.csv"])
+    assert made.exit_code == 0, made.output
+    spec = yaml.safe_load((tmp_path / "study.yaml").read_text())
+    assert spec["model"] == BERT_ID and spec["task"] == "seq_cls"
