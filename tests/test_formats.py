@@ -113,8 +113,11 @@ def test_hub_datasets_load_through_datasets_offline(
 ) -> None:
     import datasets
 
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # both libraries read HF_HUB_OFFLINE once, at import (earlier tests imported them)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     repo = tmp_path / "my-sft-data"
     repo.mkdir()
     _jsonl(repo / "train.jsonl", _rows("sharegpt", 6))
