@@ -112,7 +112,6 @@ def test_hub_datasets_load_through_datasets_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import datasets
-
     import huggingface_hub.constants
 
     # both libraries read HF_HUB_OFFLINE once, at import (earlier tests imported them)
