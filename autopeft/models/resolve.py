@@ -57,10 +57,14 @@ def resolve_model(
                 f"{name_or_path!r} is a built-in model or a local path; remove model.revision"
             )
         return local
-    if looks_like_hub_id(name_or_path):
-        return hub_snapshot(name_or_path, revision)
     path = Path(name_or_path).expanduser()
     candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path, path]
+    if looks_like_hub_id(name_or_path):
+        try:
+            return hub_snapshot(name_or_path, revision)
+        except UserInputError as exc:  # a mistyped local directory reads like an ID too
+            looked = ", ".join(map(str, dict.fromkeys(candidates)))
+            raise UserInputError(f"{exc} (nor is it a local model directory: {looked})") from None
     raise UserInputError(
         f"model {name_or_path!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}), a "
         "local directory with a config.json or a .gguf file (looked in "
