@@ -186,6 +186,56 @@ def validate(
     typer.echo(validate_file(file, kind.value if kind is not None else None))
 
 
+class TaskName(StrEnum):
+    seq_cls = "seq_cls"
+    causal_lm = "causal_lm"
+
+
+@app.command()
+@_friendly
+def init(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A Hugging Face Hub ID, a local model directory, a .gguf file or a "
+            "built-in model (minilm-l6, smollm2-135m)."
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="A data file (.jsonl/.json/.csv/.parquet), a save_to_disk directory "
+            "or a built-in dataset."
+        ),
+    ],
+    task: Annotated[
+        TaskName | None, typer.Option(help="Default: guessed from the data's columns.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where study.yaml and space.yaml go.")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="Study name (default: model_data).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="The spec's n_trials.")] = 20,
+    max_steps: Annotated[int, typer.Option(min=1, help="Training steps per trial.")] = 100,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of --model.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite study.yaml/space.yaml in --out.")] = False,
+) -> None:
+    """Write a study spec and a search space sized to MODEL and DATA, validated as written."""
+    from autopeft.run.scaffold import BUDGET_FRACTION, scaffold_study
+
+    s = scaffold_study(
+        model, data, out=out, task=task.value if task else None, name=name, trials=trials,
+        max_steps=max_steps, revision=revision, force=force,
+    )  # fmt: skip
+    train, validation, test = s.examples
+    typer.echo(
+        f"model: {s.family}, {s.num_layers} layers, {s.model_params:,} parameters; presets: "
+        f"{', '.join(s.presets)}\n"
+        f"data: {s.data} ({s.task}), {train}/{validation}/{test} train/validation/test, "
+        f"seq_len {s.seq_len}\n"
+        f"budget: {s.budget:,} trainable parameters ({BUDGET_FRACTION:.0%} of the model)\n"
+        f"wrote {s.spec_path} and {s.space_path}; next: autopeft run {s.spec_path}"
+    )
+
+
 @app.command()
 @_friendly
 def run(
