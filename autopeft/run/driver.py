@@ -28,6 +28,7 @@ from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
 from autopeft.storage.lease import StudyLease
+from autopeft.storage.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
 from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
 
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
     from autopeft.trial.memory_model import MemoryModel
     from autopeft.trial.runner import TrialRequest, TrialResult
 
-HEARTBEAT_SECONDS = 10.0
-"""Seconds between heartbeats of running trials and of the study's lease."""
-STALE_AFTER_SECONDS = 120.0
-"""Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
-be taken over by another driver."""
 #: Proposals in a row predicted over ``memory_cap_mb`` before the driver gives up.
 MAX_SKIPS_IN_A_ROW = 25
 

@@ -63,7 +63,7 @@ class StudyDriver:
     ) -> str:
         """Write the spec and its space (``space.yaml``, as the spec names it) to a temporary
         directory and start the driver thread; returns the actor's ``host:pid``."""
-        from autopeft.storage.store import OWNER
+        from autopeft.storage.liveness import OWNER
 
         directory = Path(tempfile.mkdtemp(prefix=f"autopeft-{study}-"))
         (directory / "study.yaml").write_text(spec_yaml, encoding="utf-8")

@@ -13,12 +13,10 @@ nothing more (:meth:`Store.start_trial` finds the trial it made by a key of its 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
 from autopeft.exceptions import StorageError, StudyError
+from autopeft.storage.liveness import OWNER, owner_gone
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.retry import call_with_retry, engine_kwargs, retried
 from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
 
     from autopeft.core.compiled import CompiledConfig
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 START_KEY = "autopeft_start"
 """Optuna user attribute: the key :meth:`Store.start_trial` finds its own trial by on a retry."""
 
@@ -365,9 +363,13 @@ class Store:
         )
 
     @retried("recover the trials of a stopped driver")
-    def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
-        """Fail RUNNING trials whose driver is gone (dead pid on this host, or no heartbeat for
-        ``grace_seconds``) as *interrupted*; returns their numbers."""
+    def recover_stale(
+        self, name: str, grace_seconds: float, running_here: Container[int] = ()
+    ) -> list[int]:
+        """Fail RUNNING trials whose driver is gone (:func:`~autopeft.storage.liveness.
+        owner_gone`, or no heartbeat for ``grace_seconds``) as *interrupted*; returns their
+        numbers. ``running_here``: the trials this process runs now (none when a driver, holding
+        the study's lease, recovers before it starts any)."""
         stale = []
         for record in self.records(name):
             if record.state != TrialState.RUNNING:
@@ -375,7 +377,8 @@ class Store:
             with self.session() as s:
                 row = s.get(TrialRow, (name, record.number))
                 owner, beat = (row.owner, row.heartbeat_at) if row else ("", 0.0)
-            if _owner_dead(owner) or time.time() - beat > grace_seconds:
+            gone = owner_gone(owner, held_here=record.number in running_here)
+            if gone or time.time() - beat > grace_seconds:
                 self.fail_trial(
                     name,
                     record.number,
@@ -495,31 +498,6 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
 def _value(name: str, value: float) -> float:
     # parameter counts are integers; Optuna stores every value as a float
     return int(value) if name == "trainable_params" else float(value)
-
-
-def _owner_dead(owner: str) -> bool:
-    pid = local_pid(owner)
-    if pid is None:
-        return False
-    # our own earlier run in this process cannot still be running it
-    return pid == os.getpid() or pid_gone(pid)
-
-
-def local_pid(owner: str) -> int | None:
-    """The pid of ``owner`` (``host:pid``) if it names a process of this host, else None."""
-    host, _, pid = owner.rpartition(":")
-    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
-
-
-def pid_gone(pid: int) -> bool:
-    """Whether no process ``pid`` exists (one we may not signal exists)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _schema_race(exc: BaseException) -> bool:
