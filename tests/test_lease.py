@@ -309,7 +309,7 @@ def test_the_liveness_rule_of_an_owner() -> None:
     from autopeft.storage.liveness import OWNER, is_this_process, owner_gone
 
     host = socket.gethostname()
-    assert OWNER == f"{host}:{os.getpid()}" and is_this_process(OWNER)
+    assert f"{host}:{os.getpid()}" == OWNER and is_this_process(OWNER)
     assert not owner_gone(OWNER, held_here=True)  # a driver reading its own row
     assert owner_gone(OWNER, held_here=False)  # a run of this pid that has ended
     dead = _dead_pid()
