@@ -160,15 +160,12 @@ class TrialMirror:
         if self._complete and self._hypervolume is None:
             complete = [self._records[n] for n in self._complete]
             self._hypervolume = hypervolume_curve(self.objectives, complete)[-1]
-        return StudyStatus.at(
-            self.finished,
-            running=running,
-            failed=self.failed,
+        return self._tally.status(
+            self._hypervolume,
             target=target,
+            running=running,
             elapsed=elapsed,
             done_before=done_before,
-            best=dict(self._tally.best),
-            hypervolume=self._hypervolume,
         )
 
     def hypervolume_updates(self) -> dict[int, float]:

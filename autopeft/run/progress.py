@@ -106,6 +106,22 @@ class StudyTally:
                 value = new.values[o.name]
                 self.best[o.name] = o.best((self.best.get(o.name, value), value))
 
+    def status(
+        self, hypervolume: float | None, *, target: int, running: int, elapsed: float,
+        done_before: int,
+    ) -> StudyStatus:  # fmt: skip
+        """The status line of these counts (see :meth:`StudyStatus.at`)."""
+        return StudyStatus.at(
+            self.finished,
+            running=running,
+            failed=self.failed,
+            target=target,
+            elapsed=elapsed,
+            done_before=done_before,
+            best=dict(self.best),
+            hypervolume=hypervolume,
+        )
+
 
 def study_status(
     records: Sequence[TrialRecord],
@@ -125,15 +141,9 @@ def study_status(
     for record in records:
         tally.swap(None, record)
     curve = hypervolume_curve(objectives, records, budget)
-    return StudyStatus.at(
-        tally.finished,
-        running=running,
-        failed=tally.failed,
-        target=target,
-        elapsed=elapsed,
-        done_before=done_before,
-        best=tally.best,
-        hypervolume=curve[-1] if curve else None,
+    hypervolume = curve[-1] if curve else None
+    return tally.status(
+        hypervolume, target=target, running=running, elapsed=elapsed, done_before=done_before
     )
 
 
