@@ -155,8 +155,9 @@ class TrialMirror:
             self._records[number] = replace(self._records[number], hypervolume=value)
 
     def status(self, target: int, running: int, elapsed: float, done_before: int) -> StudyStatus:
-        """:func:`~autopeft.run.progress.study_status` of the records, from the tally kept here
-        (the curve is folded once per run, for the hypervolume, if no trial has completed yet)."""
+        """:func:`~autopeft.run.progress.study_status` of the records, from the tally kept here;
+        the hypervolume is folded from the complete trials once when a run starts, and kept by
+        :meth:`hypervolume_updates` after that."""
         if self._complete and self._hypervolume is None:
             complete = [self._records[n] for n in self._complete]
             self._hypervolume = hypervolume_curve(self.objectives, complete)[-1]
