@@ -335,10 +335,10 @@ def test_a_lease_of_this_pid_lives_while_this_process_holds_it(storage_url: str)
         refuse_if_running(storage_url, "s", 60)
     with pytest.raises(StudyError, match=f"being run by {OWNER} since"):
         _lease(store, "host-b:2").acquire()
-    mine.held = False  # as if it were written by a run of this pid that has ended
-    from autopeft.storage import lease as lease_module
+    from autopeft.storage.liveness import hold_lease
 
-    lease_module._HELD_HERE.discard(mine.token)
+    mine.held = False  # as if it were written by a run of this pid that has ended
+    hold_lease(mine.token, held=False)
     assert live_lease(store, "s", 60) is None
     refuse_if_running(storage_url, "s", 60)
     notes: list[str] = []

@@ -29,13 +29,15 @@ def trial_config(view: StudyView, record: TrialRecord) -> PeftConfig:
     learned one (AdaLoRA's ranks as plain LoRA) when the trial stored one, else the compiled
     one."""
     from autopeft.methods.base import config_from_json
+    from autopeft.models.hub import hub_id_of
 
     if not record.peft_config:
         raise StudyError(f"trial {record.number} of study {view.name!r} has no compiled config")
     # a method that learns its sizes while training (AdaLoRA) stores what it learned
     learned = record.metrics.get("learned_peft_config")
     config = config_from_json(learned if isinstance(learned, dict) else record.peft_config)
-    config.base_model_name_or_path = view.model_path
+    # a Hub model is named by its ID, so the adapter loads on any machine; else the local path
+    config.base_model_name_or_path = hub_id_of(view.model_path) or view.model_path
     return config
 
 

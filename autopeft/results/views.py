@@ -19,7 +19,8 @@ from autopeft.storage.urls import resolve_storage
 
 @dataclass(frozen=True)
 class StudyView:
-    """A stored study: its spec, objectives and trials."""
+    """A stored study: its spec, objectives and trials, and why its last driver failed
+    (``driver_error``; None when it did not)."""
 
     name: str
     url: str
@@ -28,6 +29,7 @@ class StudyView:
     budget: int
     objectives: list[Objective]
     records: list[TrialRecord]
+    driver_error: str | None = None
 
     def counts(self) -> dict[str, int]:
         """Trials by state; interrupted trials (re-run later) are counted apart."""
@@ -128,6 +130,7 @@ def view_of(store: Store, name: str) -> StudyView:
         budget,
         store.objectives(name),
         store.records(name),
+        store.driver_error(name),
     )
 
 

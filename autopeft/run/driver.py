@@ -108,9 +108,19 @@ def run_study(
             from autopeft.run.profiling import attach_to_study
 
             attach_to_study(store, prepared.name, profiles)
+        store.set_driver_error(prepared.name, None)
         runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
         runner.lease = lease
-        return runner.run(trials or prepared.files.spec.n_trials)
+        try:
+            return runner.run(trials or prepared.files.spec.n_trials)
+        except Exception as exc:  # not an interrupt: the study shows as failed, with this line
+            store.set_driver_error(prepared.name, _first_line(exc))
+            raise
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _refuse_if_running(spec: StudySpec, storage: str | None, name: str | None) -> None:

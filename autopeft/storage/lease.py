@@ -33,15 +33,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from autopeft.exceptions import StudyError
-from autopeft.storage.liveness import OWNER, is_this_process, owner_gone
+from autopeft.storage.liveness import OWNER, hold_lease, lease_gone
 from autopeft.storage.retry import call_with_retry
-from autopeft.storage.tables import LeaseRow
+from autopeft.storage.tables import SCHEMA_VERSION, LeaseRow, SchemaRow
 
 if TYPE_CHECKING:
     from autopeft.storage.store import Store
 
 _T = TypeVar("_T")
-_HELD_HERE: set[str] = set()  # tokens of the leases this process holds now
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ class StudyLease:
         self.note = note or (lambda _: None)
         self.held = False
         self.lost = False
+        self.schema_found: int | None = None  # a newer schema seen by a heartbeat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_seen: tuple[float, bool] = (0.0, False)  # (monotonic time read, answer)
@@ -124,7 +124,7 @@ class StudyLease:
             seen = self.holder()
             raise StudyError(self._refusal(seen) if seen else "could not take the study's lease")
         self.held, self.lost = True, False
-        _HELD_HERE.add(self.token)
+        hold_lease(self.token)
 
     def holder(self) -> LeaseInfo | None:
         """The current lease of the study, if any."""
@@ -179,8 +179,12 @@ class StudyLease:
 
     # -- keep and release ----------------------------------------------------------------------
     def beat(self) -> bool:
-        """Refresh the heartbeat; False (and :attr:`lost` set) if another driver took over."""
-        from sqlalchemy import update
+        """Refresh the heartbeat; False (and :attr:`lost` set) if another driver took over.
+
+        Each beat also reads the database's schema version: one newer than this autopeft
+        knows (a newer autopeft migrated it) is kept in :attr:`schema_found` for
+        :meth:`check`."""
+        from sqlalchemy import func, select, update
 
         statement = (
             update(LeaseRow)
@@ -188,16 +192,26 @@ class StudyLease:
             .values(heartbeat_at=time.time())
         )
 
-        def run() -> bool:
+        def run() -> tuple[bool, int | None]:
             with self.store.session() as s:
-                return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+                kept = s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+                return kept, s.execute(select(func.max(SchemaRow.version))).scalar()
 
-        if not self._run(run, "refresh the study's lease"):
+        kept, schema = self._run(run, "refresh the study's lease")
+        if schema is not None and schema > SCHEMA_VERSION:
+            self.schema_found = schema
+        if not kept:
             self.lost = True
         return not self.lost
 
     def check(self) -> None:
-        """Raise :class:`StudyError` if the lease was taken over by another driver."""
+        """Raise :class:`StudyError` if the lease was taken over by another driver, and
+        :class:`~autopeft.exceptions.StorageError` if the database's schema is newer than
+        this autopeft knows (seen by a heartbeat): the driver stops instead of writing it."""
+        if self.schema_found is not None:
+            from autopeft.storage.store import newer_schema_error
+
+            raise newer_schema_error(self.store.url, self.schema_found)
         if self.lost:
             seen = self.holder()
             by = f" by {seen.owner}" if seen else ""
@@ -251,7 +265,7 @@ class StudyLease:
         if not self.held:
             return
         self.held = False
-        _HELD_HERE.discard(self.token)
+        hold_lease(self.token, held=False)
         statement = delete(LeaseRow).where(
             LeaseRow.study_name == self.study, LeaseRow.token == self.token
         )
@@ -339,18 +353,9 @@ def refuse_if_running(url: str, study: str, stale_after: float) -> None:
 
 
 def takeover_reason(seen: LeaseInfo, stale_after: float) -> str | None:
-    """Why the lease ``seen`` may be taken over, or None while it is live: no heartbeat for
-    ``stale_after`` seconds, or its owner gone by :func:`~autopeft.storage.liveness.owner_gone`
-    (a lease with this process's pid lives while this process holds its token), whoever
-    asks."""
-    quiet = time.time() - seen.heartbeat_at
-    if quiet >= stale_after:
-        return f"which sent no heartbeat for {quiet:.0f} s"
-    if owner_gone(seen.owner, held_here=seen.token in _HELD_HERE):
-        if is_this_process(seen.owner):
-            return "whose run in this process has ended"
-        return "whose process is gone"
-    return None
+    """Why the lease ``seen`` may be taken over, or None while it is live
+    (:func:`~autopeft.storage.liveness.lease_gone`)."""
+    return lease_gone(seen.owner, seen.token, seen.heartbeat_at, stale_after)
 
 
 def refusal(study: str, seen: LeaseInfo, stale_after: float) -> str:

@@ -14,6 +14,10 @@ heartbeat cannot say at once, the owner sometimes can, and :func:`owner_gone` is
   its own lease from taking it over, and lets a restarted process reclaim at once what its
   predecessor of the same pid left behind.
 
+:func:`lease_gone` applies it to a lease (with the tokens this process holds, recorded by
+:func:`hold_lease`) for every reader: a driver taking a lease, the quick check before a run,
+the service, and a migration that waits for the live drivers of the old schema.
+
 The heartbeat policy lives here too (as Optuna's ``RDBStorage(heartbeat_interval,
 grace_period)`` keeps it in the storage): how often a driver beats, and after how long without a
 beat its lease may be taken over and its running trials re-queued.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 HEARTBEAT_SECONDS = 10.0
 """Seconds between heartbeats of running trials and of the study's lease."""
@@ -32,6 +37,31 @@ be taken over by another driver."""
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 """This process, as rows written by it name their owner (``host:pid``)."""
+
+_LEASES_HELD: set[str] = set()  # tokens of the leases this process holds now
+
+
+def hold_lease(token: str, held: bool = True) -> None:
+    """Record that this process has taken (``held``) or given back the lease ``token``."""
+    if held:
+        _LEASES_HELD.add(token)
+    else:
+        _LEASES_HELD.discard(token)
+
+
+def lease_gone(owner: str, token: str, heartbeat_at: float, stale_after: float) -> str | None:
+    """Why a lease (its ``owner``, ``token`` and last heartbeat) may be taken over, or None
+    while it is live: no heartbeat for ``stale_after`` seconds, or its owner gone
+    (:func:`owner_gone`; a lease with this process's pid lives while this process holds its
+    token), whoever asks."""
+    quiet = time.time() - heartbeat_at
+    if quiet >= stale_after:
+        return f"which sent no heartbeat for {quiet:.0f} s"
+    if owner_gone(owner, held_here=token in _LEASES_HELD):
+        if is_this_process(owner):
+            return "whose run in this process has ended"
+        return "whose process is gone"
+    return None
 
 
 def owner_gone(owner: str, *, held_here: bool) -> bool:
