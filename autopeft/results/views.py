@@ -90,9 +90,8 @@ class StudyView:
         done = self.complete()
         if not done:
             return {}
-        pick = {"maximize": max, "minimize": min}
         return {
-            o.name: pick[o.direction](r.values[o.name] for r in done if o.name in r.values)
+            o.name: o.best(r.values[o.name] for r in done if o.name in r.values)
             for o in self.objectives
         }
 

@@ -20,6 +20,7 @@ from autopeft.service.auth import Read, Write
 from autopeft.service.launcher import check_name
 from autopeft.service.state import ServiceState
 from autopeft.storage.lease import LeaseInfo, live_lease, request_stop
+from autopeft.storage.liveness import STALE_AFTER_SECONDS
 
 router = APIRouter()
 
@@ -73,8 +74,6 @@ def _state(service: ServiceState, view: StudyView) -> str:
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
-    from autopeft.storage.store import STALE_AFTER_SECONDS
-
     with service.lock:
         return live_lease(service.store, name, STALE_AFTER_SECONDS)
 
@@ -202,8 +201,6 @@ def stop(request: Request, name: StudyName) -> Action:
     (SIGINT): its running trials are marked interrupted and re-run on resume. Any other driver
     (another server's, a Ray actor's, an `autopeft run` elsewhere) is asked through the
     database: it starts no new trial, lets its running ones finish, and exits."""
-    from autopeft.storage.store import STALE_AFTER_SECONDS
-
     service = _service(request)
     _view(service, name)
     if service.launcher.submitted(name) and service.launcher.stop(name):
