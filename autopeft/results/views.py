@@ -28,6 +28,9 @@ class StudyView:
     budget: int
     objectives: list[Objective]
     records: list[TrialRecord]
+    fingerprint: str = ""
+    hidden_size: int = 0
+    sites: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Trials by state; interrupted trials (re-run later) are counted apart."""
@@ -121,6 +124,7 @@ def view_of(store: Store, name: str) -> StudyView:
     """Study ``name`` read from an open ``store`` (a server keeps one store open)."""
     row = store.study_row(name)
     budget = int(yaml.safe_load(row.space_yaml)["max_trainable_params"])
+    layout = json.loads(row.layout_json or "{}")
     return StudyView(
         name,
         store.url,
@@ -129,6 +133,9 @@ def view_of(store: Store, name: str) -> StudyView:
         budget,
         store.objectives(name),
         store.records(name),
+        row.fingerprint,
+        int(layout.get("hidden_size", 0)),
+        tuple(str(site["name"]) for site in layout.get("sites", ())),
     )
 
 
