@@ -63,8 +63,12 @@ def training_recipe(view: StudyView, record: TrialRecord) -> dict[str, Any]:
     Raises:
         StudyError: The trial did not complete (it has no measured values to reproduce).
     """
-    from autopeft import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:  # not `autopeft.__version__`: the package root imports this module lazily
+        release = version("autopeft")
+    except PackageNotFoundError:
+        release = "unknown"
     if record.state.name != "COMPLETE":
         raise StudyError(
             f"trial {record.number} of study {view.name!r} is {record.state.name}, not "
@@ -75,7 +79,7 @@ def training_recipe(view: StudyView, record: TrialRecord) -> dict[str, Any]:
     steps = int(record.metrics.get("steps", fid.get("max_steps", 0)))
     return {
         "version": RECIPE_VERSION,
-        "autopeft_version": __version__,
+        "autopeft_version": release,
         "study": view.name,
         "trial": record.number,
         "fingerprint": fingerprint_digest(view.fingerprint),
