@@ -64,7 +64,7 @@ def model_card(
         f"{t['seq_len']}, learning rate {t['learning_rate']:.4g} ({t['lr_scheduler']}, "
         f"{t['warmup_steps']} warmup steps), {t['precision']}, seed {t['seed']}",
         "",
-        "| objective | direction | value (validation) |",
+        "| objective | direction | value |",
         "|---|---|---|",
         objectives,
         "",

@@ -117,7 +117,11 @@ def training_recipe(view: StudyView, record: TrialRecord) -> dict[str, Any]:
         "evaluation": spec.get("evaluation"),
         "result": {
             "metric": spec.get("metric"),
-            "value": record.values.get(str(spec.get("metric")), record.metrics.get("accuracy")),
+            # the search's validation value (``values`` holds the confirmed test means when the
+            # trial was chosen with ``--confirmed``)
+            "value": record.metrics.get(
+                str(spec.get("metric")), record.values.get(str(spec.get("metric")))
+            ),
             "values": dict(record.values),
             "trainable_params": record.metrics.get("trainable_params"),
             "split": "validation",
