@@ -8,20 +8,76 @@ from __future__ import annotations
 
 import functools
 import json
-import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from autopeft.core.objectives import Pick
 from autopeft.core.states import TrialState
 from autopeft.exceptions import UserInputError
 
+
+class _OneLineErrors(TyperGroup):
+    """Bad command-line input (an unknown option, a value out of range or not among the
+    choices, a missing argument) as one ``error:`` line and exit code 2, like every other bad
+    input, instead of click's usage box."""
+
+    def make_context(self, info_name: Any, args: Any, parent: Any = None, **extra: Any) -> Any:
+        with _one_line():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line() -> Iterator[None]:
+    errors = _click_exceptions()
+    try:
+        yield
+    except errors.NoArgsIsHelpError:
+        raise
+    except errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "autopeft"
+        message = " ".join(_usage_message(exc, errors).split()).rstrip(".")
+        typer.echo(f"error: {where}: {message}; see `{where} --help`", err=True)
+        raise typer.Exit(2) from None
+
+
+def _usage_message(exc: Any, errors: Any) -> str:
+    """click's message, with the value and the rule spelled out where typer hands over a
+    pydantic validation error (its own message leaves the value out)."""
+    found = getattr(exc.__cause__, "errors", None)
+    if not isinstance(exc, errors.BadParameter) or exc.param is None or not callable(found):
+        return str(exc.format_message())
+    first = found()[0]
+    rule = str(first["msg"]).removeprefix("Value error, ")
+    if rule.startswith("Input should be "):
+        rule = f"must be {rule.removeprefix('Input should be ')}, got {first['input']!r}"
+    name = "/".join(exc.param.opts) or str(exc.param.name)
+    return f"invalid value for {name}: {rule}"
+
+
+def _click_exceptions() -> Any:
+    """click's exceptions module as typer raises them (newer typer vendors click)."""
+    import importlib
+
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="autopeft",
     help="Search PEFT configurations (method, rank, layer placement) for the best accuracy at "
     "the fewest trainable parameters and the least memory; keep the Pareto front in SQL.",
@@ -35,8 +91,8 @@ StorageOpt = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        help="Database URL (default: $AUTOPEFT_STORAGE, else sqlite:///autopeft.db; "
-        "`run` also reads the spec's `storage`).",
+        help="Database URL (default: the spec's `storage` when a spec file is given, else "
+        "$AUTOPEFT_STORAGE, else sqlite:///autopeft.db).",
     ),
 ]
 
@@ -48,9 +104,48 @@ class Format(StrEnum):
     plot = "plot"
 
 
+class ListFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+StudyArg = Annotated[
+    str,
+    typer.Argument(
+        help="Study name, or its spec file (then the spec's `name` and `storage` are used)."
+    ),
+]
+
+
+def _locate(study: str, storage: str | None) -> tuple[str, str, Path | None]:
+    from autopeft.storage.urls import study_location
+
+    return study_location(study, storage)
+
+
 class ExecutorName(StrEnum):
     inprocess = "inprocess"
     ray = "ray"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from autopeft import __version__
+
+        typer.echo(f"autopeft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def _friendly(fn: F) -> F:
@@ -71,35 +166,74 @@ def _console() -> Any:
     return Console()
 
 
+class FileKind(StrEnum):
+    spec = "spec"
+    space = "space"
+
+
 @app.command()
 @_friendly
 def validate(
     file: Annotated[Path, typer.Argument(help="A study spec or a search-space YAML file.")],
+    kind: Annotated[
+        FileKind | None,
+        typer.Option(help="What the file is (default: told by its top-level keys)."),
+    ] = None,
 ) -> None:
     """Check a study spec (with its space, dataset and model) or a search-space file."""
-    from autopeft.core.validation import read_yaml
-    from autopeft.exceptions import StudySpecError
+    from autopeft.run.validate import validate_file
 
-    data, _ = read_yaml(file, StudySpecError)
-    if "search_space" in data:
-        from autopeft.run.prepare import prepare_study
+    typer.echo(validate_file(file, kind.value if kind is not None else None))
 
-        p = prepare_study(file)
-        dims = len(p.bound.dimensions)
-        typer.echo(
-            f"ok: study {p.name!r} ({p.files.spec.task}, metric {p.files.spec.metric}): "
-            f"{p.bound.layout.family} model with {p.bound.layout.num_layers} "
-            f"layers, {len(p.splits.train)}/{len(p.splits.validation)}/{len(p.splits.test)} "
-            f"train/validation/test examples, {dims} search dimensions"
-        )
-    else:
-        from autopeft.methods.binding import load_space
 
-        space = load_space(file)
-        typer.echo(
-            f"ok: search space {space.name!r} ({' | '.join(space.method_choices())}, "
-            f"{len(space.searched())} searched parameters)"
-        )
+class TaskName(StrEnum):
+    seq_cls = "seq_cls"
+    causal_lm = "causal_lm"
+
+
+@app.command()
+@_friendly
+def init(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="A Hugging Face Hub ID, a local model directory, a .gguf file or a "
+            "built-in model (minilm-l6, smollm2-135m)."
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="A data file (.jsonl/.json/.csv/.parquet), a save_to_disk directory "
+            "or a built-in dataset."
+        ),
+    ],
+    task: Annotated[
+        TaskName | None, typer.Option(help="Default: guessed from the data's columns.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where study.yaml and space.yaml go.")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="Study name (default: model_data).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="The spec's n_trials.")] = 20,
+    max_steps: Annotated[int, typer.Option(min=1, help="Training steps per trial.")] = 100,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of --model.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite study.yaml/space.yaml in --out.")] = False,
+) -> None:
+    """Write a study spec and a search space sized to MODEL and DATA, validated as written."""
+    from autopeft.run.scaffold import BUDGET_FRACTION, scaffold_study
+
+    s = scaffold_study(
+        model, data, out=out, task=task.value if task else None, name=name, trials=trials,
+        max_steps=max_steps, revision=revision, force=force,
+    )  # fmt: skip
+    train, validation, test = s.examples
+    typer.echo(
+        f"model: {s.family}, {s.num_layers} layers, {s.model_params:,} parameters; presets: "
+        f"{', '.join(s.presets)}\n"
+        f"data: {s.data} ({s.task}), {train}/{validation}/{test} train/validation/test, "
+        f"seq_len {s.seq_len}\n"
+        f"budget: {s.budget:,} trainable parameters ({BUDGET_FRACTION:.0%} of the model)\n"
+        f"wrote {s.spec_path} and {s.space_path}; next: autopeft run {s.spec_path}"
+    )
 
 
 @app.command()
@@ -185,30 +319,46 @@ def run(
 
 @app.command()
 @_friendly
-def studies(storage: StorageOpt = None) -> None:
+def studies(
+    spec: Annotated[
+        Path | None,
+        typer.Argument(help="A study spec: list the studies in the database it names."),
+    ] = None,
+    storage: StorageOpt = None,
+    format: Annotated[
+        ListFormat,
+        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+    ] = ListFormat.table,
+) -> None:
     """List the studies in a database."""
     from rich.table import Table
 
+    from autopeft.results.digest import study_digest
     from autopeft.results.views import list_studies
 
+    url = storage
+    if spec is not None:
+        _, url, found = _locate(str(spec), storage)
+        if found is None:
+            raise UserInputError(f"{spec}: no such study spec file (`studies` takes a spec)")
+    digests = [study_digest(v) for v in list_studies(url)]
+    if format is ListFormat.json:
+        typer.echo(json.dumps(digests, indent=2))
+        return
     table = Table(title="studies")
     for col in ("name", "trials", "front", "best metric", "model", "dataset", "sampler"):
         table.add_column(col)
-    for v in list_studies(storage):
-        metric = v.spec["metric"]
-        direction = next((o.direction for o in v.objectives if o.name == metric), "maximize")
-        pick = max if direction == "maximize" else min
-        values = [r.values[metric] for r in v.complete() if metric in r.values]
-        best = pick(values) if values else None
-        counts = ", ".join(f"{k.lower()} {n}" for k, n in v.counts().items())
+    for d in digests:
+        metric, counts = d["metric"], {k: n for k, n in d["counts"].items() if n}
+        best = d["best"].get(metric)
         table.add_row(
-            v.name,
-            counts,
-            str(len(v.front())),
+            d["name"],
+            ", ".join(f"{k} {n}" for k, n in counts.items()),
+            str(d["front_size"]),
             "-" if best is None else f"{metric} {best:.4f}",
-            v.spec["model"]["path"],
-            v.spec["dataset"]["source"],
-            v.spec["sampler"]["name"],
+            d["model"],
+            d["dataset"],
+            d["sampler"],
         )
     _console().print(table)
 
@@ -216,95 +366,113 @@ def studies(storage: StorageOpt = None) -> None:
 @app.command()
 @_friendly
 def show(
-    name: Annotated[str, typer.Argument(help="Study name.")], storage: StorageOpt = None
+    name: StudyArg,
+    storage: StorageOpt = None,
+    format: Annotated[
+        ListFormat,
+        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+    ] = ListFormat.table,
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""
     from autopeft.results import format_value
-    from autopeft.results.views import load_view
+    from autopeft.results.digest import show_digest
+    from autopeft.results.views import load_view, open_store
+    from autopeft.storage.confirmations import latest
 
-    v = load_view(name, storage)
-    spec, console = v.spec, _console()
+    name, url, _ = _locate(name, storage)
+    v = load_view(name, url)
+    confirmed = latest(open_store(url), v.name)
+    d = show_digest(v, confirmed)
+    findings = _health(v, confirmed)
+    if format is ListFormat.json:
+        typer.echo(json.dumps({**d, "health": [asdict(f) for f in findings]}, indent=2))
+        return
+    console = _console()
     console.print(f"[bold]{v.name}[/bold]  ({v.url})")
     console.print(
-        f"model {spec['model']['path']} | dataset {spec['dataset']['source']} | "
-        f"space {spec['search_space']} | sampler {spec['sampler']['name']} | "
-        f"spec budget {spec['n_trials']} trials"
+        f"model {d['model']} | dataset {d['dataset']} | space {d['search_space']} | sampler "
+        f"{d['sampler']} | spec budget {d['target']} trials"
     )
     console.print("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in v.objectives))
-    if spec.get("warm_start"):
-        console.print("warm-started from: " + ", ".join(spec["warm_start"]))
+    if d["warm_start"]:
+        console.print("warm-started from: " + ", ".join(d["warm_start"]))
     console.print(
         "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
     )
-    if v.rung_steps():
-        factor = spec["fidelity"].get("reduction_factor", 3.0)
+    if d["fidelity"]:
+        f = d["fidelity"]
         console.print(
-            f"multi-fidelity: rungs {' / '.join(map(str, v.rung_steps()))} steps, reduction "
-            f"factor {factor:g}; finished per rung {' / '.join(map(str, v.rung_counts()))}; "
-            f"{v.training_steps():,} training steps in all (fronts use the top rung)"
+            f"multi-fidelity: rungs {' / '.join(map(str, f['rung_steps']))} steps, reduction "
+            f"factor {f['reduction_factor']:g}; finished per rung "
+            f"{' / '.join(map(str, f['rung_counts']))}; {f['training_steps']:,} training steps "
+            "in all (fronts use the top rung)"
         )
-    done = v.complete()
-    if done:
-        for metric, best in v.best_values().items():
+    if v.complete():
+        for metric, best in d["best"].items():
             console.print(f"best {metric}: {format_value(metric, best)}")
-        seconds = sum(r.metrics.get("train_seconds", 0.0) for r in done)
-        console.print(f"Pareto front: {len(v.front())} trials | training time {seconds:,.0f} s")
+        console.print(
+            f"Pareto front: {d['front_size']} trials | training time {d['training_seconds']:,.0f} s"
+        )
         curve = v.hypervolume()
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
-    _show_memory(console, v)
-    _show_confirmations(console, v, storage)
+    _show_memory(console, v, d)
+    _show_confirmations(console, d)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+    for finding in findings:
+        console.print(f"[yellow]health[/yellow] {finding.line()}", highlight=False)
 
 
-def _show_memory(console: Any, v: Any) -> None:
+def _health(v: Any, confirmed: Any) -> list[Any]:
+    """The study's health findings (:mod:`autopeft.results.health`)."""
+    from autopeft.results.health import check_study, stored_bounds
+
+    return check_study(v, confirmations=confirmed, bounds=stored_bounds(v))
+
+
+def _show_memory(console: Any, v: Any, d: dict[str, Any]) -> None:
     """Peak memory predicted before each trial against what it measured."""
-    errors = sorted(abs(e) * 100 for e in v.memory_errors())
-    if errors:
-        median = statistics.median(errors)
+    if d["memory"]:
+        m = d["memory"]
         console.print(
-            f"peak memory predicted vs measured: |error| median {median:.1f}%, max "
-            f"{errors[-1]:.1f}% over {len(errors)} trials"
+            f"peak memory predicted vs measured: |error| median "
+            f"{m['median_abs_error_pct']:.1f}%, max {m['max_abs_error_pct']:.1f}% over "
+            f"{m['trials']} trials"
         )
         for r in v.complete()[-3:]:
-            m = r.metrics
-            if "predicted_peak_memory_mb" in m:
+            metrics = r.metrics
+            if "predicted_peak_memory_mb" in metrics:
                 console.print(
-                    f"  trial {r.number}: predicted {m['predicted_peak_memory_mb']:.1f} MiB, "
-                    f"measured {m['peak_memory_mb']:.1f} MiB"
+                    f"  trial {r.number}: predicted {metrics['predicted_peak_memory_mb']:.1f} "
+                    f"MiB, measured {metrics['peak_memory_mb']:.1f} MiB"
                 )
-    skipped = [r for r in v.records if r.metrics.get("skipped")]
-    if skipped:
+    if d["skipped"]:
         console.print(
-            f"{len(skipped)} candidates skipped before launch (predicted over memory_cap_mb)"
+            f"{d['skipped']} candidates skipped before launch (predicted over memory_cap_mb)"
         )
 
 
-def _show_confirmations(console: Any, v: Any, storage: str | None) -> None:
+def _show_confirmations(console: Any, d: dict[str, Any]) -> None:
     """How many trials `autopeft confirm` re-trained, and the best confirmed mean."""
-    from autopeft.results import format_value, primary_objective
-    from autopeft.results.views import open_store
-    from autopeft.storage.confirmations import latest
+    from autopeft.results import format_value
 
-    found = [c for c in latest(open_store(storage), v.name).values() if c.mean]
-    if not found:
+    c = d["confirmed"]
+    if not c:
         return
-    o = primary_objective(v.objectives)
-    pick = max if o.direction == "maximize" else min
-    best = pick(found, key=lambda c: c.mean[o.name])
+    name, best = c["objective"], c["best"]
     console.print(
-        f"confirmed on the test split: {len(found)} trials (see `front --confirmed`); best "
-        f"{o.name} {format_value(o.name, best.mean[o.name])} ± "
-        f"{format_value(o.name, best.std[o.name])} (trial {best.trial}, {best.seeds} seeds)"
+        f"confirmed on the test split: {c['trials']} trials (see `front --confirmed`); best "
+        f"{name} {format_value(name, best['mean'][name])} ± "
+        f"{format_value(name, best['std'][name])} (trial {best['trial']}, {best['seeds']} seeds)"
     )
 
 
 @app.command()
 @_friendly
 def front(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: StudyArg,
     storage: StorageOpt = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     plot: Annotated[Path | None, typer.Option(help="Also write the front as a PNG here.")] = None,
@@ -316,6 +484,7 @@ def front(
     """Print the Pareto front (accuracy vs trainable params vs peak memory) of a study.
 
     `--format plot` writes the PNG to --plot (default: front_NAME[_confirmed].png)."""
+    name, storage = _locate(name, storage)[:2]
     if format is Format.plot and plot is None:
         plot = Path(f"front_{name}{'_confirmed' if confirmed else ''}.png")
     if confirmed:
@@ -376,8 +545,43 @@ def _print_front(
 
 @app.command()
 @_friendly
-def export(
+def report(
     name: Annotated[str, typer.Argument(help="Study name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    pick: Annotated[
+        Pick, typer.Option(help="The trial whose placement and config the report shows.")
+    ] = Pick.knee,
+    png: Annotated[
+        Path | None,
+        typer.Option(help="Also write the placement maps (chosen trial and front) as a PNG."),
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write one self-contained HTML report of a study: the front in both projections,
+    placement maps, importance, health checks, references and the chosen trial's config."""
+    from autopeft.results.html_report import write_report
+    from autopeft.results.views import load_view
+
+    view = load_view(name, storage)
+    write_report(view, out, pick=pick.value)
+    typer.echo(f"wrote {out}")
+    if png is not None:
+        from autopeft.results.picks import pick_trial
+        from autopeft.results.placement_map import front_usage, plot_placements, trial_grid
+
+        chosen = pick_trial(view.records, view.objectives, pick.value)
+        axes = front_usage(view.complete())[0]  # axes: every cell any trial used
+        grids = [trial_grid(chosen, axes.layers, axes.modules), *front_usage(view.front())]
+        plot_placements(grids, png, title=f"{name}: trial {chosen.number} and the front")
+        typer.echo(f"wrote {png}")
+
+
+@app.command()
+@_friendly
+def export(
+    name: StudyArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the exported files.")],
     trial: Annotated[int | None, typer.Option(help="Export this trial number.")] = None,
     pick: Annotated[Pick | None, typer.Option(help="Or pick from the Pareto front.")] = None,
@@ -397,6 +601,7 @@ def export(
     from autopeft.results import format_value
     from autopeft.results.export import export_trial
 
+    name, storage = _locate(name, storage)[:2]
     exported = export_trial(
         storage,
         name,
@@ -421,7 +626,7 @@ def export(
 @app.command()
 @_friendly
 def confirm(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: StudyArg,
     front: Annotated[
         bool, typer.Option("--front", help="Confirm the Pareto front (default).")
     ] = False,
@@ -436,9 +641,15 @@ def confirm(
         int | None, typer.Option(help="Training steps per run (default: the study's).")
     ] = None,
     storage: StorageOpt = None,
-    data_dir: Annotated[
+    spec_dir: Annotated[
         Path | None,
-        typer.Option(help="Where the spec's relative dataset path resolves (default: cwd)."),
+        typer.Option(
+            help="The directory the study's spec was in: its relative dataset path resolves "
+            "here (default: the spec file's directory when NAME is a spec, else cwd).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(hidden=True, help="Old spelling of --spec-dir (still accepted).")
     ] = None,
     executor: Annotated[
         ExecutorName | None, typer.Option(help="Where runs go (default: the study's).")
@@ -452,6 +663,8 @@ def confirm(
     Trials already confirmed with the same steps and seeds are not run again."""
     from autopeft.run.confirm import confirm_study
 
+    name, storage, spec = _locate(name, storage)
+    base_dir = spec_dir or data_dir or (spec.parent if spec is not None else None)
     options = {
         "name": executor.value if executor is not None else None,
         "workers": workers,
@@ -465,7 +678,7 @@ def confirm(
         trials=trial or (),
         seeds=seeds,
         steps=steps,
-        base_dir=data_dir,
+        base_dir=base_dir,
         executor_options=options,
         message=lambda line: typer.echo(line, err=True),
     )
@@ -577,15 +790,23 @@ def serve(
     public_read: Annotated[
         bool, typer.Option("--public-read", help="Serve reads without a token.")
     ] = False,
-    data_dir: Annotated[
-        Path, typer.Option(help="Where submitted specs, driver logs and uploads are kept.")
+    service_dir: Annotated[
+        Path,
+        typer.Option(
+            help="The server's own directory: submitted specs, driver logs and uploaded "
+            "datasets are kept here."
+        ),
     ] = Path("autopeft-service"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(hidden=True, help="Old spelling of --service-dir (still accepted)."),
+    ] = None,
     root: Annotated[
         list[Path] | None,
         typer.Option(
             "--root",
             help="A directory submitted specs may take models and datasets from (repeatable); "
-            "the data dir's `datasets/` always is one.",
+            "the service dir's `datasets/` always is one.",
         ),
     ] = None,
     address: Annotated[
@@ -613,7 +834,7 @@ def serve(
         resolve_storage(storage),
         public_read=public_read,
         roots=root or (),
-        data_dir=data_dir,
+        data_dir=data_dir or service_dir,
         address=address,
     )
     uvicorn.run(application, host=host, port=port, log_level="info")

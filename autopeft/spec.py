@@ -30,6 +30,7 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("evaluation",): None,
     ("model", "precision"): "fp32",
     ("model", "quantization"): None,
+    ("model", "revision"): None,
     ("fidelity", "gradient_checkpointing"): False,
     ("fidelity", "reduction_factor"): 3.0,
     ("fidelity", "promotion"): "asha",
@@ -38,12 +39,19 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("dataset", "completion_column"): "completion",
     ("dataset", "messages_column"): "messages",
     ("dataset", "chat_template"): False,
+    ("dataset", "hub"): None,
+    ("dataset", "config"): None,
+    ("dataset", "split"): "train",
+    ("dataset", "format"): "auto",
+    ("dataset", "text_pair_column"): None,
 }
 
 
 class ModelSpec(StrictModel):
     """``path``: a built-in model name (``minilm-l6``, ``smollm2-135m``), a local HF model
-    directory, or a ``.gguf`` file (converted once into a cached HF directory).
+    directory, a ``.gguf`` file (converted once into a cached HF directory), or a Hugging Face
+    Hub ID (``Qwen/Qwen2.5-0.5B-Instruct``, resolved through the Hub cache on the driver and on
+    every worker; ``revision``: a branch, tag or commit of it).
 
     ``precision``: the base weights' dtype and the forward pass's autocast (adapters stay fp32);
     ``fp16`` needs CUDA. ``quantization``: QLoRA's ``nf4`` or ``int8`` base weights through
@@ -51,6 +59,7 @@ class ModelSpec(StrictModel):
     """
 
     path: str
+    revision: str | None = Field(default=None, min_length=1)
     num_hidden_layers: int | None = Field(default=None, ge=1)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     quantization: Literal["nf4", "int8"] | None = None
@@ -58,21 +67,50 @@ class ModelSpec(StrictModel):
 
 class DatasetSpec(StrictModel):
     """``source``: a built-in dataset (``trec6``, ``rotten_tomatoes``; ``trec6_qa`` for
-    ``causal_lm``), or a local CSV / JSONL / JSON file or ``datasets.save_to_disk`` directory.
+    ``causal_lm``), or a local CSV / JSONL / JSON / Parquet file or ``datasets.save_to_disk``
+    directory. Or ``hub``: a dataset on the Hugging Face Hub (or a local dataset directory)
+    read through ``datasets.load_dataset`` with ``config`` and ``split`` (default ``train``).
 
-    ``seq_cls`` reads ``text_column`` and ``label_column``; ``causal_lm`` reads
-    ``prompt_column`` and ``completion_column``, or a chat ``messages_column`` whose last
-    message is the assistant's answer. ``chat_template``: render plain prompts with the
-    tokenizer's chat template too (chat messages always are).
+    ``seq_cls`` reads ``text_column`` and ``label_column``, and ``text_pair_column`` for
+    sentence pairs (NLI, paraphrase). ``causal_lm`` reads rows in ``format`` (default
+    ``auto``: recognised by their columns; see :mod:`autopeft.data.formats`):
+    ``prompt_column``/``completion_column``, a chat ``messages_column`` whose last message is
+    the assistant's answer, Alpaca (``instruction``, ``input``, ``output``) or ShareGPT
+    (``conversations``). ``chat_template``: render plain prompts with the tokenizer's chat
+    template too (chat rows always are, where the tokenizer has one).
     """
 
-    source: str
+    source: str = ""
+    hub: str | None = Field(default=None, min_length=1)
+    config: str | None = Field(default=None, min_length=1)
+    split: str = Field(default="train", min_length=1)
+    format: Literal["auto", "prompt_completion", "messages", "alpaca", "sharegpt"] = "auto"
+    text_pair_column: str | None = Field(default=None, min_length=1)
     text_column: str = "text"
     label_column: str = "label"
     prompt_column: str = "prompt"
     completion_column: str = "completion"
     messages_column: str = "messages"
     chat_template: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetSpec:
+        if self.hub is not None and self.source:
+            raise ValueError("give either source (a built-in or a file) or hub, not both")
+        if self.hub is None and not self.source:
+            raise ValueError("needs source (a built-in name or a file) or hub (a dataset name)")
+        if self.hub is None and (self.config is not None or "split" in self.model_fields_set):
+            raise ValueError("config and split apply to hub datasets only")
+        return self
+
+    @property
+    def hub_source(self) -> Any:
+        """The :class:`~autopeft.data.HubSource` of a ``hub`` dataset, else None."""
+        if self.hub is None:
+            return None
+        from autopeft.data.hub import HubSource
+
+        return HubSource(self.hub, self.config, self.split)
 
 
 class SplitSpec(StrictModel):

@@ -174,8 +174,10 @@ def test_saved_rows_with_null_columns(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_missing_completion_column_in_csv_names_file_and_columns(tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "data.csv", ["prompt", "answer"], [["p", "a"]])
     expected = (
-        f"{path}: no 'completion' column; expected 'prompt' and 'completion' columns or a "
-        "chat 'messages' column; columns are: prompt, answer"
+        f"{path}: no 'completion' column; expected the columns of a known format: "
+        "prompt_completion ('prompt' and 'completion'), messages (a chat 'messages' column), "
+        "alpaca ('instruction', optional 'input', 'output'), sharegpt ('conversations' with "
+        "from/value turns); columns are: prompt, answer"
     )
     with pytest.raises(DatasetError) as info:
         load_completions(str(path))

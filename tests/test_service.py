@@ -340,3 +340,25 @@ def test_a_local_driver_is_found_and_signalled_through_its_pid_file(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_insight_placement_and_report_endpoints(client: TestClient, served: Served) -> None:
+    insight = _get(client, served, "/api/studies/tiny/insight")
+    assert insight.status_code == 200, insight.text
+    body = insight.json()
+    assert {"health", "importance", "front_usage"} <= set(body)
+    assert body["front_usage"]["share"]["unit"] == "% of members"
+    assert [i["objective"] for i in body["importance"]] == [
+        "accuracy",
+        "trainable_params",
+        "peak_memory_mb",
+    ]
+    assert all(i["note"] == "needs 4 complete trials" for i in body["importance"])  # 3 trials
+    grid = _get(client, served, "/api/studies/tiny/placement?trial=0").json()
+    assert grid["title"].startswith("trial 0") and len(grid["cells"]) == len(grid["layers"])
+    assert any(any(row) for row in grid["cells"])
+    assert _get(client, served, "/api/studies/tiny/placement?trial=99").status_code == 404
+    report = _get(client, served, "/api/studies/tiny/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert "Where the capacity went" in report.text
+    assert _get(client, served, "/api/studies/tiny/insight", token=None).status_code == 401

@@ -110,3 +110,66 @@ def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -
     keep = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, keep / "study_page.png")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+def test_cockpit_submit_run_export_and_insight_in_chromium(
+    served: Served, base_url: str, tmp_path: Path
+) -> None:
+    """Through the page only: submit a study from files, watch it run to complete, export a
+    trial; the health list, the placement heatmaps (with a second trial compared) and the
+    importance panels render, with no page error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.service_support import tiny_submission
+
+    body = tiny_submission(served, "cockpit", n_trials=4)
+    spec, space = tmp_path / "study.yaml", tmp_path / "space.yaml"
+    spec.write_text(body["spec"])
+    space.write_text(body["search_space"])
+    keep = Path(__file__).resolve().parents[1] / "runs" / "screenshots"
+    keep.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(base_url + "/")
+            page.evaluate(f"localStorage.setItem('autopeft-token', {served.write!r})")
+            page.reload()
+            page.set_input_files("#submit-spec", str(spec))
+            page.set_input_files("#submit-space", str(space))
+            page.fill("#submit-trials", "4")  # the spec says 3
+            page.click("#submit-form button[type=submit]")
+            page.wait_for_url("**/#/study/cockpit", timeout=60_000)
+            summary = page.locator("#study-summary")
+            expect(summary).to_contain_text("running", timeout=30_000)
+            expect(summary).to_contain_text("complete |", timeout=240_000)
+            expect(page.locator("#trials tbody tr")).to_have_count(4, timeout=10_000)
+            expect(page.locator("#health li").first).to_be_visible(timeout=20_000)
+            expect(page.locator("#usage .hm, #usage .heatmaplayer").first).to_be_attached(
+                timeout=20_000
+            )
+            expect(page.locator("#importance .plot").first).to_be_visible()
+            expect(page.locator("#parcoords .parcoords").first).to_be_attached(timeout=10_000)
+            rows = page.locator("#trials tbody tr")
+            rows.nth(0).click()
+            expect(page.locator("#config")).to_contain_text('"peft_type"', timeout=10_000)
+            expect(page.locator("#placement-a .main-svg").first).to_be_attached(timeout=10_000)
+            rows.nth(1).click(modifiers=["Shift"])
+            expect(page.locator("#placement-b .main-svg").first).to_be_attached(timeout=10_000)
+            with page.expect_download(timeout=30_000) as download:
+                page.click("#download")
+            exported = json.loads(Path(download.value.path()).read_text())
+            assert exported["peft_type"] in {"LORA", "ADALORA"}
+            report = page.locator("#report-link").get_attribute("href")
+            assert report == "/api/studies/cockpit/report"
+            page.screenshot(path=str(keep / "cockpit_study.png"), full_page=True)
+            page.goto(base_url + "/")
+            expect(page.locator("#studies tbody")).to_contain_text("cockpit")
+            page.screenshot(path=str(keep / "cockpit_list.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()

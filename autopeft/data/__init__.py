@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from autopeft.data.builtin import BUILTIN_COMPLETIONS, BUILTIN_DATASETS
 from autopeft.data.completions import CompletionDataset, Message, Prompt, load_completions
+from autopeft.data.hub import HubSource
 from autopeft.data.loaders import TextDataset, load_dataset
 from autopeft.data.split import Splits, Splittable, split_dataset
 
@@ -16,6 +17,7 @@ __all__ = [
     "BUILTIN_COMPLETIONS",
     "BUILTIN_DATASETS",
     "CompletionDataset",
+    "HubSource",
     "Message",
     "Prompt",
     "Splits",

@@ -13,6 +13,17 @@ from autopeft.data.builtin import (
     BUILTIN_DATASETS,
     read_builtin_completions,
 )
+from autopeft.data.formats import (
+    ALPACA,
+    FORMAT_NAMES,
+    SHAREGPT,
+    alpaca_messages,
+    describe_formats,
+    detect,
+    required,
+    sharegpt_messages,
+)
+from autopeft.data.hub import HubSource, hub_table
 from autopeft.data.records import (
     Record,
     checked_positions,
@@ -98,18 +109,37 @@ class _Columns:
     prompt: str
     completion: str
     messages: str
+    format: str = "auto"
 
     def expected(self) -> str:
-        return (
-            f"expected {self.prompt!r} and {self.completion!r} columns "
-            f"or a chat {self.messages!r} column"
-        )
+        known = describe_formats(self.prompt, self.completion, self.messages)
+        return f"expected the columns of a known format: {known}"
+
+    def detect(self, columns: Sequence[str] | Mapping[str, Any]) -> str | None:
+        return detect(columns, self.prompt, self.completion, self.messages)
 
     def check(self, where: object, columns: Sequence[str]) -> None:
-        """Raises unless ``columns`` hold the prompt/completion pair or the messages."""
-        pair = self.prompt in columns and self.completion in columns
-        if not pair and self.messages not in columns:
-            raise self.missing(where, columns)
+        """Raises unless ``columns`` hold the columns of the format (any known one for auto)."""
+        if self.format == "auto":
+            if self.detect(columns) is None:
+                raise self.missing(where, columns)
+            return
+        needed = required(self.format, self.prompt, self.completion, self.messages)
+        absent = [c for c in needed if c not in columns]
+        if absent:
+            listed = ", ".join(str(c) for c in columns) or "(none)"
+            raise DatasetError(
+                f"{where}: no {absent[0]!r} column, which format {self.format!r} needs; "
+                f"columns are: {listed}"
+            )
+
+    def as_format(self, fmt: str) -> _Columns:
+        return _Columns(self.prompt, self.completion, self.messages, fmt)
+
+    @property
+    def wanted(self) -> tuple[str, ...]:
+        """Every column some format reads."""
+        return (self.prompt, self.completion, self.messages, *ALPACA, SHAREGPT)
 
     def missing(self, where: object, columns: Sequence[str]) -> DatasetError:
         """The error for ``columns`` that hold neither the pair nor the messages."""
@@ -130,6 +160,8 @@ def load_completions(
     completion_column: str = "completion",
     messages_column: str = "messages",
     base_dir: Path | None = None,
+    format: str = "auto",
+    hub: HubSource | None = None,
 ) -> CompletionDataset:
     """Loads prompt/completion data for causal-LM fine-tuning.
 
@@ -150,6 +182,10 @@ def load_completions(
         prompt_column: The column (field) holding a plain-text prompt.
         completion_column: The column (field) holding its completion.
         messages_column: The column (field) holding a chat's messages.
+        format: ``auto`` (each row in the first format whose columns it has) or one of the
+            formats of :mod:`autopeft.data.formats` (``prompt_completion``, ``messages``,
+            ``alpaca``, ``sharegpt``).
+        hub: Read this dataset through ``datasets.load_dataset`` instead of ``source``.
         base_dir: The directory that relative paths resolve against (default: the working
             directory).
 
@@ -163,6 +199,12 @@ def load_completions(
             prompt or completion or malformed messages; the message names the file and row.
         UnsupportedError: If a save_to_disk directory is given and ``datasets`` is missing.
     """
+    if format not in FORMAT_NAMES:
+        raise DatasetError(f"dataset format {format!r} is unknown; expected one of {FORMAT_NAMES}")
+    columns = _Columns(prompt_column, completion_column, messages_column, format)
+    if hub is not None:
+        table = hub_table(hub, base_dir)
+        return _from_records(hub.name, _table_records(hub.name, table, columns), columns, hub.name)
     if source in BUILTIN_COMPLETIONS:
         return _builtin_completions(source)
     if source in BUILTIN_DATASETS:
@@ -176,7 +218,6 @@ def load_completions(
             f"prompt, completion and messages columns are {prompt_column!r}, "
             f"{completion_column!r} and {messages_column!r}; expected three different columns"
         )
-    columns = _Columns(prompt_column, completion_column, messages_column)
     path = resolve_source(source, base_dir, BUILTIN_COMPLETIONS)
     if path.is_dir():
         return _from_records(path.name, _saved_records(path, columns), columns, str(path))
@@ -185,13 +226,16 @@ def load_completions(
 
 def _saved_records(path: Path, columns: _Columns) -> Iterator[Record]:
     """Returns a save_to_disk table's rows, with only the pair and messages columns."""
-    table = saved_table(path)
-    columns.check(path, table.column_names)
-    wanted = (columns.prompt, columns.completion, columns.messages)
-    present = [c for c in wanted if c in table.column_names]
+    return _table_records(str(path), saved_table(path), columns)
+
+
+def _table_records(where: str, table: Any, columns: _Columns) -> Iterator[Record]:
+    """Returns a ``datasets`` table's rows, with only the columns some format reads."""
+    columns.check(where, table.column_names)
+    present = [c for c in dict.fromkeys(columns.wanted) if c in table.column_names]
     rows = zip(*(table[c] for c in present), strict=True)
     for number, row in enumerate(rows, start=1):
-        yield f"{path}: row {number}", dict(zip(present, row, strict=True))
+        yield f"{where}: row {number}", dict(zip(present, row, strict=True))
 
 
 @cache
@@ -218,7 +262,31 @@ def _from_records(
 
 
 def _example(record: Mapping[str, Any], columns: _Columns, where: str) -> tuple[Prompt, str]:
-    """Returns one row's (prompt, completion), from its pair if present, else its messages."""
+    """Returns one row's (prompt, completion) in the spec's format, or with ``auto`` from its
+    pair if present, else its messages, else its Alpaca or ShareGPT columns."""
+    fmt = columns.format
+    if fmt == "auto":
+        native = columns.prompt in record and columns.completion in record
+        if not native and columns.messages not in record:
+            fmt = columns.detect(record) or "auto"
+    if fmt == "prompt_completion":
+        columns.check(where, list(record))
+        return (
+            _text(record[columns.prompt], columns.prompt, where),
+            _text(record[columns.completion], columns.completion, where),
+        )
+    if fmt == "messages":
+        columns.check(where, list(record))
+        return _chat(record[columns.messages], columns.messages, where)
+    if fmt == "alpaca":
+        columns.as_format(fmt).check(where, list(record))
+        return _chat(alpaca_messages(record, where), "output", where)
+    if fmt == "sharegpt":
+        columns.as_format(fmt).check(where, list(record))
+        value = record[SHAREGPT]
+        if isinstance(value, str) and value.strip():
+            value = parse_json(value, f"{where}: column {SHAREGPT!r}")
+        return _chat(sharegpt_messages(value, where), SHAREGPT, where)
     has_pair = columns.prompt in record and columns.completion in record
     filled_pair = has_pair and all(
         record[c] is not None for c in (columns.prompt, columns.completion)

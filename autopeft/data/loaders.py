@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft.data.builtin import BUILTIN_COMPLETIONS, BUILTIN_DATASETS, read_builtin
+from autopeft.data.hub import HubSource, hub_table
 from autopeft.data.records import (
     Record,
     checked_positions,
@@ -35,16 +36,24 @@ class TextDataset:
         texts: The example texts.
         labels: One label id per text, an index into ``label_names``.
         label_names: The sorted unique label strings (integer labels sorted numerically).
+        text_pairs: The second text of each example (sentence pairs: NLI, paraphrase), or
+            empty when the examples are single texts.
     """
 
     name: str
     texts: tuple[str, ...]
     labels: tuple[int, ...]
     label_names: tuple[str, ...]
+    text_pairs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for field in ("texts", "labels", "label_names"):
+        for field in ("texts", "labels", "label_names", "text_pairs"):
             object.__setattr__(self, field, tuple(getattr(self, field)))
+        if self.text_pairs and len(self.text_pairs) != len(self.texts):
+            raise DatasetError(
+                f"dataset {self.name!r}: {len(self.texts)} texts but {len(self.text_pairs)} "
+                "second texts; expected one per text"
+            )
         if len(self.texts) != len(self.labels):
             raise DatasetError(
                 f"dataset {self.name!r}: {len(self.texts)} texts but {len(self.labels)} labels; "
@@ -76,6 +85,7 @@ class TextDataset:
             texts=tuple(self.texts[i] for i in positions),
             labels=tuple(self.labels[i] for i in positions),
             label_names=self.label_names,
+            text_pairs=tuple(self.text_pairs[i] for i in positions) if self.text_pairs else (),
         )
 
     def strata(self) -> tuple[int, ...]:
@@ -89,6 +99,8 @@ def load_dataset(
     text_column: str = "text",
     label_column: str = "label",
     base_dir: Path | None = None,
+    text_pair_column: str | None = None,
+    hub: HubSource | None = None,
 ) -> TextDataset:
     """Loads a labelled text dataset.
 
@@ -100,6 +112,9 @@ def load_dataset(
             split, or else all splits concatenated). Built-in names win over paths.
         text_column: The column (field) holding the text.
         label_column: The column (field) holding the label, a string or an integer.
+        text_pair_column: A second text column (the hypothesis of an NLI pair, the second
+            sentence of a paraphrase pair), encoded with the first as one sequence pair.
+        hub: Read this dataset through ``datasets.load_dataset`` instead of ``source``.
         base_dir: The directory that relative paths resolve against (default: the working
             directory).
 
@@ -113,7 +128,22 @@ def load_dataset(
             label, or has fewer than two labels.
         UnsupportedError: If a save_to_disk directory is given and ``datasets`` is missing.
     """
+    columns = _TextColumns(text_column, label_column, text_pair_column)
+    if len(set(columns.names)) != len(columns.names):
+        raise DatasetError(
+            f"text column and label column are both {text_column!r}; expected two columns"
+            if text_column == label_column
+            else f"text_pair_column {text_pair_column!r} repeats another column; expected its "
+            "own column"
+        )
+    if hub is not None:
+        return _load_table(hub.name, hub.name, hub_table(hub, base_dir), columns)
     if source in BUILTIN_DATASETS:
+        if text_pair_column is not None:
+            raise DatasetError(
+                f"built-in dataset {source!r} has single texts; text_pair_column applies to "
+                "files and Hub datasets"
+            )
         return _builtin_dataset(source)
     if source in BUILTIN_COMPLETIONS:
         raise DatasetError(
@@ -121,14 +151,10 @@ def load_dataset(
             "fine-tuning), not labelled texts; load it with load_completions, or use a "
             f"built-in text-classification dataset: {', '.join(sorted(BUILTIN_DATASETS))}"
         )
-    if text_column == label_column:
-        raise DatasetError(
-            f"text column and label column are both {text_column!r}; expected two columns"
-        )
     path = resolve_source(source, base_dir, BUILTIN_DATASETS)
     if path.is_dir():
-        return _load_saved(path, text_column, label_column)
-    return _load_file(path, text_column, label_column)
+        return _load_table(path.name, str(path), saved_table(path), columns)
+    return _load_file(path, columns)
 
 
 @cache
@@ -137,7 +163,7 @@ def _builtin_dataset(name: str) -> TextDataset:
     return _make_dataset(name, texts, labels, f"built-in dataset {name!r}")
 
 
-def _require_columns(path: Path, columns: Sequence[str], required: Sequence[str]) -> None:
+def _require_columns(path: Path | str, columns: Sequence[str], required: Sequence[str]) -> None:
     for column in required:
         if column not in columns:
             raise DatasetError(
@@ -145,25 +171,35 @@ def _require_columns(path: Path, columns: Sequence[str], required: Sequence[str]
             )
 
 
-def _load_file(path: Path, text_column: str, label_column: str) -> TextDataset:
+@dataclass(frozen=True)
+class _TextColumns:
+    text: str
+    label: str
+    pair: str | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.text, self.label) + ((self.pair,) if self.pair else ())
+
+
+def _load_file(path: Path, columns: _TextColumns) -> TextDataset:
     def check(file: Path, header: Sequence[str]) -> None:
-        _require_columns(file, header, (text_column, label_column))
+        _require_columns(file, header, columns.names)
 
     records = file_records(path, check)
-    return _from_records(path.stem, records, text_column, label_column, str(path))
+    return _from_records(path.stem, records, columns, str(path))
 
 
-def _load_saved(path: Path, text_column: str, label_column: str) -> TextDataset:
-    table = saved_table(path)
-    _require_columns(path, table.column_names, (text_column, label_column))
-    labels = _saved_labels(table, label_column)
+def _load_table(name: str, where: str, table: Any, columns: _TextColumns) -> TextDataset:
+    """A ``datasets`` table (saved to disk or loaded from the Hub) as a dataset."""
+    _require_columns(where, table.column_names, columns.names)
+    data = {c: list(table[c]) for c in columns.names}
+    data[columns.label] = _saved_labels(table, columns.label)
     records = (
-        (f"{path}: row {number}", {text_column: text, label_column: label})
-        for number, (text, label) in enumerate(
-            zip(table[text_column], labels, strict=True), start=1
-        )
+        (f"{where}: row {number}", dict(zip(columns.names, row, strict=True)))
+        for number, row in enumerate(zip(*data.values(), strict=True), start=1)
     )
-    return _from_records(path.name, records, text_column, label_column, str(path))
+    return _from_records(name, records, columns, where)
 
 
 def _saved_labels(table: Any, label_column: str) -> list[Any]:
@@ -178,14 +214,17 @@ def _saved_labels(table: Any, label_column: str) -> list[Any]:
 
 
 def _from_records(
-    name: str, records: Iterable[Record], text_column: str, label_column: str, origin: str
+    name: str, records: Iterable[Record], columns: _TextColumns, origin: str
 ) -> TextDataset:
     texts: list[str] = []
+    pairs: list[str] = []
     labels: list[str] = []
     for where, record in records:
-        texts.append(_text_of(record, text_column, where))
-        labels.append(_label_of(record, label_column, where))
-    return _make_dataset(name, texts, labels, origin)
+        texts.append(_text_of(record, columns.text, where))
+        if columns.pair is not None:
+            pairs.append(_text_of(record, columns.pair, where))
+        labels.append(_label_of(record, columns.label, where))
+    return _make_dataset(name, texts, labels, origin, pairs)
 
 
 def _field(record: Mapping[str, Any], column: str, where: str) -> Any:
@@ -233,7 +272,11 @@ def _sorted_label_names(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def _make_dataset(
-    name: str, texts: Sequence[str], labels: Sequence[str], origin: str
+    name: str,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    origin: str,
+    pairs: Sequence[str] = (),
 ) -> TextDataset:
     if not texts:
         raise DatasetError(f"{origin}: no examples; expected labelled texts")
@@ -248,4 +291,5 @@ def _make_dataset(
         texts=tuple(texts),
         labels=tuple(ids[label] for label in labels),
         label_names=label_names,
+        text_pairs=tuple(pairs),
     )

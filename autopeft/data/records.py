@@ -30,7 +30,7 @@ Record = tuple[str, Mapping[str, Any]]
 ColumnCheck = Callable[[Path, Sequence[str]], None]
 """Validates a file's column names (a CSV header) up front; raises ``DatasetError``."""
 
-FORMATS = ".csv, .jsonl, .json or a directory written by datasets' save_to_disk"
+FORMATS = ".csv, .jsonl, .json, .parquet or a directory written by datasets' save_to_disk"
 
 
 def checked_positions(name: str, indices: Sequence[int], size: int) -> list[int]:
@@ -92,6 +92,7 @@ def file_records(path: Path, check_columns: ColumnCheck) -> Iterator[Record]:
         ".csv": _csv_records,
         ".jsonl": _jsonl_records,
         ".json": _json_records,
+        ".parquet": _parquet_records,
     }
     reader = readers.get(path.suffix.lower())
     if reader is None:
@@ -141,6 +142,22 @@ def _json_records(path: Path, check_columns: ColumnCheck) -> Iterator[Record]:
     for number, item in enumerate(items, start=1):
         where = f"{path}: row {number}"
         yield where, _as_object(item, where)
+
+
+def _parquet_records(path: Path, check_columns: ColumnCheck) -> Iterator[Record]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise UnsupportedError(
+            f"{path}: reading Parquet needs the 'pyarrow' package; run: pip install pyarrow"
+        ) from err
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid (a ValueError) and OSError subclasses
+        raise DatasetError(f"{path}: not a readable Parquet file ({err})") from None
+    check_columns(path, table.column_names)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield f"{path}: row {number}", row
 
 
 def parse_json(text: str, where: str) -> Any:

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 class WorkerSetup:
     """Everything a worker needs to build its :class:`TrialContext` (pickled to the worker).
 
-    ``model`` is the spec's ``model.path`` (a built-in name or a directory) resolved on the
-    worker, so a built-in model works on any node where autopeft is installed; a directory must
-    exist at the same path on every node (a ``.gguf`` file is converted once per node).
+    ``model`` is the spec's ``model.path`` (a built-in name, a directory or a Hub ID, with
+    ``revision``) resolved on the worker, so a built-in model works on any node where autopeft
+    is installed and a Hub ID through each node's own Hub cache; a directory must exist at the
+    same path on every node (a ``.gguf`` file is converted once per node).
     ``splits`` travel with the setup.
     """
 
@@ -51,6 +52,7 @@ class WorkerSetup:
     memory_cap_bytes: int | None = None
     precision: str = "fp32"
     quantization: str | None = None
+    revision: str | None = None
 
 
 def load_context(setup: WorkerSetup) -> TrialContext:
@@ -59,7 +61,7 @@ def load_context(setup: WorkerSetup) -> TrialContext:
     from autopeft.trial.context import build_context, pick_device
 
     return build_context(
-        resolve_model(setup.model, setup.base_dir),
+        resolve_model(setup.model, setup.base_dir, setup.revision),
         setup.splits,
         setup.fidelity,
         task=setup.task,

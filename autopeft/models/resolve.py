@@ -42,13 +42,44 @@ def package_dir(package: str, requirement: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def resolve_model(name_or_path: str, base_dir: Path | None = None) -> Path:
-    """The HF model directory of a built-in model name, a local model directory, or a local
+def resolve_model(
+    name_or_path: str, base_dir: Path | None = None, revision: str | None = None
+) -> Path:
+    """The HF model directory of a built-in model name, a local model directory, a local
     ``.gguf`` file (converted once into a cached directory, see
-    :mod:`autopeft.models.gguf_cache`).
+    :mod:`autopeft.models.gguf_cache`), or a Hugging Face Hub ID (its snapshot in the Hub
+    cache, see :mod:`autopeft.models.hub`), tried in that order.
 
     Relative paths resolve against ``base_dir`` (the study file's directory), then the cwd.
+    ``revision`` (a branch, tag or commit) applies to Hub IDs only.
     """
+    from autopeft.models.hub import hub_snapshot, looks_like_hub_id
+
+    local = _local_model(name_or_path, base_dir)
+    if local is not None:
+        if revision is not None:
+            raise UserInputError(
+                f"model.revision {revision!r} applies to Hugging Face Hub IDs, but model "
+                f"{name_or_path!r} is a built-in model or a local path; remove model.revision"
+            )
+        return local
+    path = Path(name_or_path).expanduser()
+    candidates = [path] if path.is_absolute() else [(base_dir or Path.cwd()) / path, path]
+    if looks_like_hub_id(name_or_path):
+        try:
+            return hub_snapshot(name_or_path, revision)
+        except UserInputError as exc:  # a mistyped local directory reads like an ID too
+            looked = ", ".join(map(str, dict.fromkeys(candidates)))
+            raise UserInputError(f"{exc} (nor is it a local model directory: {looked})") from None
+    raise UserInputError(
+        f"model {name_or_path!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}), a "
+        "local directory with a config.json or a .gguf file (looked in "
+        f"{', '.join(map(str, candidates))}), nor a Hugging Face Hub ID (ORG/NAME)"
+    )
+
+
+def _local_model(name_or_path: str, base_dir: Path | None) -> Path | None:
+    """A built-in model's or a local path's directory; None when neither exists."""
     from autopeft.models.gguf_cache import hf_dir_for_gguf
 
     if name_or_path in BUILTIN_MODELS:
@@ -63,8 +94,4 @@ def resolve_model(name_or_path: str, base_dir: Path | None = None) -> Path:
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return candidate.resolve()
-    raise UserInputError(
-        f"model {name_or_path!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor a "
-        "local directory with a config.json or a .gguf file (looked in "
-        f"{', '.join(map(str, candidates))})"
-    )
+    return None

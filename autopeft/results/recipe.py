@@ -88,6 +88,7 @@ def training_recipe(view: StudyView, record: TrialRecord) -> dict[str, Any]:
         "model": {
             "base_model_name_or_path": model_reference(view),
             "as_written": model.get("path"),
+            "revision": model.get("revision"),
             "num_hidden_layers": model.get("num_hidden_layers"),
             "num_labels": num_labels(view, record),
         },

@@ -19,7 +19,8 @@ from autopeft.storage.urls import resolve_storage
 
 @dataclass(frozen=True)
 class StudyView:
-    """A stored study: its spec, objectives and trials."""
+    """A stored study: its spec, objectives and trials, and why its last driver failed
+    (``driver_error``; None when it did not)."""
 
     name: str
     url: str
@@ -28,6 +29,7 @@ class StudyView:
     budget: int
     objectives: list[Objective]
     records: list[TrialRecord]
+    driver_error: str | None = None
     fingerprint: str = ""
     hidden_size: int = 0
     sites: tuple[str, ...] = ()
@@ -133,9 +135,10 @@ def view_of(store: Store, name: str) -> StudyView:
         budget,
         store.objectives(name),
         store.records(name),
-        row.fingerprint,
-        int(layout.get("hidden_size", 0)),
-        tuple(str(site["name"]) for site in layout.get("sites", ())),
+        store.driver_error(name),
+        fingerprint=row.fingerprint,
+        hidden_size=int(layout.get("hidden_size", 0)),
+        sites=tuple(str(site["name"]) for site in layout.get("sites", ())),
     )
 
 

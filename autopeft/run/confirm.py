@@ -155,10 +155,13 @@ def _setup(
     fidelity = spec.fidelity.model_copy(
         update={"max_steps": steps, "eval_examples": len(parts.test)}
     )
+    from autopeft.models.hub import hub_id_of
     from autopeft.run.prepare import setup_for
 
+    # a Hub model is resolved again by ID on each worker (its own cache), not by our cache path
+    model = spec.model.path if hub_id_of(view.model_path) else view.model_path
     return setup_for(
-        spec, ex, model=view.model_path, base_dir=base_dir,
+        spec, ex, model=model, base_dir=base_dir,
         splits=Splits(train=parts.train, validation=parts.test, test=parts.test),
         fidelity=fidelity,
     )  # fmt: skip

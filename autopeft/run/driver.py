@@ -29,7 +29,7 @@ from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
 from autopeft.storage.lease import StudyLease
 from autopeft.storage.records import TrialRecord, placement_summary
-from autopeft.storage.store import Store
+from autopeft.storage.store import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Store
 
 if TYPE_CHECKING:
     from autopeft.core.compiled import CompiledConfig
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
     from autopeft.trial.memory_model import MemoryModel
     from autopeft.trial.runner import TrialRequest, TrialResult
 
-HEARTBEAT_SECONDS = 10.0
-"""Seconds between heartbeats of running trials and of the study's lease."""
-STALE_AFTER_SECONDS = 120.0
-"""Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
-be taken over by another driver."""
 #: Proposals in a row predicted over ``memory_cap_mb`` before the driver gives up.
 MAX_SKIPS_IN_A_ROW = 25
 
@@ -110,9 +105,19 @@ def run_study(
             from autopeft.run.profiling import attach_to_study
 
             attach_to_study(store, prepared.name, profiles)
+        store.set_driver_error(prepared.name, None)
         runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
         runner.lease = lease
-        return runner.run(trials or prepared.files.spec.n_trials)
+        try:
+            return runner.run(trials or prepared.files.spec.n_trials)
+        except Exception as exc:  # not an interrupt: the study shows as failed, with this line
+            store.set_driver_error(prepared.name, _first_line(exc))
+            raise
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def _refuse_if_running(path: str | Path, storage: str | None, name: str | None) -> None:

@@ -97,7 +97,7 @@ def prepare_study(
     splits = split_dataset(
         data, validation=spec.split.validation, test=spec.split.test, seed=spec.split.seed
     )
-    model_path = resolve_model(spec.model.path, files.base_dir)
+    model_path = resolve_model(spec.model.path, files.base_dir, spec.model.revision)
     extra = (
         {"num_hidden_layers": spec.model.num_hidden_layers} if spec.model.num_hidden_layers else {}
     )
@@ -177,6 +177,7 @@ def setup_for(
         memory_cap_bytes=cap,
         precision=study.model.precision,
         quantization=study.model.quantization,
+        revision=study.model.revision,
     )
 
 

@@ -33,17 +33,20 @@ def profile_key(prepared: PreparedStudy) -> ProfileKey:
     spec = prepared.files.spec
     allocation = prepared.files.space.allocation
     n_batches = allocation.calibration_batches if allocation is not None else 4
-    local = prepared.files.base_dir / spec.dataset.source
-    source = str(local.resolve()) if local.exists() else spec.dataset.source
+    d = spec.dataset
+    local = prepared.files.base_dir / d.source
+    source = str(local.resolve()) if d.source and local.exists() else d.source
+    if d.hub is not None:
+        source = f"hub:{d.hub}[config={d.config},split={d.split}]"
     layers = spec.model.num_hidden_layers
     split = spec.split
-    columns = f"text={spec.dataset.text_column},label={spec.dataset.label_column}"
+    columns = f"text={d.text_column},label={d.label_column}"
+    columns += f",pair={d.text_pair_column}" if d.text_pair_column else ""
     if spec.task != "seq_cls":
-        d = spec.dataset
         columns = (
             f"task={spec.task},prompt={d.prompt_column},completion={d.completion_column},"
             f"messages={d.messages_column},chat_template={d.chat_template}"
-        )
+        ) + (f",format={d.format}" if d.format != "auto" else "")
     return ProfileKey(
         model=str(Path(prepared.model_path).resolve()) + (f"[layers={layers}]" if layers else ""),
         dataset=f"{source}[{columns}]",

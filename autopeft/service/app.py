@@ -55,7 +55,7 @@ def create_app(
             Ray cluster (``auto``, ``host:port``, ``ray://host:port``); None: each driver is a
             local process and runs trials as its spec's ``executor`` says.
     """
-    from autopeft.service import routes, ui
+    from autopeft.service import insight_routes, routes, ui
 
     service = ServiceState(
         store=Store(storage_url),
@@ -81,6 +81,7 @@ def create_app(
     )
     app.state.service = service
     app.include_router(routes.router)
+    app.include_router(insight_routes.router)
     app.include_router(ui.router)
     app.add_middleware(BodyLimit, limit=2 * max_spec_bytes + 4096, upload_limit=max_upload_bytes)
 

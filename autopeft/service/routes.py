@@ -73,7 +73,7 @@ def _state(service: ServiceState, view: StudyView) -> str:
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
-    from autopeft.run.driver import STALE_AFTER_SECONDS
+    from autopeft.storage.store import STALE_AFTER_SECONDS
 
     with service.lock:
         return live_lease(service.store, name, STALE_AFTER_SECONDS)
@@ -231,7 +231,7 @@ def stop(request: Request, name: StudyName) -> Action:
     (SIGINT): its running trials are marked interrupted and re-run on resume. Any other driver
     (another server's, a Ray actor's, an `autopeft run` elsewhere) is asked through the
     database: it starts no new trial, lets its running ones finish, and exits."""
-    from autopeft.run.driver import STALE_AFTER_SECONDS
+    from autopeft.storage.store import STALE_AFTER_SECONDS
 
     service = _service(request)
     _view(service, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autopeft.results import front_rows
+from autopeft.results.digest import study_digest, target
 from autopeft.results.views import StudyView
 
 STATES = ("running", "complete", "stopped", "failed")
@@ -20,43 +21,20 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
         return "running"
     if view.finished() >= target(view):
         return "complete"
-    return "failed" if exit_code not in _STOPPED else "stopped"
+    return "failed" if exit_code not in _STOPPED or view.driver_error else "stopped"
 
 
 _STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
 
 
-def target(view: StudyView) -> int:
-    """Finished trials the study's last run asked for (its stored spec's ``n_trials``)."""
-    return int(view.spec["n_trials"])
-
-
-def counts(view: StudyView) -> dict[str, int]:
-    """Trials by state, lower-case, with ``complete``, ``running``, ``fail`` and
-    ``interrupted`` always present."""
-    out = {"complete": 0, "running": 0, "fail": 0, "interrupted": 0}
-    out.update({k.lower(): n for k, n in view.counts().items()})
-    return out
-
-
 def summary(view: StudyView, state: str) -> dict[str, Any]:
-    """The body of ``GET /api/studies/{name}``."""
-    curve = view.hypervolume() if view.complete() else []
-    spec = view.spec
+    """The body of ``GET /api/studies/{name}``: :func:`~autopeft.results.digest.study_digest`
+    with the study's ``state`` and ``eta_seconds``."""
     return {
-        "name": view.name,
+        **study_digest(view),
         "state": state,
-        "target": target(view),
-        "counts": counts(view),
-        "hypervolume": curve[-1] if curve else None,
-        "best": view.best_values(),
-        "front_size": len(view.front()),
         "eta_seconds": _eta(view) if state == "running" else None,
-        "objectives": [{"name": o.name, "direction": o.direction} for o in view.objectives],
-        "model": spec["model"]["path"],
-        "dataset": spec["dataset"]["source"],
-        "sampler": spec["sampler"]["name"],
-        "search_space": spec["search_space"],
+        "error": view.driver_error if state == "failed" else None,
     }
 
 

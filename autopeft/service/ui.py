@@ -12,7 +12,12 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 router = APIRouter(include_in_schema=False)
 
-_STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
+_STATIC = {
+    "app.js": "text/javascript",
+    "insight.js": "text/javascript",
+    "cockpit.js": "text/javascript",
+    "style.css": "text/css",
+}
 
 
 def _text(name: str) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from autopeft.exceptions import StudyError
 from autopeft.storage.retry import call_with_retry
-from autopeft.storage.tables import LeaseRow
+from autopeft.storage.tables import SCHEMA_VERSION, LeaseRow, SchemaRow
 
 if TYPE_CHECKING:
     from autopeft.storage.store import Store
@@ -90,6 +90,7 @@ class StudyLease:
         self.note = note or (lambda _: None)
         self.held = False
         self.lost = False
+        self.schema_found: int | None = None  # a newer schema seen by a heartbeat
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop_seen: tuple[float, bool] = (0.0, False)  # (monotonic time read, answer)
@@ -183,8 +184,12 @@ class StudyLease:
 
     # -- keep and release ----------------------------------------------------------------------
     def beat(self) -> bool:
-        """Refresh the heartbeat; False (and :attr:`lost` set) if another driver took over."""
-        from sqlalchemy import update
+        """Refresh the heartbeat; False (and :attr:`lost` set) if another driver took over.
+
+        Each beat also reads the database's schema version: one newer than this autopeft
+        knows (a newer autopeft migrated it) is kept in :attr:`schema_found` for
+        :meth:`check`."""
+        from sqlalchemy import func, select, update
 
         statement = (
             update(LeaseRow)
@@ -192,16 +197,26 @@ class StudyLease:
             .values(heartbeat_at=time.time())
         )
 
-        def run() -> bool:
+        def run() -> tuple[bool, int | None]:
             with self.store.session() as s:
-                return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+                kept = s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+                return kept, s.execute(select(func.max(SchemaRow.version))).scalar()
 
-        if not self._run(run, "refresh the study's lease"):
+        kept, schema = self._run(run, "refresh the study's lease")
+        if schema is not None and schema > SCHEMA_VERSION:
+            self.schema_found = schema
+        if not kept:
             self.lost = True
         return not self.lost
 
     def check(self) -> None:
-        """Raise :class:`StudyError` if the lease was taken over by another driver."""
+        """Raise :class:`StudyError` if the lease was taken over by another driver, and
+        :class:`~autopeft.exceptions.StorageError` if the database's schema is newer than
+        this autopeft knows (seen by a heartbeat): the driver stops instead of writing it."""
+        if self.schema_found is not None:
+            from autopeft.storage.store import newer_schema_error
+
+            raise newer_schema_error(self.store.url, self.schema_found)
         if self.lost:
             seen = self.holder()
             by = f" by {seen.owner}" if seen else ""

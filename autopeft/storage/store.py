@@ -29,7 +29,14 @@ from autopeft.core.states import TrialState
 from autopeft.exceptions import StorageError, StudyError
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.retry import call_with_retry, engine_kwargs, retried
-from autopeft.storage.tables import SCHEMA_VERSION, Base, SchemaRow, StudyRow, TrialRow
+from autopeft.storage.tables import (
+    SCHEMA_VERSION,
+    Base,
+    LeaseRow,
+    SchemaRow,
+    StudyRow,
+    TrialRow,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -38,8 +45,17 @@ if TYPE_CHECKING:
     from autopeft.core.compiled import CompiledConfig
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+HEARTBEAT_SECONDS = 10.0
+"""Seconds between heartbeats of running trials and of a study's lease."""
+STALE_AFTER_SECONDS = 120.0
+"""Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
+be taken over."""
 START_KEY = "autopeft_start"
 """Optuna user attribute: the key :meth:`Store.start_trial` finds its own trial by on a retry."""
+
+
+DRIVER_ERROR = "autopeft_driver_error"
+"""The Optuna study attribute holding the last driver error (:meth:`Store.set_driver_error`)."""
 
 
 class Store:
@@ -104,12 +120,11 @@ class Store:
         if row is None:
             s.add(SchemaRow(version=SCHEMA_VERSION))
         elif row.version > SCHEMA_VERSION:
-            raise StorageError(
-                f"{self.url!r} was written by a newer autopeft (schema {row.version} > "
-                f"{SCHEMA_VERSION}); upgrade autopeft"
-            )
+            raise newer_schema_error(self.url, row.version)
         elif row.version < SCHEMA_VERSION:
             from sqlalchemy import inspect, text
+
+            self._refuse_while_driven(s, row.version)
 
             # 1 -> 2, 3 -> 4, 4 -> 5 and 5 -> 6 only added tables, which create_all has just made;
             # 2 -> 3, 6 -> 7 and 7 -> 8 add columns (works on SQLite and PostgreSQL alike)
@@ -123,6 +138,25 @@ class Store:
                 if column not in columns:
                     s.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
             row.version = SCHEMA_VERSION
+
+    def _refuse_while_driven(self, s: Session, found: int) -> None:
+        """Refuse to migrate from schema ``found`` while a live driver holds a study's lease:
+        it opened the database at schema ``found`` (one that knew the newer schema would have
+        migrated it), so it is an older autopeft that would go on writing the old schema."""
+        from sqlalchemy import inspect, select
+
+        if found < 4 or not inspect(s.connection()).has_table(LeaseRow.__tablename__):
+            return  # no leases before schema 4
+        columns = (LeaseRow.study_name, LeaseRow.owner, LeaseRow.heartbeat_at)
+        for study, owner, beat in s.execute(select(*columns)):
+            quiet = time.time() - beat
+            if quiet < STALE_AFTER_SECONDS and not _owner_dead(owner):
+                raise StorageError(
+                    f"cannot migrate {self.url!r} from schema {found} to {SCHEMA_VERSION} while "
+                    f"study {study!r} is run by {owner} (heartbeat {max(0.0, quiet):.0f} s ago), "
+                    f"an autopeft that knows schema {found}: let it finish or stop it, then "
+                    "run this command again"
+                )
 
     # -- studies -----------------------------------------------------------------------------
     @retried("list the studies")
@@ -157,6 +191,21 @@ class Store:
         except Exception:
             optuna.delete_study(study_name=name, storage=self.optuna)
             raise
+
+    @retried("record a driver's error")
+    def set_driver_error(self, name: str, message: str | None) -> None:
+        """Record why the study's last driver stopped with an error (None: clear it, as a
+        driver does when it starts). Kept as an attribute of the Optuna study, so any reader
+        of the database, wherever the driver ran, sees it."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        self.optuna.set_study_user_attr(study_id, DRIVER_ERROR, message)
+
+    @retried("read a study")
+    def driver_error(self, name: str) -> str | None:
+        """Why the study's last driver failed; None if it did not (or it runs now)."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        value = self.optuna.get_study_user_attrs(study_id).get(DRIVER_ERROR)
+        return str(value) if value else None
 
     @retried("read a study")
     def optuna_study(self, name: str) -> optuna.Study:
@@ -462,6 +511,16 @@ class Store:
             else:
                 trial_id = row.trial_id
             return _record(self.optuna.get_trial(trial_id), row, objectives)
+
+
+def newer_schema_error(url: str, found: int) -> StorageError:
+    """The one-line error of an autopeft that finds the database at a schema newer than its
+    own (a newer autopeft migrated it)."""
+    return StorageError(
+        f"{url!r} has database schema {found}, newer than the schema {SCHEMA_VERSION} this "
+        "autopeft knows (a newer autopeft migrated it): upgrade autopeft "
+        "(pip install -U autopeft) and run the command again"
+    )
 
 
 def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> TrialRecord:

@@ -37,6 +37,13 @@ class DatasetLike(Protocol):
     completion_column: str
     messages_column: str
     chat_template: bool
+    text_pair_column: str | None
+
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def hub_source(self) -> Any: ...
 
 
 class FidelityLike(Protocol):

@@ -85,6 +85,8 @@ class CausalLanguageModeling(Task):
             completion_column=dataset.completion_column,
             messages_column=dataset.messages_column,
             base_dir=base_dir,
+            format=dataset.format,
+            hub=dataset.hub_source,
         )
 
     def layout(self, config: Any, data: CompletionDataset) -> ModelLayout:
@@ -197,13 +199,17 @@ def render_prompts(tokenizer: Any, part: CompletionDataset, chat: bool) -> list[
 
 def _chat_text(tokenizer: Any, turns: tuple[tuple[str, str], ...], where: str) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise DatasetError(
-            f"{where}: a chat prompt, but the model's tokenizer has no chat template; expected "
-            "a model with one, or plain prompt/completion columns with dataset.chat_template: false"
-        )
+        return plain_chat(turns)
     messages = [{"role": role, "content": content} for role, content in turns]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     return str(text)
+
+
+def plain_chat(turns: tuple[tuple[str, str], ...]) -> str:
+    """Chat turns as plain text, for a tokenizer without a chat template (base models):
+    ``### User:`` / ``### Assistant:`` sections ending with the assistant's header."""
+    parts = [f"### {role.capitalize()}:\n{content}\n\n" for role, content in turns]
+    return "".join(parts) + "### Assistant:\n"
 
 
 def encode_rows(tokenizer: Any, part: CompletionDataset, seq_len: int, chat: bool) -> Encoded:

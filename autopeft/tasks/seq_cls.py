@@ -44,6 +44,8 @@ class SequenceClassification(Task):
             text_column=dataset.text_column,
             label_column=dataset.label_column,
             base_dir=base_dir,
+            text_pair_column=dataset.text_pair_column,
+            hub=dataset.hub_source,
         )
 
     def layout(self, config: Any, data: TextDataset) -> ModelLayout:
@@ -75,7 +77,7 @@ class SequenceClassification(Task):
     def encode(
         self, tokenizer: Any, part: TextDataset, fidelity: FidelityLike, dataset: DatasetLike
     ) -> dict[str, torch.Tensor]:
-        return tokenize(tokenizer, part.texts, part.labels, fidelity.seq_len)
+        return tokenize(tokenizer, part.texts, part.labels, fidelity.seq_len, part.text_pairs)
 
     def encode_eval(
         self,
@@ -86,7 +88,9 @@ class SequenceClassification(Task):
         evaluation: EvaluationLike,
         metric: str,
     ) -> dict[str, Any]:
-        batch: dict[str, Any] = tokenize(tokenizer, part.texts, part.labels, fidelity.seq_len)
+        batch: dict[str, Any] = tokenize(
+            tokenizer, part.texts, part.labels, fidelity.seq_len, part.text_pairs
+        )
         batch["num_labels"] = len(part.label_names)
         return batch
 
@@ -114,12 +118,23 @@ class SequenceClassification(Task):
 
 
 def tokenize(
-    tokenizer: Any, texts: tuple[str, ...], labels: tuple[int, ...], seq_len: int
+    tokenizer: Any,
+    texts: tuple[str, ...],
+    labels: tuple[int, ...],
+    seq_len: int,
+    pairs: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
     """Fixed-length tensors: ``input_ids``/``attention_mask`` (and ``token_type_ids``) of
-    shape ``[n, seq_len]`` plus ``labels`` of shape ``[n]``."""
+    shape ``[n, seq_len]`` plus ``labels`` of shape ``[n]``. With ``pairs``, each text and its
+    pair are one sequence pair (``[CLS] a [SEP] b [SEP]`` on BERT), the longer one truncated
+    first."""
     enc = tokenizer(
-        list(texts), padding="max_length", truncation=True, max_length=seq_len, return_tensors="pt"
+        list(texts),
+        list(pairs) if pairs else None,
+        padding="max_length",
+        truncation="longest_first" if pairs else True,
+        max_length=seq_len,
+        return_tensors="pt",
     )
     batch = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     batch["labels"] = torch.tensor(labels, dtype=torch.long)

@@ -84,6 +84,7 @@ async function showStudy(name) {
   renderFront(summary, trials);
   renderHypervolume(trials);
   renderTrials(summary, trials);
+  if (window.autopeftInsight) await window.autopeftInsight.study(current);
   if (current.selected !== null) await select(current.selected, false);
   return summary.state === "running";
 }
@@ -93,6 +94,9 @@ function renderSummary(s) {
   const best = Object.entries(s.best).map(([k, v]) => `${k} ${fmt(k, v)}`).join(", ") || "-";
   const eta = s.eta_seconds === null ? "" : ` | ETA ${Math.round(s.eta_seconds)} s`;
   const counts = Object.entries(s.counts).map(([k, v]) => `${k} ${v}`).join(", ");
+  const failure = document.getElementById("study-error");
+  failure.hidden = !(s.state === "failed" && s.error);
+  failure.textContent = s.error ? `driver failed: ${s.error}` : "";
   document.getElementById("study-summary").textContent =
     `${s.state} | ${counts} (target ${s.target}) | front ${s.front_size} | best ${best} | ` +
     `hypervolume ${fmt("hv", s.hypervolume)}${eta} | ${s.model} on ${s.dataset}, sampler ${s.sampler}`;
@@ -158,7 +162,8 @@ function renderTrials(s, trials) {
     row.append(el("td", t.trial), el("td", state, "text"), ...names.map((n) => el("td", fmt(n, t[n]))),
       el("td", t.method, "text"), el("td", t.placement, "text"));
     if (t.fail_reason) row.title = t.fail_reason;
-    row.addEventListener("click", () => select(t.trial, true));
+    row.addEventListener("click", (event) => (event.shiftKey && window.autopeftInsight
+      ? window.autopeftInsight.compare(current, t.trial) : select(t.trial, true)));
     body.append(row);
   }
 }
@@ -187,6 +192,7 @@ async function select(number, scroll) {
     `config = client.load_peft_config(${JSON.stringify(current.name)}, trial=${number})`,
     "# model = peft.get_peft_model(base_model, config)",
   ].join("\n");
+  if (window.autopeftInsight) await window.autopeftInsight.select(current, number);
   if (scroll) document.getElementById("selected").scrollIntoView({ block: "nearest" });
 }
 
