@@ -111,7 +111,7 @@ def training_recipe(view: StudyView, record: TrialRecord) -> dict[str, Any]:
         },
         "data": {
             **spec.get("dataset", {}),
-            "split": spec.get("split", {}),
+            "study_split": spec.get("split", {}),
             "train_examples": fid.get("train_examples"),
             "eval_examples": fid.get("eval_examples"),
         },

@@ -35,7 +35,11 @@ def study_rows(view: StudyView, base_dir: Path | None = None) -> tuple[dict[str,
     from autopeft.tasks import get_task
 
     spec = view.spec
-    dataset = DatasetSpec(**spec["dataset"])
+    fields = dict(spec["dataset"])
+    if fields.get("hub") is None:  # a stored spec writes every default; `split` is Hub-only
+        fields.pop("split", None)
+        fields.pop("config", None)
+    dataset = DatasetSpec(**{k: v for k, v in fields.items() if k in DatasetSpec.model_fields})
     task = get_task(spec.get("task", "seq_cls"))
     data = task.load_data(dataset, base_dir or Path.cwd())
     split = spec.get("split", {})
