@@ -109,3 +109,14 @@ def test_trl_script_builds_the_exported_adapter_and_the_loss_falls(
     assert report["metric"] == metric and report["stored"] == 0.5
     losses = report["losses"]  # logged every 2 steps
     assert len(losses) == 10 and sum(losses[-3:]) < sum(losses[:3]), losses
+
+    # examples/load_exported.py reads the task (and a classifier's label count) from
+    # training.json and rebuilds the same ranks
+    loader = Path(__file__).parents[1] / "examples" / "load_exported.py"
+    loaded = subprocess.run(
+        [sys.executable, str(loader), str(export), "--model", str(model_dir)],
+        capture_output=True, text=True, timeout=600,
+        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == sizes
