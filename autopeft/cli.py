@@ -104,6 +104,25 @@ def validate(
 
 @app.command()
 @_friendly
+def inspect(
+    model: Annotated[
+        str, typer.Argument(help="A built-in model name, a model directory or a .gguf file.")
+    ],
+    task: Annotated[
+        str | None,
+        typer.Option(help="causal_lm or seq_cls (default: from the model's config)."),
+    ] = None,
+) -> None:
+    """Show a model's family, layers, module roles (shapes, parameters) and which presets and
+    methods apply to it: what to write a search space against."""
+    from autopeft.run.inspect_model import inspect_model
+
+    for line in inspect_model(model, task).lines():
+        typer.echo(line)
+
+
+@app.command()
+@_friendly
 def run(
     study: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/demo.yaml).")],
     trials: Annotated[
