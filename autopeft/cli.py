@@ -142,6 +142,14 @@ def run(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Concurrent trials (Ray executor).")
     ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="GPUs the study may use (0: CPU only; default: every GPU torch sees, one Ray "
+            "worker each, or more per GPU when they fit).",
+        ),
+    ] = None,
     address: Annotated[
         str | None,
         typer.Option(help="Join a Ray cluster: auto, host:port or ray://host:port."),
@@ -179,6 +187,7 @@ def run(
         "name": executor.value if executor is not None else None,
         "workers": workers,
         "address": address,
+        "gpus": gpus,
     }
     reporter = Reporter() if quiet else RichReporter()
     try:
@@ -255,6 +264,8 @@ def show(
     console.print(
         "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
     )
+    if v.devices():
+        console.print("devices: " + ", ".join(f"{d} ({n})" for d, n in v.devices().items()))
     if v.rung_steps():
         factor = spec["fidelity"].get("reduction_factor", 3.0)
         console.print(

@@ -36,6 +36,7 @@ __all__ = [
     "MemoryModel",
     "MemoryStructure",
     "count_base_bytes",
+    "largest_configuration",
     "study_memory_model",
 ]
 
@@ -43,6 +44,7 @@ __all__ = [
 MIN_FIT_TRIALS = 3
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 _NOISE = 0.02  # assumed relative noise of a measured peak (prior strength)
+HEAD_COPIES = 0.0
 _SHARED_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
 
 
@@ -63,6 +65,7 @@ class MemoryStructure:
     tokens: int
     layer_units: float
     act_bytes: int = 4
+    head_bytes: int = 0
 
     @classmethod
     def build(
@@ -74,8 +77,10 @@ class MemoryStructure:
         seq_len: int,
         heads: int = 1,
         precision: str = "fp32",
+        vocab: int = 0,
     ) -> MemoryStructure:
-        """The structure of a study: ``heads`` attention heads, ``precision`` of the base."""
+        """The structure of a study: ``heads`` attention heads, ``precision`` of the base,
+        ``vocab`` the LM head's width for a causal LM (0 for a classifier)."""
         layer0 = [s for s in layout.sites if s.layer == 0] or list(layout.sites)
         # each linear's output, and each distinct input once (q, k and v share theirs)
         outputs = sum(s.out_features for s in layer0)
@@ -83,7 +88,9 @@ class MemoryStructure:
             dict((_SHARED_INPUT.get(s.module, s.module), s.in_features) for s in layer0).values()
         )
         units = outputs + inputs + 2 * heads * seq_len  # eager attention: probs + dropout
-        return cls(base_bytes, layout, batch_size * seq_len, units, _BYTES.get(precision, 4))
+        tokens = batch_size * seq_len
+        head = int(HEAD_COPIES * tokens * vocab * 4)
+        return cls(base_bytes, layout, tokens, units, _BYTES.get(precision, 4), head)
 
     def features(self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]) -> list:
         """``[state, adapted, depth]`` bytes of one configuration (see the module docstring)."""
@@ -111,7 +118,12 @@ class MemoryStructure:
         self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]
     ) -> float:
         """The pure structural estimate, in bytes."""
-        return self.base_bytes + sum(self.features(trainable_params, placement))
+        return self.fixed_bytes + sum(self.features(trainable_params, placement))
+
+    @property
+    def fixed_bytes(self) -> int:
+        """Bytes every configuration pays: the base model and the LM head's logits."""
+        return self.base_bytes + self.head_bytes
 
 
 class MemoryModel:
@@ -124,7 +136,7 @@ class MemoryModel:
     def __init__(self, structure: MemoryStructure) -> None:
         self.structure = structure
         self.n_fit = 0
-        self._theta = np.array([float(structure.base_bytes), 1.0, 1.0, 1.0])
+        self._theta = np.array([float(structure.fixed_bytes), 1.0, 1.0, 1.0])
 
     def fit(
         self, observations: Iterable[tuple[int, Mapping[Any, Mapping[str, int]], float]]
@@ -140,7 +152,7 @@ class MemoryModel:
             rows.append([1.0, *self.structure.features(params, placement)])
             ys.append(float(peak))
         self.n_fit = len(ys)
-        prior = np.array([float(self.structure.base_bytes), 1.0, 1.0, 1.0])
+        prior = np.array([float(self.structure.fixed_bytes), 1.0, 1.0, 1.0])
         if self.n_fit < MIN_FIT_TRIALS:
             self._theta = prior
             return
@@ -194,3 +206,19 @@ def study_memory_model(
         layout, base, batch_size=batch_size, seq_len=seq_len, heads=heads, precision=precision
     )
     return MemoryModel(structure)
+
+
+def largest_configuration(bound: Any) -> tuple[int, dict[int, dict[str, int]]]:
+    """A configuration at least as large as any of a bound space's: the budget's parameters, and
+    every searchable cell adapted at the largest size any dimension allows (for GPU packing)."""
+    sizes = [16]
+    for dim in bound.dimensions:
+        spec = dim.spec
+        if spec.type != "int":
+            continue
+        values = [spec.high] if spec.high is not None else list(spec.choices or ())
+        sizes += [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    size = min(max(sizes), 4096)
+    modules = getattr(bound, "modules", None) or bound.layout.modules
+    placement = {layer: dict.fromkeys(modules, size) for layer in range(bound.layout.num_layers)}
+    return int(bound.space.max_trainable_params), placement
