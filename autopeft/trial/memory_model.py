@@ -1,14 +1,16 @@
 """Peak training memory predicted before a trial runs, from the method's structure and the
 study's measured trials.
 
-The structural estimate of a trial's peak, in bytes, is the sum of four terms:
+The structural estimate of a trial's peak, in bytes, is the sum of five terms:
 
 - ``base``: the frozen base model's parameters and buffers (in the model's precision);
+- ``head`` (causal LM only): :data:`HEAD_COPIES` fp32 copies of the ``batch x seq_len x vocab``
+  logits, which dominate small decoders with large vocabularies;
 - ``state``: the adapter's parameters times 16 bytes (fp32 weights, gradients and AdamW's two
   moments);
 - ``adapted``: per adapted module, the activations its adapter keeps for the backward pass,
   ``batch x seq_len x (in_features + size) x 4`` bytes (the adapter's input and its low-rank
-  intermediate);
+  intermediate), an input shared by several adapted modules (q, k and v; gate and up) once;
 - ``depth``: the frozen layers' activations autograd keeps, from the lowest adapted layer to the
   top (below it nothing requires a gradient, so nothing is saved), ``batch x seq_len x units x
   bytes`` per layer, where ``units`` counts the layer's linear outputs, its distinct linear
@@ -44,7 +46,12 @@ __all__ = [
 MIN_FIT_TRIALS = 3
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 _NOISE = 0.02  # assumed relative noise of a measured peak (prior strength)
-HEAD_COPIES = 0.0
+#: fp32 copies of a causal LM's ``batch x seq_len x vocab`` logits alive at the peak, early in
+#: backward: the log-softmax output the loss saved, its gradient and the logits' gradient (the
+#: logits themselves are freed after the forward pass when only the loss is kept). Measured on
+#: the tiny decoders of the architecture matrix, where the head dominates; see
+#: bench/memory_arch.py for the errors per architecture and on SmolLM2-135M.
+HEAD_COPIES = 3.0
 _SHARED_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
 
 
@@ -58,6 +65,7 @@ class MemoryStructure:
         tokens: Tokens per training batch (``batch_size x seq_len``).
         layer_units: Activation values autograd keeps per token in one frozen layer.
         act_bytes: Bytes per activation value (the precision's).
+        head_bytes: Bytes of a causal LM's logits at the peak (0 for a classifier).
     """
 
     base_bytes: int
@@ -101,13 +109,16 @@ class MemoryStructure:
         ]
         cells = [c for c in cells if c[2] > 0]
         state = 16.0 * trainable_params
-        adapted = 0.0
+        inputs: dict[tuple[int, str], int] = {}  # q, k and v (gate and up) share one input
+        sizes = 0
         for layer, module, size in cells:
             try:
                 width = self.layout.site(layer, module).in_features
             except KeyError:
                 width = self.layout.hidden_size
-            adapted += 4.0 * self.tokens * (width + size)
+            inputs[(layer, _SHARED_INPUT.get(module, module))] = width
+            sizes += size
+        adapted = 4.0 * self.tokens * (sum(inputs.values()) + sizes)
         depth = 0.0
         if cells:
             layers = self.layout.num_layers - min(c[0] for c in cells)
@@ -202,8 +213,15 @@ def study_memory_model(
     extra = {"num_hidden_layers": num_hidden_layers} if num_hidden_layers else {}
     config = AutoConfig.from_pretrained(model_path, local_files_only=True, **extra)
     base, heads = count_base_bytes(config, num_labels, precision)
+    vocab = int(getattr(config, "vocab_size", 0) or 0) if num_labels is None else 0
     structure = MemoryStructure.build(
-        layout, base, batch_size=batch_size, seq_len=seq_len, heads=heads, precision=precision
+        layout,
+        base,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        heads=heads,
+        precision=precision,
+        vocab=vocab,
     )
     return MemoryModel(structure)
 
