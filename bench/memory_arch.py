@@ -22,7 +22,7 @@ from autopeft.methods.binding import bind_space, load_space
 from autopeft.models.layout import ModelLayout
 from autopeft.testing.tiny_models import ARCHITECTURES
 from autopeft.trial.memory import PeakMemoryMeter, model_state_tensors
-from autopeft.trial.memory_model import MemoryStructure, count_base_bytes
+from autopeft.trial.memory_model import MemoryStructure, count_base_bytes, head_copies
 
 SPACE = (
     "version: 1\nname: mem\nmethod: lora\nmax_trainable_params: 100000000\n"
@@ -41,7 +41,13 @@ def measure(model, config, task: str, batch: int, seq: int, path) -> tuple[float
     compiled = bound.compile(point, "CAUSAL_LM" if task == "causal_lm" else "SEQ_CLS")
     base, heads = count_base_bytes(config, num_labels)
     structure = MemoryStructure.build(
-        layout, base, batch_size=batch, seq_len=seq, heads=heads, vocab=_vocab(config, task)
+        layout,
+        base,
+        batch_size=batch,
+        seq_len=seq,
+        heads=heads,
+        vocab=_vocab(config, task),
+        head_copies=head_copies(config),
     )
     predicted = structure.structural(compiled.trainable_params, compiled.placement)
     model = peft.get_peft_model(model, config_from_json(compiled.peft_config))

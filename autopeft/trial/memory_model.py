@@ -38,6 +38,7 @@ __all__ = [
     "MemoryModel",
     "MemoryStructure",
     "count_base_bytes",
+    "head_copies",
     "largest_configuration",
     "study_memory_model",
 ]
@@ -86,6 +87,7 @@ class MemoryStructure:
         heads: int = 1,
         precision: str = "fp32",
         vocab: int = 0,
+        head_copies: float = HEAD_COPIES,
     ) -> MemoryStructure:
         """The structure of a study: ``heads`` attention heads, ``precision`` of the base,
         ``vocab`` the LM head's width for a causal LM (0 for a classifier)."""
@@ -97,7 +99,7 @@ class MemoryStructure:
         )
         units = outputs + inputs + 2 * heads * seq_len  # eager attention: probs + dropout
         tokens = batch_size * seq_len
-        head = int(HEAD_COPIES * tokens * vocab * 4)
+        head = int(head_copies * tokens * vocab * 4)
         return cls(base_bytes, layout, tokens, units, _BYTES.get(precision, 4), head)
 
     def features(self, trainable_params: int, placement: Mapping[Any, Mapping[str, int]]) -> list:
@@ -222,8 +224,15 @@ def study_memory_model(
         heads=heads,
         precision=precision,
         vocab=vocab,
+        head_copies=head_copies(config),
     )
     return MemoryModel(structure)
+
+
+def head_copies(config: Any) -> float:
+    """:data:`HEAD_COPIES`, plus one where the logits are soft-capped (Gemma 2: the ``tanh``
+    keeps its output for backward)."""
+    return HEAD_COPIES + (1.0 if getattr(config, "final_logit_softcapping", None) else 0.0)
 
 
 def largest_configuration(bound: Any) -> tuple[int, dict[int, dict[str, int]]]:
