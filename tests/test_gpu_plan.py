@@ -54,7 +54,9 @@ def test_auto_lowers_the_workers_to_what_fits() -> None:
 
 def test_no_gpu_means_cpu_workers_without_a_note() -> None:
     plan = plan_gpus(ray(workers=2), gpus(0), peak_bytes=None)
-    assert (plan.gpus_per_trial, plan.workers, plan.hide_gpus, plan.notes) == (0.0, 2, True, ())
+    assert (plan.gpus_per_trial, plan.workers, plan.hide_gpus, plan.notes) == (0.0, 2, False, ())
+    # on a cluster the workers may have GPUs the driver cannot see: hidden all the same
+    assert plan_gpus(ray(address="auto", gpus_per_trial=0), gpus(0), None).hide_gpus
 
 
 @pytest.mark.parametrize(
@@ -98,8 +100,10 @@ def test_inprocess_on_cpu_with_a_gpu_visible_says_so() -> None:
 
 
 def test_a_worker_without_a_gpu_share_cannot_see_the_gpus() -> None:
-    hidden = RaySession(None, 1, 0.0).actor_options()
-    assert hidden["runtime_env"] == {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+    session = RaySession(None, 1, 0.0)
+    session.hide_gpus = True
+    assert session.actor_options()["runtime_env"] == {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+    assert "runtime_env" not in RaySession(None, 1, 0.0).actor_options()  # no GPU anywhere
     assert "runtime_env" not in RaySession(None, 1, 0.5).actor_options()
 
 

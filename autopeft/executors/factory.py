@@ -84,7 +84,7 @@ def make_executor(
 ) -> Executor:
     """The in-process executor, or a pool of Ray workers, each loading ``setup``, under the
     GPU ``plan`` (default: the spec's numbers, no GPU where ``auto``)."""
-    if plan is not None and plan.hide_gpus:
+    if plan is not None and plan.device == "cpu":
         setup = replace(setup, device="cpu")
     if spec.name == "ray":
         from autopeft.executors.ray_pool import RayExecutor
@@ -95,6 +95,7 @@ def make_executor(
         where = spec.address or "a local Ray instance"
         message(f"starting {workers} Ray worker(s) on {where} (each loads the model once)")
         session = RaySession(spec.address, spec.cpus_per_trial, share)
+        session.hide_gpus = plan is not None and plan.hide_gpus
         return RayExecutor(setup, session, workers, on_step=on_step, message=message)
 
     from autopeft.executors.inprocess import InProcessExecutor

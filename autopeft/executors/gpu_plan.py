@@ -55,18 +55,16 @@ def cuda_view() -> CudaView:
 @dataclass(frozen=True)
 class GpuPlan:
     """What the executor does: ``gpus_per_trial`` for each Ray worker, ``workers`` to start,
-    ``device`` for the workers (``cpu`` when they must not touch a GPU) and the ``notes`` to
-    print before the first trial."""
+    ``device`` for the workers (``cpu`` when they must not touch a GPU), the ``notes`` to print
+    before the first trial and whether the workers' GPUs are hidden."""
 
     gpus_per_trial: float
     workers: int
     device: str
     notes: tuple[str, ...] = field(default=())
-
-    @property
-    def hide_gpus(self) -> bool:
-        """Whether the workers' GPUs are hidden from them (they run on the CPU)."""
-        return self.device == "cpu"
+    hide_gpus: bool = False
+    """Whether Ray workers get ``CUDA_VISIBLE_DEVICES=""``: they reserve no GPU where GPUs may
+    exist (the driver sees some, or the workers are on a cluster)."""
 
 
 def check_gpus(gpus: int | None, view: CudaView, local: bool = True) -> None:
@@ -104,7 +102,8 @@ def plan_gpus(spec: ExecutorSpec, view: CudaView, peak_bytes: float | None) -> G
                 f"note: the driver sees {view.count} GPU(s) but {why}: trials run on the CPU "
                 "and the workers' GPUs are hidden from them",
             )
-        return GpuPlan(0.0, spec.workers, "cpu", notes)
+        hide = bool(view.count) or spec.address is not None
+        return GpuPlan(0.0, spec.workers, "cpu", notes, hide)
     if explicit:
         share = float(spec.gpus_per_trial)
         return GpuPlan(share, spec.workers, spec.device, ())
