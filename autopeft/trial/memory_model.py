@@ -53,6 +53,7 @@ _NOISE = 0.02  # assumed relative noise of a measured peak (prior strength)
 #: the tiny decoders of the architecture matrix, where the head dominates; see
 #: bench/memory_arch.py for the errors per architecture and on SmolLM2-135M.
 HEAD_COPIES = 3.0
+_SIZE_PARAMS = frozenset({"rank", "size", "init_r"})  # per-cell sizes, for the largest config
 _SHARED_INPUT = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "gate_up"}
 
 
@@ -241,10 +242,13 @@ def largest_configuration(bound: Any) -> tuple[int, dict[int, dict[str, int]]]:
     sizes = [16]
     for dim in bound.dimensions:
         spec = dim.spec
-        if spec.type != "int":
+        if dim.param not in _SIZE_PARAMS or spec.type != "int":
             continue
         values = [spec.high] if spec.high is not None else list(spec.choices or ())
         sizes += [int(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    allocation = getattr(bound.space, "allocation", None)
+    if allocation is not None and getattr(allocation, "max_rank", None):
+        sizes.append(int(allocation.max_rank))
     size = min(max(sizes), 4096)
     modules = getattr(bound, "modules", None) or bound.layout.modules
     placement = {layer: dict.fromkeys(modules, size) for layer in range(bound.layout.num_layers)}
