@@ -238,6 +238,25 @@ def init(
 
 @app.command()
 @_friendly
+def inspect(
+    model: Annotated[
+        str, typer.Argument(help="A built-in model name, a model directory or a .gguf file.")
+    ],
+    task: Annotated[
+        str | None,
+        typer.Option(help="causal_lm or seq_cls (default: from the model's config)."),
+    ] = None,
+) -> None:
+    """Show a model's family, layers, module roles (shapes, parameters) and which presets and
+    methods apply to it: what to write a search space against."""
+    from autopeft.run.inspect_model import inspect_model
+
+    for line in inspect_model(model, task).lines():
+        typer.echo(line)
+
+
+@app.command()
+@_friendly
 def run(
     study: Annotated[Path, typer.Argument(help="Study spec YAML (see studies/demo.yaml).")],
     trials: Annotated[
@@ -256,6 +275,14 @@ def run(
     ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Concurrent trials (Ray executor).")
+    ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="GPUs the study may use (0: CPU only; default: every GPU torch sees, one Ray "
+            "worker each, or more per GPU when they fit).",
+        ),
     ] = None,
     address: Annotated[
         str | None,
@@ -294,6 +321,7 @@ def run(
         "name": executor.value if executor is not None else None,
         "workers": workers,
         "address": address,
+        "gpus": gpus,
     }
     reporter = Reporter() if quiet else RichReporter()
     try:
@@ -399,6 +427,8 @@ def show(
     console.print(
         "trials: " + (", ".join(f"{k.lower()} {n}" for k, n in v.counts().items()) or "none")
     )
+    if v.devices():
+        console.print("devices: " + ", ".join(f"{dev} ({n})" for dev, n in v.devices().items()))
     if d["fidelity"]:
         f = d["fidelity"]
         console.print(

@@ -240,7 +240,10 @@ class ExecutorSpec(StrictModel):
 
     ``inprocess`` runs one trial at a time in the driver; ``ray`` runs ``workers`` concurrent
     trials on persistent Ray actors, each reserving ``cpus_per_trial`` CPUs and
-    ``gpus_per_trial`` GPUs (a fraction packs several trials on one GPU). ``address``: join an
+    ``gpus_per_trial`` GPUs (a fraction packs several trials on one GPU; ``auto``, the default:
+    one worker per GPU the driver sees, or several when the largest configuration's predicted
+    peak memory fits, see :mod:`autopeft.executors.gpu_plan`). ``gpus``: at most this many GPUs
+    (0: CPU only; ``--gpus`` on ``autopeft run``). ``address``: join an
     existing Ray cluster (``auto``, ``ray://host:port``, ``host:port``); unset starts a local
     instance with the study. ``max_retries``: re-runs of a trial whose worker died.
     ``memory_cap_mb``: a trial whose measured peak memory passes it fails as infeasible.
@@ -251,7 +254,8 @@ class ExecutorSpec(StrictModel):
     name: Literal["inprocess", "ray"] = "inprocess"
     workers: int = Field(default=1, ge=1)
     cpus_per_trial: int = Field(default=1, ge=1)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
+    gpus_per_trial: float | Literal["auto"] = "auto"
+    gpus: int | None = Field(default=None, ge=0)
     address: str | None = Field(default=None, min_length=1)
     max_retries: int = Field(default=2, ge=0)
     memory_cap_mb: float | None = Field(default=None, gt=0)
@@ -260,7 +264,11 @@ class ExecutorSpec(StrictModel):
 
     @field_validator("gpus_per_trial")
     @classmethod
-    def _whole_or_fraction(cls, value: float) -> float:
+    def _whole_or_fraction(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            return value
+        if value < 0:
+            raise ValueError(f"must be >= 0 or 'auto', got {value}")
         if value > 1 and value != int(value):
             raise ValueError(f"must be a fraction <= 1 or a whole number of GPUs, got {value}")
         return value
@@ -269,14 +277,14 @@ class ExecutorSpec(StrictModel):
     def _consistent(self) -> ExecutorSpec:
         if self.name == "inprocess":
             ray_only = {"workers": self.workers != 1, "address": self.address is not None}
-            ray_only["gpus_per_trial"] = self.gpus_per_trial != 0
+            ray_only["gpus_per_trial"] = self.gpus_per_trial not in (0, "auto")
             wrong = [k for k, bad in ray_only.items() if bad]
             if wrong:
                 raise ValueError(
                     f"{wrong[0]} needs the ray executor (name: ray); the inprocess executor "
                     "runs one trial at a time on the driver's device"
                 )
-        if self.gpus_per_trial > 0 and self.device == "cpu":
+        if self.gpus_per_trial != "auto" and self.gpus_per_trial > 0 and self.device == "cpu":
             raise ValueError(
                 f"gpus_per_trial={self.gpus_per_trial} but device is 'cpu'; use device "
                 "'auto' or 'cuda', or gpus_per_trial: 0"

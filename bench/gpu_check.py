@@ -6,13 +6,17 @@ with the same study's CPU figures beside them.
 
 Runs ``studies/smollm2_sft.yaml`` (SmolLM2-135M-Instruct on TREC-6 chat completions) as:
 
-* ``gpu-bf16``: ``--gpu-trials`` trials on 2 Ray workers with ``gpus_per_trial: 0.5`` (both on
-  one GPU), ``model.precision: bf16``;
+* ``gpu-bf16``: ``--gpu-trials`` trials on 2 Ray workers with no GPU setting at all
+  (``gpus_per_trial: auto``: the plan, printed, puts both on one GPU when two of the space's
+  largest configuration fit), ``model.precision: bf16``;
 * ``gpu-qlora``: one LoRA trial in process on an NF4-quantized base (bitsandbytes);
-* ``cpu-fp32``: ``--cpu-trials`` trials of the same study on 2 Ray workers on CPU, one thread each.
+* ``cpu-fp32``: ``--cpu-trials`` trials of the same study on 2 Ray workers on CPU, one thread each
+  (on a GPU machine: the GPUs hidden from the workers, with a ``note:`` line).
 
 Prints, per run and method: trials, peak memory (CUDA ``max_memory_allocated`` on GPU, the live
-tensor tracker on CPU), median train seconds, exact match, and trials per hour of wall time.
+tensor tracker on CPU), the median error of the memory prediction, median train seconds, exact
+match, trials per hour of wall time and the device the trials recorded; then checks that GPU
+runs' trials ran on ``cuda:N ...`` and CPU runs' on ``cpu`` (exit 1 if not).
 Everything is written under ``--out`` (default ``runs/gpu_check``); nothing is downloaded. Sized
 to finish in under 10 minutes on one H100/H200 with the default trial counts.
 """
@@ -83,10 +87,35 @@ def run(label: str, text: str, out: Path) -> list[tuple[str, dict]]:
                     "exact match (max)": max(r.values["exact_match"] for r in mine),
                     "trials/hour": 3600 * len(done) / wall,
                     "memory": mine[0].metrics.get("memory_method", "?"),
+                    "mem error % (median)": _memory_error(mine),
+                    "device": ", ".join(sorted({str(r.metrics.get("device")) for r in mine})),
                 },
             )
         )
     return rows
+
+
+def _memory_error(records: list) -> float:
+    """Median |predicted - measured| / measured peak memory, in percent (nan if none)."""
+    errors = [
+        abs(r.metrics["predicted_peak_memory_mb"] - r.metrics["peak_memory_mb"])
+        / r.metrics["peak_memory_mb"]
+        for r in records
+        if "predicted_peak_memory_mb" in r.metrics and r.metrics.get("peak_memory_mb")
+    ]
+    return 100 * statistics.median(errors) if errors else float("nan")
+
+
+def check_devices(rows: list[tuple[str, dict]]) -> bool:
+    """GPU runs' trials recorded a ``cuda:N NAME`` device, CPU runs' ``cpu``."""
+    ok = True
+    for label, figures in rows:
+        devices = figures["device"].split(", ")
+        want_gpu = label.startswith("gpu")
+        good = all(d.startswith("cuda:") if want_gpu else d == "cpu" for d in devices)
+        print(f"{'ok  ' if good else 'FAIL'} {label}: trials ran on {figures['device']}")
+        ok = ok and good
+    return ok
 
 
 def main() -> int:
@@ -108,7 +137,7 @@ def main() -> int:
     rows: list[tuple[str, dict]] = []
     if cuda:
         print(f"CUDA: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
-        shared = "{name: ray, workers: 2, cpus_per_trial: 2, gpus_per_trial: 0.5, device: cuda}"
+        shared = "{name: ray, workers: 2, cpus_per_trial: 2}"  # gpus_per_trial: auto
         bf16 = "{path: smollm2-135m, precision: bf16}"
         text = spec_text("gpu_bf16", args.out, args.gpu_trials, bf16, shared, space)
         rows += run("gpu-bf16", text, args.out)
@@ -125,7 +154,7 @@ def main() -> int:
     text = spec_text("cpu_fp32", args.out, args.cpu_trials, "smollm2-135m", cpu, space)
     rows += run("cpu-fp32", text, args.out)
     print_table(rows)
-    return 0
+    return 0 if check_devices(rows) else 1
 
 
 def print_table(rows: list[tuple[str, dict]]) -> None:
@@ -137,6 +166,7 @@ def print_table(rows: list[tuple[str, dict]]) -> None:
     for label, figures in rows:
         cells = "".join(
             f"{v:>20.3f}" if k.startswith("exact") else f"{v:>20.1f}" if isinstance(v, float)
+            else f"{v[:40]:>42}" if k == "device"
             else f"{v!s:>20}"
             for k, v in figures.items()
         )  # fmt: skip

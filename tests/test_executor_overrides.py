@@ -28,7 +28,7 @@ def test_inprocess_override_drops_the_ray_only_fields_with_one_note() -> None:
     notes: list[str] = []
     spec = override_executor(_ray_spec(), {"name": "inprocess"}, notes.append)
     assert spec.name == "inprocess" and spec.workers == 1 and spec.address is None
-    assert spec.gpus_per_trial == 0 and spec.cpus_per_trial == 1
+    assert spec.gpus_per_trial == "auto" and spec.cpus_per_trial == 1
     assert len(notes) == 1 and "\n" not in notes[0]
     for field in ("workers=2", "cpus_per_trial=1", "gpus_per_trial=0.5", "address=auto"):
         assert field in notes[0]

@@ -187,3 +187,23 @@ def test_a_method_choice_space_honours_the_samplers_constraint() -> None:
     assert bound.is_feasible(point)
     assert bound.constrained(lambda p: True, "").is_feasible(point)
     assert not bound.constrained(lambda p: False, " (under a cap)").is_feasible(point)
+
+
+def test_a_causal_lm_pays_for_its_logits_and_shared_inputs_count_once() -> None:
+    import transformers
+
+    from autopeft.trial.memory_model import HEAD_COPIES, head_copies
+
+    causal = MemoryStructure.build(
+        tiny_bert_layout(), 4_000_000, batch_size=8, seq_len=16, heads=0, vocab=100
+    )
+    assert causal.head_bytes == HEAD_COPIES * 8 * 16 * 100 * 4  # fp32 logits
+    assert causal.structural(0, {}) == 4_000_000 + causal.head_bytes
+    assert _structure().head_bytes == 0  # a classifier's head is tiny
+    # q, k and v read one input: saved once, plus each adapter's rank-2 intermediate
+    assert causal.features(0, {0: {"q": 2, "k": 2, "v": 2}})[1] == 4 * 8 * 16 * (32 + 6)
+    assert causal.features(0, {0: {"q": 2, "o": 2}})[1] == 4 * 8 * 16 * (32 + 32 + 4)
+    tiny = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4)
+    assert head_copies(transformers.LlamaConfig(**tiny)) == HEAD_COPIES
+    gemma = transformers.Gemma2Config(**tiny, head_dim=8, final_logit_softcapping=30.0)
+    assert head_copies(gemma) == HEAD_COPIES + 1  # the soft cap's tanh keeps its output

@@ -192,6 +192,7 @@ def test_front_rows_keys_and_values() -> None:
         "peak_memory_mb",
         "method",
         "head_params",
+        "device",
         "placement",
         "param.rank",
         "param.targets",

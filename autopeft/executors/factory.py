@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from autopeft.exceptions import StudySpecError
 
 if TYPE_CHECKING:
     from autopeft.executors.base import Executor, StepListener
+    from autopeft.executors.gpu_plan import GpuPlan
     from autopeft.executors.worker import WorkerSetup
     from autopeft.spec import ExecutorSpec
 
 
 RAY_ONLY = ("workers", "cpus_per_trial", "gpus_per_trial", "address")
+# ``gpus`` is not Ray-only: on the in-process executor ``--gpus 0`` runs the trial on the CPU.
 """The ``executor`` fields that only the Ray executor reads."""
 
 
@@ -77,16 +80,23 @@ def make_executor(
     spec: ExecutorSpec,
     on_step: StepListener | None,
     message: Callable[[str], None],
+    plan: GpuPlan | None = None,
 ) -> Executor:
-    """The in-process executor, or a pool of Ray workers, each loading ``setup``."""
+    """The in-process executor, or a pool of Ray workers, each loading ``setup``, under the
+    GPU ``plan`` (default: the spec's numbers, no GPU where ``auto``)."""
+    if plan is not None and plan.device == "cpu":
+        setup = replace(setup, device="cpu")
     if spec.name == "ray":
         from autopeft.executors.ray_pool import RayExecutor
         from autopeft.executors.ray_session import RaySession
 
+        workers = plan.workers if plan is not None else spec.workers
+        share = plan.gpus_per_trial if plan is not None else _numeric(spec.gpus_per_trial)
         where = spec.address or "a local Ray instance"
-        message(f"starting {spec.workers} Ray worker(s) on {where} (each loads the model once)")
-        session = RaySession(spec.address, spec.cpus_per_trial, spec.gpus_per_trial)
-        return RayExecutor(setup, session, spec.workers, on_step=on_step, message=message)
+        message(f"starting {workers} Ray worker(s) on {where} (each loads the model once)")
+        session = RaySession(spec.address, spec.cpus_per_trial, share)
+        session.hide_gpus = plan is not None and plan.hide_gpus
+        return RayExecutor(setup, session, workers, on_step=on_step, message=message)
 
     from autopeft.executors.inprocess import InProcessExecutor
     from autopeft.executors.worker import TrialWorker
@@ -94,3 +104,7 @@ def make_executor(
     message(f"loading {setup.model} and tokenizing the data ...")
     worker = TrialWorker(setup)
     return InProcessExecutor(worker.context, spec.threads, on_step=on_step)
+
+
+def _numeric(share: float | str) -> float:
+    return 0.0 if share == "auto" else float(share)

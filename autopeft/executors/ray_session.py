@@ -64,6 +64,8 @@ class RaySession:
     address: str | None = None
     cpus_per_trial: int = 1
     gpus_per_trial: float = 0.0
+    #: Give workers ``CUDA_VISIBLE_DEVICES=""`` (they reserve no GPU where GPUs may exist).
+    hide_gpus: bool = field(default=False, init=False)
     owned: bool = field(default=False, init=False)
     joined: JoinState | None = field(default=None, init=False)
 
@@ -72,14 +74,20 @@ class RaySession:
         return f"{self.cpus_per_trial} CPU, {self.gpus_per_trial:g} GPU each, on {where}"
 
     def actor_options(self) -> dict[str, Any]:
-        """``ray.remote(...).options`` for a worker actor."""
-        return {
+        """``ray.remote(...).options`` for a worker actor. A worker that reserves no GPU gets
+        ``CUDA_VISIBLE_DEVICES=""`` where GPUs may exist (:attr:`hide_gpus`): Ray 2.60 leaves
+        the variable untouched for such actors (ray#54868), which would let every one of them use
+        GPU 0 unscheduled."""
+        options: dict[str, Any] = {
             "num_cpus": self.cpus_per_trial,
             "num_gpus": self.gpus_per_trial,
             "max_restarts": 0,  # the executor replaces dead workers itself (see ray_pool)
             "max_task_retries": 0,
             "max_concurrency": 2,  # run() in one thread, progress() in another
         }
+        if self.gpus_per_trial == 0 and self.hide_gpus:
+            options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        return options
 
     def start(self, workers: int) -> None:
         """Connect (or start the local instance) and check that one worker fits."""

@@ -124,6 +124,7 @@ class AdaLoraMethod(Method):
         return AdaLoraConfig(
             task_type=task_type,
             target_modules=names,
+            fan_in_fan_out=bound.layout.uses_conv1d,
             init_r=init_r,
             target_r=int(bound.value(point, "target_r")),
             lora_alpha=float(bound.value(point, "alpha", default=2.0 * init_r)),  # type: ignore[arg-type]  # peft annotates int; floats work

@@ -31,11 +31,17 @@ def adapter_params(width: int, bottleneck: int) -> int:
     return 2 * width * bottleneck + bottleneck + width
 
 
+def ffn_input(modules: tuple[str, ...]) -> str:
+    """The module type that reads the FFN's input: ``up``, or a fused ``gate_up``."""
+    return FFN_IN if FFN_IN in modules or "gate_up" not in modules else "gate_up"
+
+
 def ffn_paths(bound: SpaceView) -> tuple[str, str]:
     """Paths of the FFN input and output linears inside one layer."""
     prefix = f"{bound.layout.stack}.0."
+    kinds = (ffn_input(bound.layout.modules), FFN_OUT)
     return tuple(  # type: ignore[return-value]
-        bound.layout.site(0, m).name.removeprefix(prefix) for m in (FFN_IN, FFN_OUT)
+        bound.layout.site(0, m).name.removeprefix(prefix) for m in kinds
     )
 
 
@@ -55,12 +61,13 @@ class _BottleneckMethod(PlacementMethod):
             raise FieldIssue(("parameters", "size", "per"), "size can vary per layer only", "cell")
 
     def check_bound(self, bound: SpaceView) -> None:
-        missing = [m for m in (FFN_IN, FFN_OUT) if m not in bound.layout.modules]
+        modules = bound.layout.modules
+        missing = [m for m in (ffn_input(modules), FFN_OUT) if m not in modules]
         if missing:
             bound.fail(
                 ("method",),
-                "bottleneck adapters need the FFN module types up and down; this model has "
-                + ", ".join(bound.layout.modules),
+                "bottleneck adapters need the FFN module types up (or gate_up) and down; "
+                "this model has " + ", ".join(bound.layout.modules),
                 self.name,
             )
 

@@ -42,5 +42,6 @@ class Ia3Method(PlacementMethod):
         return IA3Config(
             task_type=task_type,
             target_modules=names(bound, self, cells),
+            fan_in_fan_out=bound.layout.uses_conv1d,
             feedforward_modules=names(bound, self, ff),
         )

@@ -25,8 +25,22 @@ NORMS: dict[str, dict[str, str]] = {
     "bert": {"ln_attn": "attention.output.LayerNorm", "ln_ffn": "output.LayerNorm"},
     "llama": {"ln_attn": "input_layernorm", "ln_ffn": "post_attention_layernorm"},
     "distilbert": {"ln_attn": "sa_layer_norm", "ln_ffn": "output_layer_norm"},
+    "deberta": {"ln_attn": "attention.output.LayerNorm", "ln_ffn": "output.LayerNorm"},
+    "phi3": {"ln_attn": "input_layernorm", "ln_ffn": "post_attention_layernorm"},
+    "gpt2": {"ln_attn": "ln_1", "ln_ffn": "ln_2"},
+    "gpt_neox": {"ln_attn": "input_layernorm", "ln_ffn": "post_attention_layernorm"},
+    "opt": {"ln_attn": "self_attn_layer_norm", "ln_ffn": "final_layer_norm"},
 }
-HAS_BIAS = {"bert": True, "llama": False, "distilbert": True}
+HAS_BIAS = {
+    "bert": True,
+    "llama": False,
+    "distilbert": True,
+    "deberta": True,
+    "phi3": False,
+    "gpt2": True,
+    "gpt_neox": True,
+    "opt": True,
+}
 
 
 @register_method("ln_tuning")

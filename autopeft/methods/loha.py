@@ -35,10 +35,26 @@ class LohaMethod(LoraMethod):
         site = bound.layout.site(layer, module)
         return 2 * rank * (site.in_features + site.out_features)
 
+    def check_bound(self, bound: SpaceView) -> None:
+        refuse_conv1d(self.name, bound)
+        super().check_bound(bound)
+
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoHaConfig:
         from peft import LoHaConfig
 
         return LoHaConfig(**_lycoris_kwargs(self.rank_kwargs(bound, point, task_type)))
+
+
+def refuse_conv1d(name: str, bound: SpaceView) -> None:
+    """peft's LyCORIS layers (LoHa, LoKr) adapt ``nn.Linear`` and convolutions, not GPT-2's
+    ``Conv1D``."""
+    if bound.layout.uses_conv1d:
+        bound.fail(
+            ("method",),
+            f"{name} cannot adapt this {bound.layout.family} model's Conv1D layers (peft's LoHa "
+            "and LoKr take nn.Linear only); use lora, ia3 or vera",
+            name,
+        )
 
 
 def _lycoris_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

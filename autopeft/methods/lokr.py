@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from autopeft.methods.loha import _lycoris_kwargs
+from autopeft.methods.loha import _lycoris_kwargs, refuse_conv1d
 from autopeft.methods.lora import LoraMethod
 from autopeft.methods.registry import register_method
 
@@ -63,6 +63,10 @@ class LokrMethod(LoraMethod):
     ) -> int:
         site = bound.layout.site(layer, module)
         return lokr_params(site.in_features, site.out_features, rank)
+
+    def check_bound(self, bound: SpaceView) -> None:
+        refuse_conv1d(self.name, bound)
+        super().check_bound(bound)
 
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> LoKrConfig:
         from peft import LoKrConfig

@@ -220,6 +220,8 @@ class LoraMethod(Method):
         kwargs["bias"] = "none"
         kwargs["use_rslora"] = bool(bound.value(point, "use_rslora", default=False))
         kwargs["use_dora"] = bool(bound.value(point, "use_dora", default=False))
+        if bound.layout.uses_conv1d:
+            kwargs["fan_in_fan_out"] = True
         return LoraConfig(**kwargs)
 
     def rank_kwargs(self, bound: SpaceView, point: Point, task_type: str) -> dict[str, Any]:

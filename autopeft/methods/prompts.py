@@ -7,7 +7,8 @@ Trainable parameters (``prefix_projection=False``, random init):
 
 * prefix tuning: ``P * num_layers * 2 * kv_width``, a key and a value vector per virtual token
   and layer; ``kv_width`` is the output width of the ``k`` projection (``hidden`` in BERT,
-  ``num_key_value_heads * head_dim`` in Llama with grouped-query attention);
+  ``num_key_value_heads * head_dim`` in Llama with grouped-query attention; read off a fused
+  ``qkv`` projection where there is one);
 * prompt tuning: ``P * hidden``, one input embedding per virtual token.
 """
 
@@ -58,14 +59,23 @@ class PrefixTuningMethod(_PromptMethod):
     role: ClassVar[str] = "prefix"
 
     def check_bound(self, bound: SpaceView) -> None:
-        if "k" not in bound.layout.modules:
-            bound.fail(("method",), "prefix_tuning needs a model with a `k` projection", self.name)
+        if "k" not in bound.layout.modules and "qkv" not in bound.layout.modules:
+            bound.fail(
+                ("method",), "prefix_tuning needs a model with a `k` or `qkv` projection", self.name
+            )
+        if not bound.layout.past_key_values:
+            bound.fail(
+                ("method",),
+                f"prefix_tuning needs a model that takes past_key_values (peft's requirement); "
+                f"this {bound.layout.family} model does not",
+                self.name,
+            )
 
     def cells(self, bound: SpaceView, point: Point | None) -> list[Cell]:
         return [(layer, self.role) for layer in range(bound.layout.num_layers)]
 
     def cell_params(self, bound: SpaceView, layer: int, module: str, size: int) -> int:
-        return 2 * size * bound.layout.site(layer, "k").out_features
+        return 2 * size * bound.layout.kv_width(layer)
 
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import PrefixTuningConfig

@@ -70,7 +70,19 @@ class SappaMethod(Method):
     def check_bound(self, bound: SpaceView) -> None:
         missing = [m for m in ("k", "up", FFN_OUT) if m not in bound.layout.modules]
         if missing:
-            bound.fail(("method",), f"sappa needs module types {missing} in the model", self.name)
+            bound.fail(
+                ("method",),
+                f"sappa needs the separate module types {missing}, which this "
+                f"{bound.layout.family} model lacks (it has {', '.join(bound.layout.modules)})",
+                self.name,
+            )
+        if bound.layout.family == "deberta" or not bound.layout.past_key_values:
+            bound.fail(
+                ("method",),
+                f"sappa's prefixes need standard self-attention; this {bound.layout.family} model "
+                "has not",
+                self.name,
+            )
 
     # -- sizes ------------------------------------------------------------------------------
     def sizes(self, bound: SpaceView, point: Point) -> dict[str, int]:

@@ -43,6 +43,7 @@ class VeraMethod(PlacementMethod):
             task_type=task_type,
             r=int(bound.value(point, "rank")),
             target_modules=names(bound, self, cells),
+            fan_in_fan_out=bound.layout.uses_conv1d,
             save_projection=True,
             projection_prng_key=0,
             vera_dropout=0.0,

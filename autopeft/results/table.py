@@ -34,7 +34,8 @@ def front_rows(
     """One flat, JSON-able dict per record, for JSON and CSV output.
 
     The keys, in order: ``trial``, one key per objective name (None when not measured),
-    ``method``, ``head_params`` (from the metrics; None when absent), ``placement`` (the
+    ``method``, ``head_params`` and ``device`` (from the metrics; None when absent),
+    ``placement`` (the
     compact per-layer summary) and every searched parameter as ``param.<name>``.
 
     Args:
@@ -50,7 +51,8 @@ def front_rows(
 def render_table(
     records: Sequence[TrialRecord], objectives: Sequence[Objective], *, title: str
 ) -> rich.table.Table:
-    """A rich table of trials: number, objectives, method and placement.
+    """A rich table of trials: number, objectives, device (where recorded), method and
+    placement.
 
     Accuracy shows 4 decimals, ``trainable_params`` thousands separators and
     ``peak_memory_mb`` 1 decimal; other objectives use :func:`format_value`.
@@ -73,6 +75,9 @@ def render_table(
     rungs = any(r.rung is not None for r in records)  # a multi-fidelity study
     if rungs:
         table.add_column("rung (steps)", justify="right")
+    devices = any("device" in r.metrics for r in records)  # trials that recorded their device
+    if devices:
+        table.add_column("device")
     table.add_column("method")
     table.add_column("placement", overflow="fold")
     for record in records:
@@ -80,6 +85,8 @@ def render_table(
         if rungs:
             steps = record.metrics.get("steps")
             cells.append(f"{record.rung} ({steps})" if steps else str(record.rung))
+        if devices:
+            cells.append(str(record.metrics.get("device", "-")))
         table.add_row(str(record.number), *cells, record.method or "-", record.placement_summary())
     return table
 
@@ -130,6 +137,7 @@ def _row(record: TrialRecord, objectives: Sequence[Objective]) -> dict[str, Any]
         row.update(rung=record.rung, steps=record.metrics.get("steps"))
     row["method"] = record.method
     row["head_params"] = record.metrics.get("head_params")
+    row["device"] = record.metrics.get("device")
     row["placement"] = record.placement_summary()
     row.update({f"{PARAM_PREFIX}{name}": value for name, value in record.params.items()})
     return row

@@ -42,6 +42,13 @@ class StudyView:
         )
         return dict(sorted(counter.items()))
 
+    def devices(self) -> dict[str, int]:
+        """Complete trials per device they ran on (``cuda:0 NVIDIA H100 80GB``, ``cpu``)."""
+        counter = Counter(
+            str(r.metrics["device"]) for r in self.complete() if "device" in r.metrics
+        )
+        return dict(sorted(counter.items()))
+
     def memory_errors(self) -> list[float]:
         """``(predicted - measured) / measured`` peak memory of the complete trials that stored
         a prediction (see :mod:`autopeft.trial.memory_model`), by trial number."""

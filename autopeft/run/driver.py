@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import StorageError, StudyError
 from autopeft.run.mirror import TrialMirror
-from autopeft.run.prepare import PreparedStudy, prepare_study, register_study, worker_setup
+from autopeft.run.prepare import (
+    PreparedStudy,
+    check_gpus,
+    prepare_study,
+    register_study,
+    worker_setup,
+)
 from autopeft.run.progress import Reporter
 from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
@@ -87,6 +93,7 @@ def run_study(
     prepared = prepare_study(files, storage=storage, name=name, warm_start=warm_start)
     note = reporter.message if reporter is not None else None
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {}, note)
+    check_gpus(executor_spec)  # --gpus N beyond what torch sees: refused before anything is written
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
     register_study(store, prepared)
@@ -263,9 +270,20 @@ class StudyRunner:
 
     def _default_executor(self) -> Executor:
         from autopeft.executors.factory import make_executor
+        from autopeft.executors.gpu_plan import cuda_view, plan_gpus
 
+        plan = plan_gpus(self.executor_spec, cuda_view(), self._largest_peak())
+        for line in plan.notes:
+            self.reporter.message(line)
         setup = worker_setup(self.p, self.executor_spec)
-        return make_executor(setup, self.executor_spec, self._on_step, self.reporter.message)
+        return make_executor(setup, self.executor_spec, self._on_step, self.reporter.message, plan)
+
+    def _largest_peak(self) -> float:
+        """Predicted peak bytes of the space's largest configuration (GPU packing)."""
+        from autopeft.trial.memory_model import largest_configuration
+
+        params, placement = largest_configuration(self.p.bound)
+        return self.memory.predict(params, placement)
 
     def _finished(self) -> int:
         return self.mirror.finished

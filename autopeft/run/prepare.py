@@ -138,6 +138,16 @@ def check_devices(spec: StudySpec) -> None:
             "trials would run on 'cpu'; use precision 'bf16' or 'fp32' on CPU"
         )
     check_quantization(model.quantization, device)
+    check_gpus(executor)
+
+
+def check_gpus(executor: ExecutorSpec) -> None:
+    """``executor.gpus`` (``--gpus``) asks for no more GPUs than torch sees on a local run."""
+    from autopeft.executors.gpu_plan import check_gpus as check
+    from autopeft.executors.gpu_plan import cuda_view
+
+    if executor.gpus is not None:
+        check(executor.gpus, cuda_view(), executor.address is None)
 
 
 def worker_setup(prepared: PreparedStudy, spec: ExecutorSpec) -> WorkerSetup:

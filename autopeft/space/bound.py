@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from autopeft.exceptions import SearchSpaceError
-from autopeft.models.layout import BUILTIN_PRESETS, KNOWN_MODULES, Cell, ModelLayout
+from autopeft.models.layout import BUILTIN_PRESETS, FUSED, KNOWN_MODULES, Cell, ModelLayout
 from autopeft.space.schema import ParamSpec, SearchSpace
 from autopeft.space.view import Dimension, MethodLike, Point
 
@@ -165,9 +165,27 @@ class BoundSpace:
                     "unknown module preset; presets: " + ", ".join(sorted(self.presets)),
                     chosen,
                 )
-            return self.layout.resolve_preset(tuple(self.presets[chosen]))
+            return self._fitting(tuple(self.presets[chosen]), chosen)
         self._check_known(chosen, ("parameters", "target_modules"))
-        return self.layout.resolve_preset(tuple(chosen))
+        return self._fitting(tuple(chosen), chosen)
+
+    def _fitting(self, members: tuple[str, ...], chosen: Any) -> tuple[str, ...]:
+        """The preset's module types in this model; parts of a fused projection named without
+        it (``qv`` on Phi-3's ``qkv_proj``) cannot be adapted apart, so that is an error."""
+        fused = self.layout.fused_members(members)
+        if fused:
+            kind, parts = next(iter(fused.items()))
+            self.fail(
+                ("parameters", "target_modules"),
+                f"this {self.layout.family} model fuses {', '.join(FUSED[kind])} into one "
+                f"{kind!r} projection, so {', '.join(parts)} cannot be adapted apart; use a "
+                f"preset that names {kind!r} (e.g. "
+                + ("attn, qkv" if kind == "qkv" else "mlp")
+                + ", all_linear); its module types are "
+                + ", ".join(self.layout.modules),
+                chosen,
+            )
+        return self.layout.resolve_preset(members)
 
     def _check_known(self, modules: Any, loc: tuple[str | int, ...]) -> None:
         """Module types absent from this model but known in another family are dropped (so one

@@ -73,6 +73,14 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def device_label(device: torch.device) -> str:
+    """What a trial records as its device: ``cuda:0 NVIDIA H100 80GB HBM3``, or ``cpu``."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
 def build_context(
     model_path: Path,
     splits: Splits[Any],

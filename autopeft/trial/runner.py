@@ -19,7 +19,7 @@ from autopeft.core.compiled import CompiledConfig
 from autopeft.exceptions import TrialError
 from autopeft.methods.base import config_from_json
 from autopeft.methods.builtin import get_method
-from autopeft.trial.context import TrialContext
+from autopeft.trial.context import TrialContext, device_label
 from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors
 
 StepCallback = Callable[[int, int], None]
@@ -144,11 +144,11 @@ def _train_and_evaluate(
         "steps": steps,
         "learning_rate": lr,
         "precision": ctx.precision,
+        "device": device_label(ctx.device),
         "gradient_checkpointing": checkpointing,
         "setup_seconds": t1 - t0,
         "train_seconds": t2 - t1,
         "eval_seconds": t3 - t2,
-        "device": str(ctx.device),
         "_used_seconds": t3 - t0,
     }
 

@@ -150,7 +150,7 @@ function renderHypervolume(trials) {
 function renderTrials(s, trials) {
   const names = s.objectives.map((o) => o.name);
   const head = el("tr");
-  for (const h of ["#", "state", ...names, "method", "placement"]) head.append(el("th", h, h === "placement" ? "text" : ""));
+  for (const h of ["#", "state", ...names, "device", "method", "placement"]) head.append(el("th", h, h === "placement" ? "text" : ""));
   document.querySelector("#trials thead").replaceChildren(head);
   const body = document.querySelector("#trials tbody");
   body.replaceChildren();
@@ -160,7 +160,7 @@ function renderTrials(s, trials) {
     const rung = t.rung === undefined || t.rung === null ? "" : ` (rung ${t.rung}, ${t.steps} steps)`;
     const state = (t.interrupted ? "INTERRUPTED" : t.state) + rung;
     row.append(el("td", t.trial), el("td", state, "text"), ...names.map((n) => el("td", fmt(n, t[n]))),
-      el("td", t.method, "text"), el("td", t.placement, "text"));
+      el("td", t.device || "-", "text"), el("td", t.method, "text"), el("td", t.placement, "text"));
     if (t.fail_reason) row.title = t.fail_reason;
     row.addEventListener("click", (event) => (event.shiftKey && window.autopeftInsight
       ? window.autopeftInsight.compare(current, t.trial) : select(t.trial, true)));
@@ -179,7 +179,8 @@ async function select(number, scroll) {
   document.getElementById("selected-body").hidden = false;
   const values = current.summary.objectives.map((o) => `${o.name} ${fmt(o.name, detail[o.name])}`).join(", ");
   document.getElementById("selected-title").textContent =
-    `trial ${number} (${detail.state}, ${detail.method}): ${values}; placement ${detail.placement}`;
+    `trial ${number} (${detail.state}, ${detail.method}${detail.device ? ", " + detail.device : ""}): ` +
+    `${values}; placement ${detail.placement}`;
   document.getElementById("config").textContent = JSON.stringify(detail.peft_config, null, 2);
   const href = `/api/studies/${enc}/export?trial=${number}`;
   const link = document.getElementById("download");

@@ -61,8 +61,11 @@ class BottleneckLayer(nn.Module, BaseTunerLayer):
         self.scaling: dict[str, float] = {}
         self._active_adapter = adapter_name
         self.merged_adapters: list[str] = []
-        self.in_features = base_layer.in_features
-        self.out_features = base_layer.out_features
+        if hasattr(base_layer, "in_features"):
+            self.in_features = base_layer.in_features
+            self.out_features = base_layer.out_features
+        else:  # GPT-2's Conv1D: weight is in x out
+            self.in_features, self.out_features = base_layer.weight.shape
 
     def update_layer(self, adapter_name: str, serial: int, parallel: int, scaling: float) -> None:
         width = self.out_features
