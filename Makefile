@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements.lock
-EXTRAS := dev,postgres,service
+EXTRAS := dev,postgres,service,datasets,trl
 # torch comes from the lock. These machines carry its CPU build on disk; on a GPU box the same
 # pin installs the CUDA build from PyPI (run `make clean` first if .venv exists).
 TORCH_SPEC ?= torch
@@ -39,8 +39,8 @@ lock:
 	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip setuptools
 	$(LOCK_VENV)/bin/python -m pip install -q "$(LOCK_TORCH)"
-	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,service,datasets,qlora]"
-	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,service,datasets,qlora
+	$(LOCK_VENV)/bin/python -m pip install -q ".[$(EXTRAS),qlora]"
+	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras $(EXTRAS),qlora
 	rm -rf $(LOCK_VENV) build
 
 lint: $(STAMP)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from autopeft.methods import prefix_compat
 from autopeft.methods.placement import PlacementMethod
 from autopeft.methods.registry import register_method
 
@@ -47,6 +48,10 @@ class _PromptMethod(PlacementMethod):
             f"{MARKER}.{self.role}.{layer}": config.num_virtual_tokens
             for layer in self._built_layers(config)
         }
+
+    def runtime_config(self, peft_config: dict[str, Any], max_steps: int) -> dict[str, Any]:
+        prefix_compat.install()  # a trial process builds from JSON, without build_config
+        return peft_config
 
     def _built_layers(self, config: PeftConfig) -> range:
         raise NotImplementedError
@@ -80,6 +85,7 @@ class PrefixTuningMethod(_PromptMethod):
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import PrefixTuningConfig
 
+        prefix_compat.install()
         size = int(bound.value(point, "num_virtual_tokens"))
         return PrefixTuningConfig(
             task_type=task_type, num_virtual_tokens=size, prefix_projection=False
@@ -104,6 +110,7 @@ class PromptTuningMethod(_PromptMethod):
     def build_config(self, bound: SpaceView, point: Point, task_type: str) -> PeftConfig:
         from peft import PromptTuningConfig
 
+        prefix_compat.install()
         size = int(bound.value(point, "num_virtual_tokens"))
         return PromptTuningConfig(task_type=task_type, num_virtual_tokens=size)
 
