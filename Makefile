@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements.lock
-EXTRAS := dev,postgres,service
+EXTRAS := dev,docs,postgres,service
 # torch comes from the lock. These machines carry its CPU build on disk; on a GPU box the same
 # pin installs the CUDA build from PyPI (run `make clean` first if .venv exists).
 TORCH_SPEC ?= torch
@@ -21,7 +21,7 @@ LATEST_VENV := .latest-venv
 # The torch the lock pins: the build these machines carry.
 LOCK_TORCH  ?= torch==2.13.0
 
-.PHONY: install lock check lint types imports test test-fast test-latest demo demo-llm bench clean
+.PHONY: install lock check lint types imports test test-fast test-latest demo demo-llm bench docs clean
 
 install: $(STAMP)
 
@@ -39,8 +39,8 @@ lock:
 	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip setuptools
 	$(LOCK_VENV)/bin/python -m pip install -q "$(LOCK_TORCH)"
-	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,postgres,service,datasets,qlora]"
-	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,postgres,service,datasets,qlora
+	$(LOCK_VENV)/bin/python -m pip install -q ".[dev,docs,postgres,service,datasets,qlora]"
+	$(PYTHON) tools/lock.py write $(LOCK_VENV)/bin/python --extras dev,docs,postgres,service,datasets,qlora
 	rm -rf $(LOCK_VENV) build
 
 lint: $(STAMP)
@@ -75,6 +75,12 @@ test-latest:
 	$(LATEST_VENV)/bin/autopeft validate studies/demo.yaml
 	OMP_WAIT_POLICY=PASSIVE $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		--rootdir . tests; status=$$?; rm -rf $(LATEST_VENV); exit $$status
+
+# The docs site: reference and benchmark pages generated from the code and bench/results/, then
+# mkdocs with warnings as errors, offline. Output in site/.
+docs: $(STAMP)
+	$(BIN)/python tools/gen_docs.py
+	$(BIN)/mkdocs build --strict --quiet
 
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo

@@ -186,6 +186,17 @@ def validate(
     typer.echo(validate_file(file, kind.value if kind is not None else None))
 
 
+@app.command()
+@_friendly
+def schema(
+    kind: Annotated[FileKind, typer.Argument(help="spec (studies/*.yaml) or space.")],
+) -> None:
+    """Print the JSON Schema of a study spec or a search-space file (for editors)."""
+    from autopeft.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(kind.value), indent=2))
+
+
 class TaskName(StrEnum):
     seq_cls = "seq_cls"
     causal_lm = "causal_lm"
