@@ -338,7 +338,7 @@ def studies(
     storage: StorageOpt = None,
     format: Annotated[
         ListFormat,
-        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+        typer.Option("--format", "-f", help="table, or json (keys: see the docs, JSON output)."),
     ] = ListFormat.table,
 ) -> None:
     """List the studies in a database."""
@@ -381,7 +381,7 @@ def show(
     storage: StorageOpt = None,
     format: Annotated[
         ListFormat,
-        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+        typer.Option("--format", "-f", help="table, or json (keys: see the docs, JSON output)."),
     ] = ListFormat.table,
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""

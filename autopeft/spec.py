@@ -1,7 +1,8 @@
 """The study spec (``studies/*.yaml``): what to search, on which model and data, how hard.
 
 Relative paths inside a spec (search space, model directory, dataset file) resolve against the
-spec file's own directory. See the README for every field and its default.
+spec file's own directory. Every field and its default: docs/reference/spec.md, generated from
+these models by `make docs`.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ class SamplerSpec(StrictModel):
 
 
 class ExecutorSpec(StrictModel):
-    """Where trials run (see the README's "Executors").
+    """Where trials run (see the docs: How-to guides, Ray cluster).
 
     ``inprocess`` runs one trial at a time in the driver; ``ray`` runs ``workers`` concurrent
     trials on persistent Ray actors, each reserving ``cpus_per_trial`` CPUs and
