@@ -38,6 +38,15 @@ def test_every_field_command_route_and_benchmark_is_documented() -> None:
     assert "`use_dora`" in files[ROOT / "docs" / "reference" / "methods.md"]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_spec_and_space_field_has_a_description(kind: str) -> None:
+    gen = _gen_docs()
+    gaps = gen.Gaps()
+    page = gen.model_page("t", "", json_schema(kind), gaps)
+    assert list(gaps) == []
+    assert "`budget_log`" in page if kind == "space" else "`gradient_checkpointing`" in page
+
+
 def test_a_field_without_a_description_is_a_gap() -> None:
     from autopeft.core.validation import StrictModel
 
