@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 SchemaKind = Literal["spec", "space"]
 KINDS: tuple[SchemaKind, ...] = ("spec", "space")
-_ID = "https://autopeft.invalid/schema/{kind}.json"
 
 # (definition, field) -> the shorthand a before-validator also accepts, as JSON Schema.
 _STRING = {"type": "string"}
@@ -53,11 +52,7 @@ def json_schema(kind: SchemaKind) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown schema {kind!r}; expected one of: {', '.join(KINDS)}")
     _widen(schema)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": _ID.format(kind=kind),
-        **schema,
-    }
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def _widen(schema: dict[str, Any]) -> None:
