@@ -40,6 +40,9 @@ class Gaps(list[str]):
 # ----------------------------------------------------------------------------- models
 
 
+_BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
+
+
 def _type_of(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
         name = prop["$ref"].rsplit("/", 1)[-1]
@@ -53,6 +56,9 @@ def _type_of(prop: dict[str, Any]) -> str:
     if "enum" in prop:
         return " \\| ".join(f"`{v}`" for v in prop["enum"])
     kind = prop.get("type", "any")
+    bounds = [f"{sign} {prop[key]}" for key, sign in _BOUNDS if key in prop]
+    if bounds:
+        return f"{kind} ({', '.join(bounds)})"
     if kind == "array":
         items = prop.get("items") or (prop.get("prefixItems") or [{}])[0]
         return f"list of {_type_of(items)}"
@@ -71,6 +77,8 @@ def _default(name: str, prop: dict[str, Any], required: set[str]) -> str:
         return "**required**"
     if "default" not in prop:
         return ""
+    if isinstance(prop["default"], dict) and prop["default"]:
+        return "its fields' defaults"
     return f"`{json.dumps(prop['default'])}`"
 
 
