@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 LOCK   := requirements.lock
-EXTRAS := dev,postgres,service,datasets,trl
+EXTRAS := dev,docs,postgres,service,datasets,trl
 # torch comes from the lock. These machines carry its CPU build on disk; on a GPU box the same
 # pin installs the CUDA build from PyPI (run `make clean` first if .venv exists).
 TORCH_SPEC ?= torch
@@ -21,7 +21,7 @@ LATEST_VENV := .latest-venv
 # The torch the lock pins: the build these machines carry.
 LOCK_TORCH  ?= torch==2.13.0
 
-.PHONY: install lock check lint types imports test test-fast test-latest demo demo-llm bench clean
+.PHONY: install lock check lint types imports test test-fast test-latest demo demo-llm bench docs clean
 
 install: $(STAMP)
 
@@ -53,12 +53,12 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python tools/import_cycles.py
 
-# Everything CI promises besides the tests: the lock, lint, types and the import contract.
+# Everything CI promises besides the tests and the docs: the lock, lint, types, the import contract.
 check: $(STAMP)
 	$(BIN)/python tools/lock.py check
 	$(MAKE) --no-print-directory lint types imports
 
-test: check
+test: check docs
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q
 
 # The inner loop: about a minute, skips tests marked slow or ray.
@@ -75,6 +75,12 @@ test-latest:
 	$(LATEST_VENV)/bin/autopeft validate studies/demo.yaml
 	OMP_WAIT_POLICY=PASSIVE $(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider \
 		--rootdir . tests; status=$$?; rm -rf $(LATEST_VENV); exit $$status
+
+# The docs site: reference and benchmark pages generated from the code and bench/results/, then
+# mkdocs with warnings as errors, offline. Output in site/.
+docs: $(STAMP)
+	$(BIN)/python tools/gen_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m autopeft.demo

@@ -186,6 +186,17 @@ def validate(
     typer.echo(validate_file(file, kind.value if kind is not None else None))
 
 
+@app.command()
+@_friendly
+def schema(
+    kind: Annotated[FileKind, typer.Argument(help="spec (studies/*.yaml) or space.")],
+) -> None:
+    """Print the JSON Schema of a study spec or a search-space file (for editors)."""
+    from autopeft.schema import json_schema
+
+    typer.echo(json.dumps(json_schema(kind.value), indent=2))
+
+
 class TaskName(StrEnum):
     seq_cls = "seq_cls"
     causal_lm = "causal_lm"
@@ -355,7 +366,7 @@ def studies(
     storage: StorageOpt = None,
     format: Annotated[
         ListFormat,
-        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+        typer.Option("--format", "-f", help="table, or json (keys: see the docs, JSON output)."),
     ] = ListFormat.table,
 ) -> None:
     """List the studies in a database."""
@@ -398,7 +409,7 @@ def show(
     storage: StorageOpt = None,
     format: Annotated[
         ListFormat,
-        typer.Option("--format", "-f", help="table, or json (keys: README, JSON output)."),
+        typer.Option("--format", "-f", help="table, or json (keys: see the docs, JSON output)."),
     ] = ListFormat.table,
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""

@@ -1,7 +1,8 @@
 """The study spec (``studies/*.yaml``): what to search, on which model and data, how hard.
 
 Relative paths inside a spec (search space, model directory, dataset file) resolve against the
-spec file's own directory. See the README for every field and its default.
+spec file's own directory. Every field and its default: docs/reference/spec.md, generated from
+these models by `make docs`.
 """
 
 from __future__ import annotations
@@ -59,10 +60,20 @@ class ModelSpec(StrictModel):
     """
 
     path: str
+    """The base model: a built-in name (``minilm-l6``, ``smollm2-135m``), a local Hugging Face
+    model directory, a ``.gguf`` file (converted once into a cached HF directory) or a Hub ID
+    (``Qwen/Qwen2.5-0.5B-Instruct``)."""
     revision: str | None = Field(default=None, min_length=1)
+    """A branch, tag or commit of a Hub model; unset: the default branch."""
     num_hidden_layers: int | None = Field(default=None, ge=1)
+    """Keep only the first N transformer layers (a smaller, faster model for trials); unset: all
+    layers."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """The base weights' dtype and the forward pass's autocast (adapters stay fp32); ``fp16`` needs
+    CUDA."""
     quantization: Literal["nf4", "int8"] | None = None
+    """QLoRA base weights through bitsandbytes: ``nf4`` (4-bit) or ``int8``; CUDA only. Unset: not
+    quantized."""
 
 
 class DatasetSpec(StrictModel):
@@ -81,17 +92,37 @@ class DatasetSpec(StrictModel):
     """
 
     source: str = ""
+    """A built-in dataset (``trec6``, ``rotten_tomatoes``; ``trec6_qa`` for ``causal_lm``) or a
+    local CSV / JSONL / JSON / Parquet file or ``datasets.save_to_disk`` directory. Give this or
+    ``hub``."""
     hub: str | None = Field(default=None, min_length=1)
+    """A dataset on the Hugging Face Hub (or a local dataset directory), read through
+    ``datasets.load_dataset``. Give this or ``source``."""
     config: str | None = Field(default=None, min_length=1)
+    """The configuration (subset) of a ``hub`` dataset."""
     split: str = Field(default="train", min_length=1)
+    """The split of a ``hub`` dataset to read; autopeft splits it again by ``split:``
+    of the spec."""
     format: Literal["auto", "prompt_completion", "messages", "alpaca", "sharegpt"] = "auto"
+    """``causal_lm`` row format: ``auto`` recognises it from the columns; ``prompt_completion``,
+    ``messages`` (chat; the last message is the answer), ``alpaca`` (``instruction``, ``input``,
+    ``output``) or ``sharegpt`` (``conversations``)."""
     text_pair_column: str | None = Field(default=None, min_length=1)
+    """``seq_cls``: the second text of sentence-pair tasks (NLI, paraphrase); unset: single
+    texts."""
     text_column: str = "text"
+    """``seq_cls``: the column holding the text."""
     label_column: str = "label"
+    """``seq_cls``: the column holding the class label (strings or integers)."""
     prompt_column: str = "prompt"
+    """``causal_lm``, prompt/completion rows: the prompt column."""
     completion_column: str = "completion"
+    """``causal_lm``, prompt/completion rows: the completion (answer) column."""
     messages_column: str = "messages"
+    """``causal_lm``, chat rows: the column holding the list of messages."""
     chat_template: bool = False
+    """Render plain prompts with the tokenizer's chat template too (chat rows always are, where the
+    tokenizer has one)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:
@@ -117,8 +148,12 @@ class SplitSpec(StrictModel):
     """Seeded stratified split. The test part is held out of the search entirely."""
 
     validation: float = Field(default=0.15, gt=0, le=0.5)
+    """Fraction of the examples held out for validation (what the search optimizes)."""
     test: float = Field(default=0.15, gt=0, le=0.5)
+    """Fraction held out as the test split, never seen by the search; used only by ``autopeft
+    confirm``."""
     seed: int = 0
+    """Seed of the stratified split."""
 
 
 class FidelitySpec(StrictModel):
@@ -136,18 +171,35 @@ class FidelitySpec(StrictModel):
     """
 
     train_examples: int = Field(default=1000, ge=1)
+    """Training examples each trial draws from the training split."""
     max_steps: int = Field(default=100, ge=1)
+    """Optimizer steps per trial (the top rung of a multi-fidelity search)."""
     eval_examples: int = Field(default=500, ge=1)
+    """Validation examples each trial is scored on."""
     seq_len: int = Field(default=64, ge=4, le=8192)
+    """Maximum tokens per example (longer ones are truncated)."""
     batch_size: int = Field(default=16, ge=1)
+    """Training batch size."""
     learning_rate: float = Field(default=1e-3, gt=0)
+    """Learning rate, unless the search space sets or searches ``learning_rate``."""
     weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay."""
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    """Fraction of the steps with a linear learning-rate warm-up."""
     memory_steps: int = Field(default=2, ge=1)
+    """Training steps the peak-memory measurement covers."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, slower); a space may override it
+    per trial with a ``gradient_checkpointing`` parameter."""
     reduction_factor: float = Field(default=3.0, gt=1, le=100)
+    """Multi-fidelity: the best ``1 / reduction_factor`` of each rung is promoted; also spaces the
+    rungs when ``rungs`` is a count."""
     promotion: Literal["asha", "quota"] = "asha"
+    """Multi-fidelity promotion rule: ``asha`` promotes any trial in its rung's best fraction when
+    a worker is free; ``quota`` also caps each rung's promotions at that fraction of its trials."""
     rungs: tuple[int, ...] | None = None
+    """Multi-fidelity: training steps per rung, increasing (``[12, 25, 50, 100]``), or a count of
+    rungs (2 to 10) spaced by ``reduction_factor`` below ``max_steps``. Unset: one fidelity."""
 
     @field_validator("rungs", mode="before")
     @classmethod
@@ -206,9 +258,14 @@ class EvaluationSpec(StrictModel):
     is not the metric (default: only then)."""
 
     max_new_tokens: int = Field(default=16, ge=1, le=4096)
+    """Tokens generated greedily per validation prompt for ``exact_match``."""
     answer_pattern: str | None = Field(default=None, min_length=1)
+    """A regular expression whose last match in the generated text is the answer; unset: the whole
+    normalised text."""
     batch_size: int = Field(default=16, ge=1)
+    """Prompts generated at a time."""
     generate: bool | None = None
+    """Compute ``exact_match`` even when it is not the metric; unset: only when it is."""
 
     @field_validator("answer_pattern")
     @classmethod
@@ -225,18 +282,26 @@ class ObjectiveSpec(StrictModel):
     """An objective: the task metric (maximised) or a measure (minimised)."""
 
     name: str
+    """The task metric (e.g. ``accuracy``, ``exact_match``, ``eval_loss``) or a measure:
+    ``trainable_params``, ``peak_memory_mb``, ``train_seconds``. A plain string is short for
+    ``{name: ...}``."""
     direction: Literal["maximize", "minimize"] | None = None
+    """``maximize`` or ``minimize``; it must match the objective's natural direction (the metric's,
+    else ``minimize``). Unset: that direction."""
 
 
 class SamplerSpec(StrictModel):
     """Which sampler proposes configurations, and its options."""
 
     name: str = "mobo"
+    """The sampler: ``mobo`` (BoTorch, the default), ``random``, ``sobol``, or an Optuna sampler
+    (``tpe``, ``nsga2``, ``gp``, ...). A plain string is short for ``{name: ...}``."""
     options: dict[str, Any] = Field(default_factory=dict)
+    """Sampler options passed to its constructor (e.g. ``n_initial`` for ``mobo``)."""
 
 
 class ExecutorSpec(StrictModel):
-    """Where trials run (see the README's "Executors").
+    """Where trials run (see the docs: How-to guides, Ray cluster).
 
     ``inprocess`` runs one trial at a time in the driver; ``ray`` runs ``workers`` concurrent
     trials on persistent Ray actors, each reserving ``cpus_per_trial`` CPUs and
@@ -252,15 +317,32 @@ class ExecutorSpec(StrictModel):
     """
 
     name: Literal["inprocess", "ray"] = "inprocess"
+    """``inprocess`` runs one trial at a time in the driver; ``ray`` runs ``workers`` concurrent
+    trials on persistent Ray actors."""
     workers: int = Field(default=1, ge=1)
+    """Concurrent trials (Ray only)."""
     cpus_per_trial: int = Field(default=1, ge=1)
+    """CPUs each Ray trial reserves."""
     gpus_per_trial: float | Literal["auto"] = "auto"
+    """GPUs each Ray trial reserves (``num_gpus``): a fraction <= 1 packs several trials on one
+    GPU, or a whole number; ``auto``: one trial per GPU the driver sees, or several per GPU when
+    the predicted peak memory of the space's largest configuration allows; none without CUDA."""
     gpus: int | None = Field(default=None, ge=0)
+    """At most this many GPUs (0: trials on the CPU, the GPUs hidden from the workers); null:
+    every GPU torch sees. ``autopeft run --gpus`` overrides it."""
     address: str | None = Field(default=None, min_length=1)
+    """Join an existing Ray cluster (``auto``, ``ray://host:port``, ``host:port``); unset starts a
+    local Ray instance with the study."""
     max_retries: int = Field(default=2, ge=0)
+    """Re-runs of a trial whose worker died."""
     memory_cap_mb: float | None = Field(default=None, gt=0)
+    """A trial whose measured peak memory passes this many MiB fails as infeasible; unset: no
+    cap."""
     threads: int | None = Field(default=None, ge=1)
+    """Torch intra-op threads per trial; unset: ``cpus_per_trial`` on Ray, torch's own choice in
+    process."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` uses CUDA when the worker sees it; ``cpu`` or ``cuda`` force one."""
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -303,23 +385,48 @@ class StudySpec(StrictModel):
     """A whole study spec file."""
 
     version: Literal[1] = 1
+    """The spec format version; only ``1`` exists."""
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """The study's name in the storage (letters, digits, ``_``, ``.``, ``-``); running a spec again
+    resumes it."""
     description: str = ""
+    """Free text shown by ``autopeft show``."""
     task: TaskName = "seq_cls"
+    """``seq_cls`` (sequence classification) or ``causal_lm`` (supervised fine-tuning of a decoder
+    LLM)."""
     model: ModelSpec
+    """The base model; a plain string is short for ``{path: ...}``."""
     dataset: DatasetSpec
+    """The data; a plain string is short for ``{source: ...}``."""
     split: SplitSpec = SplitSpec()
+    """How the data is split into train, validation and test."""
     metric: str = Field(default="", validate_default=True)
+    """The task metric optimized on validation: ``seq_cls`` ``accuracy`` (default) or ``macro_f1``;
+    ``causal_lm`` ``eval_loss`` (default), ``perplexity`` or ``exact_match``."""
     objectives: tuple[ObjectiveSpec, ...] = ()
+    """The objectives of the multi-objective search: names, or ``{name, direction}`` mappings; must
+    include the metric. Empty: the metric, ``trainable_params`` and ``peak_memory_mb``."""
     search_space: str
+    """Path of the search-space file, relative to this spec file."""
     n_trials: int = Field(default=20, ge=1)
+    """Trials to run (a resumed study runs up to this many in all)."""
     fidelity: FidelitySpec = FidelitySpec()
+    """How much training each trial gets, and multi-fidelity rungs."""
     evaluation: EvaluationSpec | None = None
+    """How ``causal_lm`` trials are evaluated (generation for ``exact_match``);
+    ``causal_lm`` only."""
     seed: int = 0
+    """Seed of the sampler and of training."""
     storage: str | None = None
+    """SQLAlchemy URL of the study database; unset: ``$AUTOPEFT_STORAGE``, else
+    ``sqlite:///autopeft.db``."""
     sampler: SamplerSpec = SamplerSpec()
+    """Which sampler proposes configurations; a plain string is short for ``{name: ...}``."""
     executor: ExecutorSpec = ExecutorSpec()
+    """Where trials run; a plain string is short for ``{name: ...}``."""
     warm_start: tuple[str, ...] = ()
+    """Names of finished studies (same storage) whose results seed the first proposals; a string is
+    one name."""
 
     @field_validator("model", "dataset", "sampler", "executor", mode="before")
     @classmethod

@@ -34,7 +34,9 @@ class StrictModel(BaseModel):
     """A frozen model that rejects unknown keys, naming the keys it allows, and NaN or
     infinite numbers (YAML's ``.nan``, ``.inf``), which no field of a user file means."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,11 +1,12 @@
 """AdaLoRA (Zhang et al., 2023, https://arxiv.org/abs/2303.10512): SVD-form LoRA whose ranks are
 pruned during training to a budget by smoothed importance ``|theta * grad|`` x uncertainty.
 
-Parameters: ``init_r`` (the rank every targeted matrix starts with), ``target_r`` (the average
-final rank: the budget is ``target_r x number of matrices`` rank units), ``alpha``,
-``tinit_ratio``/``tfinal_ratio`` (warm-up and final fractions of the trial's steps; default 0.1
-and 0.2), ``orth_reg_weight``, ``dropout``, plus the common ``target_modules`` and
-``learning_rate``. Sizes are global (peft has no per-module ``init_r``).
+Parameters: ``init_r`` (required: the rank every targeted matrix starts with), ``target_r``
+(required: the average final rank; the budget is ``target_r x number of matrices`` rank units),
+``alpha`` (default ``2 * init_r``), ``tinit_ratio``/``tfinal_ratio`` (warm-up and final fractions
+of the trial's steps; default 0.1 and 0.2), ``orth_reg_weight`` (default 0.5), ``dropout``
+(default 0), plus the common ``target_modules`` and ``learning_rate``. Sizes are global (peft has
+no per-module ``init_r``).
 
 Parameter accounting: AdaLoRA trains ``P`` (``init_r x d_in``), ``E`` (``init_r``) and ``Q``
 (``d_out x init_r``) in every targeted matrix, so the trainable count of a trial is

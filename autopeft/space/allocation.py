@@ -31,13 +31,23 @@ class AllocationSpec(StrictModel):
     """Validated ``allocation:`` block (see the module docstring)."""
 
     strategy: tuple[Strategy, ...]
+    """How the budget is spread over (layer, module) cells: ``uniform``, ``sensitivity``,
+    ``importance`` or ``adalora`` (a measured profile); a list is searched as a categorical."""
     budget: tuple[int, int]
+    """LoRA parameters to allocate: ``[low, high]`` (searched) or one value."""
     budget_log: bool = True
+    """Search ``budget`` on a log scale."""
     temperature: tuple[float, float] = (1.0, 1.0)
+    """Sharpness of the allocation: 0 gives uniform ranks, higher concentrates ranks on the top
+    cells; ``[low, high]`` (searched) or one value."""
     min_rank: int = Field(default=0, ge=0)
+    """Smallest rank of a cell; 0 lets a cell get no adapter."""
     max_rank: int = Field(default=16, ge=1, le=4096)
+    """Largest rank of a cell."""
     rank_unit: int = Field(default=1, ge=1)
+    """Ranks are multiples of this."""
     calibration_batches: int = Field(default=4, ge=1, le=1000)
+    """Batches the profile (sensitivity, importance) is measured on."""
 
     @field_validator("strategy", mode="before")
     @classmethod

@@ -25,12 +25,22 @@ class ParamSpec(StrictModel):
     """
 
     type: Literal["int", "float", "categorical"]
+    """``int`` (a range ``low..high`` with ``step``, or an ordinal ladder ``choices``), ``float``
+    (``low..high``) or ``categorical`` (``choices``, unordered)."""
     low: int | float | None = None
+    """Lower bound, inclusive (``int``, ``float``)."""
     high: int | float | None = None
+    """Upper bound, inclusive (``int``, ``float``)."""
     step: int | None = Field(default=None, ge=1)
+    """Spacing of an ``int`` range; ``high - low`` must be a multiple of it."""
     log: bool = False
+    """Sample and model on a log scale (``low > 0`` required)."""
     choices: tuple[Scalar, ...] | None = None
+    """The values of a ``categorical`` parameter, or the sorted ladder of an ``int`` one."""
     per: Per = "study"
+    """Sharing: ``study`` (one value, the default), ``layer`` (a value per layer) or ``[layer,
+    module]`` (a value per (layer, module type) cell); the layers and module types come from the
+    model."""
 
     @field_validator("per", mode="before")
     @classmethod

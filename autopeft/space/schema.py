@@ -61,15 +61,28 @@ class SearchSpace(StrictModel):
     """A whole search-space file. Method-specific checks run after this, in the method."""
 
     version: Literal[1] = 1
+    """The space format version; only ``1`` exists."""
     name: str = Field(min_length=1)
+    """The space's name."""
     description: str = ""
+    """Free text."""
     method: str | ParamSpec = "lora"
+    """The PEFT method (``lora``, ``adalora``, ``loha``, ``lokr``, ``ia3``, ``vera``, ``prefix``,
+    ``prompt``, ``ln_tuning``, ``bottleneck``, ``sappa``, ...), or ``{type: categorical,
+    choices: [...]}`` to search the method (with a ``methods:`` block)."""
     max_trainable_params: int = Field(gt=0)
+    """Hard budget: a configuration with more trainable adapter parameters is never trained."""
     module_presets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    """Named lists of module types (``qv: [query, value]``), usable as
+    ``target_modules`` choices."""
     parameters: dict[str, ParamValue]
-    #: Ranks from a measured profile and a budget instead of a rank per cell (LoRA only).
+    """The method's parameters: a constant, a list (constant module types) or a searched ``{type:
+    ...}`` parameter. Shared by every method when the method is searched."""
     allocation: AllocationSpec | None = None
+    """Ranks from a measured profile and a parameter budget instead of a rank per cell
+    (LoRA only)."""
     methods: dict[str, dict[str, ParamValue]] = Field(default_factory=dict)
+    """When the method is searched: each method's own parameters, by method name."""
 
     def method_choices(self) -> tuple[str, ...]:
         """The method names this space can use (one, unless the method is searched)."""
