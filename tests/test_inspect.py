@@ -67,11 +67,14 @@ def test_inspect_an_encoder_as_a_classifier(tiny_bert_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["no/such-model"], "error: model 'no/such-model' is neither a built-in model"),
+        (["no/such-model"], "error: model 'no/such-model' is not in the Hugging Face cache"),
         (["minilm-l6", "--task", "ner"], "error: --task: unknown task 'ner'"),
     ],
 )
-def test_inspect_bad_input_is_one_error_line(args: list[str], message: str) -> None:
+def test_inspect_bad_input_is_one_error_line(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub-shaped name is looked up in the cache only
     code, out = inspect(*args)
     assert code == 2
     assert out.startswith(message) and out.count("\n") == 1, out
