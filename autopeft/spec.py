@@ -38,6 +38,7 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("dataset", "completion_column"): "completion",
     ("dataset", "messages_column"): "messages",
     ("dataset", "chat_template"): False,
+    ("references",): (),
 }
 
 
@@ -274,6 +275,8 @@ class StudySpec(StrictModel):
     sampler: SamplerSpec = SamplerSpec()
     executor: ExecutorSpec = ExecutorSpec()
     warm_start: tuple[str, ...] = ()
+    #: Configurations trained beside the search (:mod:`autopeft.search.references`).
+    references: tuple[str | dict[str, Any], ...] = ()
 
     @field_validator("model", "dataset", "sampler", "executor", mode="before")
     @classmethod

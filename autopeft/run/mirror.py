@@ -86,7 +86,9 @@ class TrialMirror:
     def configurations_started(self) -> int:
         """Configurations finished or running at the lowest rung (multi-fidelity studies);
         what the trial budget counts."""
-        return self.finished + sum(1 for n in self._running if not self._records[n].rung)
+        return self.finished + sum(
+            1 for n in self._running if not self._records[n].rung and not self._records[n].reference
+        )
 
     def promotions(self, draining: bool, reduction_factor: float, cap: bool = False) -> list[int]:
         """Trials to promote now, highest rung first (:func:`~autopeft.search.promotion.
@@ -107,7 +109,10 @@ class TrialMirror:
                 r.number in promoted,
             )
             for r in self._records.values()
-            if not r.interrupted and not r.metrics.get("skipped") and r.state in _SEEN_BY_SAMPLERS
+            if not r.interrupted
+            and not r.metrics.get("skipped")
+            and r.reference is None
+            and r.state in _SEEN_BY_SAMPLERS
         ]
         chosen = promotions(
             entries, self.objectives, len(self.rungs), reduction_factor, draining=draining, cap=cap
@@ -198,7 +203,7 @@ class TrialMirror:
         self._records[n] = record
         self.finished += record.counts_for_budget - (old is not None and old.counts_for_budget)
         self.failed += _failed(record) - (old is not None and _failed(old))
-        if record.state in _SEEN_BY_SAMPLERS and not record.interrupted:
+        if _seen_by_samplers(record):
             state = TrialState.COMPLETE if record.state == TrialState.PRUNED else record.state
             fidelity = 1.0
             if record.rung is not None and len(self.rungs) > 1:
@@ -212,7 +217,7 @@ class TrialMirror:
             self._running.add(n)
         else:
             self._running.discard(n)
-        if _complete(record) and not (old is not None and _complete(old)):
+        if _searched_complete(record) and not (old is not None and _searched_complete(old)):
             bisect.insort(self._complete, n)
             self._hypervolume = None
             for o in self.objectives:
@@ -296,5 +301,14 @@ def _failed(record: TrialRecord) -> bool:
     return record.state == TrialState.FAIL and not record.interrupted and not record.rung
 
 
-def _complete(record: TrialRecord) -> bool:
-    return record.state == TrialState.COMPLETE and bool(record.values)
+def _seen_by_samplers(record: TrialRecord) -> bool:
+    """Searched trials, and references whose point lies in the search space."""
+    if record.reference is not None and not record.reference_in_space:
+        return False
+    return record.state in _SEEN_BY_SAMPLERS and not record.interrupted
+
+
+def _searched_complete(record: TrialRecord) -> bool:
+    """A complete searched trial (the hypervolume curve and the best values are the
+    search's; references are compared with them, not counted in them)."""
+    return record.state == TrialState.COMPLETE and bool(record.values) and not record.reference

@@ -33,6 +33,10 @@ class TrialRecord:
             (its rung's results), which fronts and hypervolumes never read.
         promoted_from: The trial at the rung below whose configuration this one trains
             further; None for a new configuration.
+        reference: The name of the reference this trial trains (a configuration given in the
+            spec's ``references:``, not proposed by the search); None for a searched trial.
+        reference_in_space: A reference whose point lies in the search space (``params``
+            holds it and the sampler sees it as an observation).
     """
 
     number: int
@@ -50,6 +54,8 @@ class TrialRecord:
     hypervolume: float | None = None
     rung: int | None = None
     promoted_from: int | None = None
+    reference: str | None = None
+    reference_in_space: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
@@ -58,9 +64,10 @@ class TrialRecord:
     def counts_for_budget(self) -> bool:
         """Whether the trial counts against the study's ``n_trials``: finished, and neither
         interrupted (its point is re-run), skipped before launch (predicted over the memory
-        cap) nor a multi-fidelity promotion (rung above 0)."""
+        cap), a multi-fidelity promotion (rung above 0) nor a reference."""
         return (
-            self.state.is_finished()
+            self.reference is None
+            and self.state.is_finished()
             and not self.interrupted
             and not self.metrics.get("skipped")
             and not self.rung
