@@ -253,10 +253,23 @@ def show(
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
+    _show_references(console, v)
     _show_memory(console, v)
     _show_confirmations(console, v, storage)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
+
+
+def _show_references(console: Any, v: Any) -> None:
+    """Each reference against the searched front (:mod:`autopeft.results.references`)."""
+    from autopeft.results.references import compare
+
+    comparisons = compare(v.front(), v.references(), v.objectives)
+    if comparisons:
+        console.print("references against the front (validation split):", markup=False)
+    for c in comparisons:
+        over = " [over budget]" if v.over_budget(c.reference) else ""
+        console.print(f"  {c.text()}{over}", markup=False)
 
 
 def _show_memory(console: Any, v: Any) -> None:
@@ -360,17 +373,19 @@ def _print_front(
     from autopeft.results.views import load_view
 
     v = load_view(name, storage)
-    points = v.front()
+    points = v.front() + v.references()  # the references beside the front, never in it
+    rows = front_rows(points, v.objectives, v.budget)
     if fmt is Format.json:
-        typer.echo(json.dumps(front_rows(points, v.objectives), indent=2))
+        typer.echo(json.dumps(rows, indent=2))
     elif fmt is Format.csv:
-        write_csv(front_rows(points, v.objectives), sys.stdout)
+        write_csv(rows, sys.stdout)
     elif fmt is Format.table:
-        _console().print(render_table(points, v.objectives, title=f"Pareto front of {name}"))
+        title = f"Pareto front of {name}" + (" and its references" if v.references() else "")
+        _console().print(render_table(points, v.objectives, title=title, budget=v.budget))
     if plot is not None and points:
         plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
         history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
-        plot_history(v.records, v.objectives, history, hypervolume=v.hypervolume())
+        plot_history(v.searched(), v.objectives, history, hypervolume=v.hypervolume())
         typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
 
 
@@ -399,7 +414,12 @@ def export(
         confirmed=confirmed,
     )
     values = ", ".join(f"{k} {format_value(k, v)}" for k, v in record.values.items())
-    typer.echo(f"exported trial {record.number} ({values}) to {path}")
+    what = (
+        f"reference {record.reference} (trial {record.number})"
+        if record.reference
+        else (f"trial {record.number}")
+    )
+    typer.echo(f"exported {what} ({values}) to {path}")
 
 
 @app.command()
