@@ -40,7 +40,7 @@ TASKS = {
 }
 
 
-def _spec(task: str, out: Path, trials: int, references: str) -> Path:
+def _spec(task: str, out: Path, trials: int, references: str, workers: int = 1) -> Path:
     import yaml
 
     file, changes = TASKS[task]
@@ -52,7 +52,9 @@ def _spec(task: str, out: Path, trials: int, references: str) -> Path:
         n_trials=trials,
         search_space=str((source.parent / spec["search_space"]).resolve()),
         storage=f"sqlite:///{out / 'vs_references.db'}",
-        executor={"name": "inprocess", "threads": 1},
+        executor={"name": "inprocess", "threads": 1}
+        if workers == 1
+        else {"name": "ray", "workers": workers, "cpus_per_trial": 1},
     )
     if references == "catalog":
         spec["references"] = _fitting_catalog(spec, out, source)
@@ -86,14 +88,16 @@ def _fitting_catalog(spec: dict[str, Any], out: Path, source: Path) -> list[Any]
     return fitting
 
 
-def run_task(task: str, trials: int, seeds: int, out: Path, references: str) -> list[str]:
+def run_task(
+    task: str, trials: int, seeds: int, out: Path, references: str, workers: int = 1
+) -> list[str]:
     from autopeft.results.views import load_view, open_store
     from autopeft.run.confirm import confirm_study
     from autopeft.run.driver import run_study
     from autopeft.storage.confirmations import latest
 
     out.mkdir(parents=True, exist_ok=True)
-    path = _spec(task, out, trials, references)
+    path = _spec(task, out, trials, references, workers)
     started = time.monotonic()
     outcome = run_study(path)
     searched_s = time.monotonic() - started
@@ -178,20 +182,23 @@ def main() -> None:
     parser.add_argument("--trials", type=int, action="append")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--references", choices=["spec", "catalog"], default="spec")
+    parser.add_argument("--workers", type=int, default=1, help="1: in process; more: Ray")
     parser.add_argument("--dir", type=Path, default=Path("runs/vs_references"))
     parser.add_argument("--out", type=Path, help="Append the table to this file too.")
     args = parser.parse_args()
     header = [
         f"# bench/vs_references.py {' '.join(sys.argv[1:])}",
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-        f"({platform.processor() or platform.machine()}, CPU), in-process executor, 1 thread",
+        f"({platform.processor() or platform.machine()}, CPU), "
+        + ("in-process executor" if args.workers == 1 else f"{args.workers} Ray workers")
+        + ", 1 thread per trial",
         "# dominated after: searched trials (and training steps) until the validation front "
         "first dominated the reference; size = member params / reference params",
     ]
     lines = list(header)
     for task in args.task or ["demo"]:
         for trials in args.trials or [12]:
-            lines += run_task(task, trials, args.seeds, args.dir, args.references)
+            lines += run_task(task, trials, args.seeds, args.dir, args.references, args.workers)
             print("\n".join(lines[-len(lines) :]), flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:
