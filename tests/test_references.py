@@ -191,3 +191,25 @@ def test_a_killed_driver_resumes_without_training_a_reference_twice(study_dir: P
     assert all(by_number[n].values == v for n, v in before.items())  # nothing retrained
     assert all(by_number[r.number].interrupted for r in running)
     assert sum(r.counts_for_budget for r in done) == 2
+
+
+@pytest.mark.slow
+def test_confirm_takes_the_references_with_the_front_by_default(study_dir: Path) -> None:
+    from autopeft.results.confirmed import confirmed_rows
+    from autopeft.results.views import load_view, open_store
+    from autopeft.run.confirm import confirm_study
+    from autopeft.run.driver import run_study
+    from autopeft.storage.confirmations import latest
+
+    spec = _with_references(study_dir, "references: [ia3]\n", n_trials=1)
+    url = run_study(spec).url
+    outcome = confirm_study("tiny", url, seeds=2, base_dir=study_dir)
+    view = load_view("tiny", url)
+    wanted = {r.number for r in view.front()} | {0}  # trial 0 is the reference
+    assert {c.trial for c in outcome.confirmed} == wanted
+    rows = confirmed_rows(view.records, latest(open_store(url), "tiny"), view.objectives)
+    ref = next(r for r in rows if r["trial"] == 0)
+    assert ref["reference"] == "ia3" and not ref["on_front"]  # never its own win
+    assert ref["objectives"]["accuracy"]["std"] >= 0 and ref["seeds"] == 2
+    shown = runner.invoke(app, ["front", "tiny", "--storage", url, "--confirmed"])
+    assert shown.exit_code == 0 and "ia3" in shown.stdout
