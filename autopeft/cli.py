@@ -92,6 +92,13 @@ def validate(
             f"layers, {len(p.splits.train)}/{len(p.splits.validation)}/{len(p.splits.test)} "
             f"train/validation/test examples, {dims} search dimensions"
         )
+        for ref in p.references:
+            where = "in the search space" if ref.point is not None else "a comparison point"
+            over = ", over budget" if ref.over_budget else ""
+            typer.echo(
+                f"reference {ref.name}: {ref.compiled.method} "
+                f"{ref.compiled.trainable_params:,} params ({where}{over})"
+            )
     else:
         from autopeft.methods.binding import load_space
 

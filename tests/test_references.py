@@ -131,6 +131,10 @@ def test_references_train_first_outside_n_trials_and_the_sampler_sees_the_in_spa
 
     monkeypatch.setattr(StudyRunner, "_propose", spy)
     spec = _with_references(study_dir, REFERENCES, n_trials=2)
+    checked = runner.invoke(app, ["validate", str(spec)])
+    assert checked.exit_code == 0, checked.output
+    assert "reference ia3: ia3 256 params (a comparison point)" in checked.stdout
+    assert "reference mine: lora 512 params (in the search space)" in checked.stdout
     records = run_study(spec).records
     assert [r.reference for r in records] == ["ia3", "mine", None, None]
     assert all(r.state == "COMPLETE" for r in records)
