@@ -434,7 +434,8 @@ def export(
 def confirm(
     name: Annotated[str, typer.Argument(help="Study name.")],
     front: Annotated[
-        bool, typer.Option("--front", help="Confirm the Pareto front (default).")
+        bool,
+        typer.Option("--front", help="Confirm the Pareto front and the references (default)."),
     ] = False,
     top: Annotated[
         int | None, typer.Option(help="Confirm the K best trials by the task metric.")
