@@ -88,8 +88,27 @@ def _fitting_catalog(spec: dict[str, Any], out: Path, source: Path) -> list[Any]
     return fitting
 
 
+def _compared(view: Any) -> list[int]:
+    """The references, then the front members ``show`` compares them with (on validation):
+    the cheapest that matches each reference, or the best at or below its size."""
+    from autopeft.results.references import compare
+
+    members = []
+    for c in compare(view.front(), view.references(), view.objectives):
+        member = c.match or c.closest
+        if member is not None:
+            members.append(member.number)
+    return [r.number for r in view.references()] + list(dict.fromkeys(members))
+
+
 def run_task(
-    task: str, trials: int, seeds: int, out: Path, references: str, workers: int = 1
+    task: str,
+    trials: int,
+    seeds: int,
+    out: Path,
+    references: str,
+    workers: int = 1,
+    confirm: str = "all",
 ) -> list[str]:
     from autopeft.results.views import load_view, open_store
     from autopeft.run.confirm import confirm_study
@@ -102,7 +121,8 @@ def run_task(
     outcome = run_study(path)
     searched_s = time.monotonic() - started
     message = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    confirm_study(outcome.name, outcome.url, seeds=seeds, message=message)
+    chosen = _compared(load_view(outcome.name, outcome.url)) if confirm == "compared" else ()
+    confirm_study(outcome.name, outcome.url, seeds=seeds, trials=chosen, message=message)
     total_s = time.monotonic() - started
     view = load_view(outcome.name, outcome.url)
     confirmations = latest(open_store(outcome.url), outcome.name)
@@ -183,6 +203,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--references", choices=["spec", "catalog"], default="spec")
     parser.add_argument("--workers", type=int, default=1, help="1: in process; more: Ray")
+    parser.add_argument(
+        "--confirm",
+        choices=["all", "compared"],
+        default="all",
+        help="all: the front and the references (confirm's default); compared: the references "
+        "and the front members show compares them with (cheaper)",
+    )
     parser.add_argument("--dir", type=Path, default=Path("runs/vs_references"))
     parser.add_argument("--out", type=Path, help="Append the table to this file too.")
     args = parser.parse_args()
@@ -194,11 +221,19 @@ def main() -> None:
         + ", 1 thread per trial",
         "# dominated after: searched trials (and training steps) until the validation front "
         "first dominated the reference; size = member params / reference params",
+        "# confirmed: "
+        + (
+            "the front and the references"
+            if args.confirm == "all"
+            else "the references and the front members show compares them with (--confirm compared)"
+        ),
     ]
     lines = list(header)
     for task in args.task or ["demo"]:
         for trials in args.trials or [12]:
-            lines += run_task(task, trials, args.seeds, args.dir, args.references, args.workers)
+            lines += run_task(
+                task, trials, args.seeds, args.dir, args.references, args.workers, args.confirm
+            )
             print("\n".join(lines[-len(lines) :]), flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:
