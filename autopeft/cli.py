@@ -458,6 +458,7 @@ def show(
         marks = sorted({max(1, round(len(curve) * k / 4)) for k in range(1, 5)})
         progress = ", ".join(f"{curve[i - 1]:.4f} after {i}" for i in marks)
         console.print(f"hypervolume (normalised, see README): {progress} complete trials")
+    _show_references(console, v)
     _show_memory(console, v, d)
     _show_confirmations(console, d)
     for r in [r for r in v.records if r.state == TrialState.FAIL][-5:]:
@@ -471,6 +472,18 @@ def _health(v: Any, confirmed: Any) -> list[Any]:
     from autopeft.results.health import check_study, stored_bounds
 
     return check_study(v, confirmations=confirmed, bounds=stored_bounds(v))
+
+
+def _show_references(console: Any, v: Any) -> None:
+    """Each reference against the searched front (:mod:`autopeft.results.references`)."""
+    from autopeft.results.references import compare
+
+    comparisons = compare(v.front(), v.references(), v.objectives)
+    if comparisons:
+        console.print("references against the front (validation split):", markup=False)
+    for c in comparisons:
+        over = " [over budget]" if v.over_budget(c.reference) else ""
+        console.print(f"  {c.text()}{over}", markup=False)
 
 
 def _show_memory(console: Any, v: Any, d: dict[str, Any]) -> None:
@@ -570,17 +583,19 @@ def _print_front(
     from autopeft.results.views import load_view
 
     v = load_view(name, storage)
-    points = v.front()
+    points = v.front() + v.references()  # the references beside the front, never in it
+    rows = front_rows(points, v.objectives, v.budget)
     if fmt is Format.json:
-        typer.echo(json.dumps(front_rows(points, v.objectives), indent=2))
+        typer.echo(json.dumps(rows, indent=2))
     elif fmt is Format.csv:
-        write_csv(front_rows(points, v.objectives), sys.stdout)
+        write_csv(rows, sys.stdout)
     elif fmt is Format.table:
-        _console().print(render_table(points, v.objectives, title=f"Pareto front of {name}"))
+        title = f"Pareto front of {name}" + (" and its references" if v.references() else "")
+        _console().print(render_table(points, v.objectives, title=title, budget=v.budget))
     if plot is not None and points:
         plot_front(v.records, v.objectives, plot, title=f"{name}: Pareto front")
         history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
-        plot_history(v.records, v.objectives, history, hypervolume=v.hypervolume())
+        plot_history(v.searched(), v.objectives, history, hypervolume=v.hypervolume())
         typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
 
 
@@ -655,7 +670,12 @@ def export(
     )
     record = exported.record
     values = ", ".join(f"{k} {format_value(k, v)}" for k, v in record.values.items())
-    typer.echo(f"exported trial {record.number} ({values}) to {exported.files[0]}")
+    what = (
+        f"reference {record.reference} (trial {record.number})"
+        if record.reference
+        else f"trial {record.number}"
+    )
+    typer.echo(f"exported {what} ({values}) to {exported.files[0]}")
     names = ", ".join(str(p.relative_to(exported.directory)) for p in exported.files)
     typer.echo(f"files: {names} in {exported.directory}")
     if exported.lost:
@@ -669,7 +689,8 @@ def export(
 def confirm(
     name: StudyArg,
     front: Annotated[
-        bool, typer.Option("--front", help="Confirm the Pareto front (default).")
+        bool,
+        typer.Option("--front", help="Confirm the Pareto front and the references (default)."),
     ] = False,
     top: Annotated[
         int | None, typer.Option(help="Confirm the K best trials by the task metric.")

@@ -6,7 +6,9 @@
 install from PyPI, so nothing is downloaded, and resume if stopped. Each:
 
 1. runs the study on two Ray workers;
-2. prints the Pareto front and writes the plots;
+2. prints the Pareto front with the spec's references (defaults trained in the same study)
+   and, for each reference, the front member that matches it or the closest one, and writes
+   the plots;
 3. exports the knee of the front as ``adapter_config.json``;
 4. uses the export in a separate Python process that imports only ``peft`` and
    ``transformers``: the classifier demo reloads it and checks every rank
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     name = outcome.name
     console.rule(f"2. Pareto front: autopeft front {name} --plot runs/{name}_front.png")
     _print_front(name, outcome.url, RUNS / f"{name}_front.png")
+    _compare_references(console, name, outcome.url)
     console.rule(f"3. export: autopeft export {name} --pick knee --out runs/{name}_knee")
     path, record = export_config(outcome.url, name, RUNS / f"{name}_knee", pick="knee")
     console.print(f"trial {record.number} -> {path}")
@@ -68,6 +71,18 @@ def main(argv: list[str] | None = None) -> int:
         return _use_llm_export(console, study, outcome.url, path.parent, record)
     model = load_view(name, outcome.url).model_path
     return _reload_classifier_export(console, path.parent, record, model)
+
+
+def _compare_references(console: Console, name: str, url: str) -> None:
+    """Did the search beat the defaults the spec lists (``references:``)? On validation;
+    ``autopeft confirm`` then compares them on the test split."""
+    from autopeft.cli import _show_references
+    from autopeft.results.views import load_view
+
+    view = load_view(name, url)
+    if view.references():
+        console.rule(f"did it beat the defaults? (autopeft show {name}; confirm for the test)")
+        _show_references(console, view)
 
 
 def _reload_classifier_export(

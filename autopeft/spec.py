@@ -45,6 +45,7 @@ _LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("dataset", "split"): "train",
     ("dataset", "format"): "auto",
     ("dataset", "text_pair_column"): None,
+    ("references",): (),
 }
 
 
@@ -427,6 +428,13 @@ class StudySpec(StrictModel):
     warm_start: tuple[str, ...] = ()
     """Names of finished studies (same storage) whose results seed the first proposals; a string is
     one name."""
+    references: tuple[str | dict[str, Any], ...] = ()
+    """Configurations trained beside the search, at the same fidelity on the same splits, to
+    compare the front with (:mod:`autopeft.search.references`): names from the built-in catalog
+    (``lora-r8-qv``, ``lora-r16-all-linear``, ``rslora-r16-all-linear``, ``dora-r16-all-linear``,
+    ``ia3``, ``prompt-tuning-20``, ``loha-r16``, ``vera-r256``), ``{name: CATALOG_NAME,
+    learning_rate: LR}``, or your own ``{name, method, <parameters>}`` in the space's
+    vocabulary. They run first and do not count against ``n_trials``."""
 
     @field_validator("model", "dataset", "sampler", "executor", mode="before")
     @classmethod

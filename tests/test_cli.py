@@ -68,7 +68,7 @@ def test_run_show_front_export_and_reload_with_plain_peft(ran: Path, tmp_path: P
         rows[0]
     )
     front_csv = cli("front", "tiny", "--storage", url, "--format", "csv")
-    assert front_csv.stdout.splitlines()[0].startswith("trial,accuracy")
+    assert front_csv.stdout.splitlines()[0].startswith("trial,reference,over_budget,accuracy")
     plot = tmp_path / "front.png"
     table = cli("front", "tiny", "--storage", url, "--plot", plot)
     assert table.exit_code == 0 and "Pareto front of tiny" in table.output

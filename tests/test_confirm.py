@@ -53,7 +53,8 @@ def test_confirm_top_two_with_two_seeds(study_dir: Path, tmp_path: Path) -> None
     assert any(r["on_front"] for r in front)
 
     code, out, err = _cli("front", "tiny", "--confirmed", "--format", "csv", "--storage", url)
-    assert code == 0 and out.splitlines()[0].startswith("trial,steps,seeds,finished,split")
+    header = "trial,reference,steps,seeds,finished,split"
+    assert code == 0 and out.splitlines()[0].startswith(header)
     png = tmp_path / "confirmed.png"
     code, _, err = _cli(
         "front", "tiny", "--confirmed", "--format", "plot", "--plot", str(png), "--storage", url

@@ -187,6 +187,7 @@ def test_front_rows_keys_and_values() -> None:
     rows = front_rows(pareto_front(_study(), OBJECTIVES), OBJECTIVES)
     assert list(rows[0]) == [
         "trial",
+        "reference",
         "accuracy",
         "trainable_params",
         "peak_memory_mb",
@@ -198,6 +199,7 @@ def test_front_rows_keys_and_values() -> None:
         "param.targets",
     ]
     assert rows[0]["trial"] == 1
+    assert rows[0]["reference"] is None  # a searched trial
     assert rows[0]["head_params"] == 1538.0
     assert rows[0]["placement"] == "L0:q4,v8 L2:v2"
     assert front_rows([TrialRecord(number=9, state="FAIL")], OBJECTIVES)[0]["accuracy"] is None
@@ -211,7 +213,7 @@ def test_write_csv_is_parseable_with_union_header() -> None:
     reader = csv.DictReader(stream)
     parsed = list(reader)
     assert reader.fieldnames is not None
-    assert reader.fieldnames[:2] == ["trial", "accuracy"]
+    assert reader.fieldnames[:3] == ["trial", "reference", "accuracy"]
     assert reader.fieldnames[-1] == "extra"
     assert len(parsed) == 3
     assert parsed[1]["trainable_params"] == "800"

@@ -54,7 +54,9 @@ def test_study_summary_trials_and_front(client: TestClient, served: Served) -> N
     assert front == json.loads(cli.stdout)
     csv = _get(client, served, "/api/studies/tiny/front?format=csv")
     assert csv.headers["content-type"].startswith("text/csv")
-    assert csv.text.splitlines()[0].startswith("trial,accuracy,trainable_params")
+    assert csv.text.splitlines()[0].startswith(
+        "trial,reference,over_budget,accuracy,trainable_params"
+    )
     detail = _get(client, served, "/api/studies/tiny/trials/0").json()
     assert detail["peft_config"]["peft_type"] == "LORA" and detail["state"] == "COMPLETE"
     assert _get(client, served, "/api/studies/tiny/trials/99").status_code == 404

@@ -42,10 +42,13 @@ def confirmed_rows(
     """One JSON-able row per confirmed trial, the confirmed front's members first (by the
     primary objective's mean): ``trial``, ``steps``, ``seeds``, ``finished`` (seeds that ran
     to the end), ``split``, ``on_front`` (non-dominated by confirmed means) and ``objectives``:
-    name -> ``{"mean", "std", "search"}`` (``search``: the trial's value in the search)."""
+    name -> ``{"mean", "std", "search"}`` (``search``: the trial's value in the search);
+    ``reference``: the reference's name (None for a searched trial; references are never on
+    the confirmed front, which is the search's)."""
     search = {r.number: r.values for r in records}
     confirmed = confirmed_records(records, confirmations)
-    front = {r.number for r in pareto_front(confirmed, objectives)}
+    searched = [r for r in confirmed if r.reference is None]
+    front = {r.number for r in pareto_front(searched, objectives)}
     primary = primary_objective(objectives)
     sign = -1.0 if primary.direction == "maximize" else 1.0
     confirmed.sort(key=lambda r: (r.number not in front, sign * r.values[primary.name], r.number))
@@ -63,6 +66,7 @@ def confirmed_rows(
         rows.append(
             {
                 "trial": r.number,
+                "reference": r.reference,
                 "steps": c.steps,
                 "seeds": c.seeds,
                 "finished": c.finished,
@@ -93,8 +97,11 @@ def confirmed_table(
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("trial", "front", "seeds", *(o.name for o in objectives)):
+    references = any(row.get("reference") for row in rows)
+    for col in ("trial", "front", *(("reference",) if references else ()), "seeds"):
         table.add_column(col, justify="right")
+    for o in objectives:
+        table.add_column(o.name, justify="right")
     for row in rows:
         cells = []
         for o in objectives:
@@ -105,7 +112,10 @@ def confirmed_table(
                 f"(search {search})"
             )
         seeds = f"{row['finished']}/{row['seeds']} x {row['steps']} steps"
-        table.add_row(str(row["trial"]), "*" if row["on_front"] else "", seeds, *cells)
+        marks = ["*" if row["on_front"] else ""]
+        if references:
+            marks.append(row.get("reference") or "")
+        table.add_row(str(row["trial"]), *marks, seeds, *cells)
     return table
 
 
@@ -135,7 +145,8 @@ def plot_confirmed(
             )
             for r in part:
                 x, y = r["objectives"][o.name]["mean"], r["objectives"][primary.name]["mean"]
-                ax.annotate(str(r["trial"]), (x, y), textcoords="offset points", xytext=(4, 4))
+                label = r.get("reference") or str(r["trial"])  # references by name
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4))
         ax.set_xlabel(f"{o.name} (test mean ± std)")
         ax.set_ylabel(f"{primary.name} (test mean ± std)")
         ax.legend(loc="best", fontsize="small")

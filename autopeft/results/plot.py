@@ -82,13 +82,17 @@ def plot_front(
             f"a front plot needs at least two objectives; got only {accuracy.name!r}"
         )
     done = _require_complete(records, objectives)
+    references = [r for r in done if r.reference is not None]
+    done = [r for r in done if r.reference is None]
     front = pareto_front(done, objectives)
     figure = _new_figure(len(others))
     axes = figure.subplots(1, len(others), squeeze=False)[0]
     for ax, x in zip(axes, others, strict=True):
         colour = next((o for o in others if o is not x), None)
-        _front_panel(ax, done, front, accuracy, x, colour)
+        _front_panel(ax, done, front, accuracy, x, colour, references)
     summary = f"{len(done)} complete trials, {len(front)} on the Pareto front"
+    if references:
+        summary += f", {len(references)} references (stars)"
     figure.suptitle(f"{title}\n{summary}" if title else summary)
     return _save(figure, path)
 
@@ -188,8 +192,10 @@ def _front_panel(
     y: Objective,
     x: Objective,
     colour: Objective | None,
+    references: Sequence[TrialRecord] = (),
 ) -> None:
-    """One panel: all trials grey, the front highlighted and numbered, the 2-D staircase."""
+    """One panel: all trials grey, the front highlighted and numbered, the 2-D staircase, and
+    each reference as a star labelled with its name."""
     xs, ys = _column(done, x), _column(done, y)
     if _use_log(x, xs):
         ax.set_xscale("log")
@@ -202,6 +208,15 @@ def _front_panel(
     ax.grid(True, which="major", alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     handles[-1] = front_handle
+    if references:
+        rx, ry = _column(list(references), x), _column(list(references), y)
+        stars = ax.scatter(rx, ry, s=140, marker="*", color="crimson", edgecolors="black",
+                           linewidths=0.6, zorder=4)  # fmt: skip
+        for r, px, py in zip(references, rx, ry, strict=True):
+            ax.annotate(str(r.reference), (px, py), textcoords="offset points", xytext=(5, -10),
+                        fontsize=7, color="crimson")  # fmt: skip
+        handles.append(stars)
+        labels.append(f"references ({len(references)})")
     ax.legend(handles, labels, loc="best", fontsize=8)
 
 

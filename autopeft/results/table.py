@@ -29,27 +29,33 @@ _FORMATS = {
 
 
 def front_rows(
-    records: Sequence[TrialRecord], objectives: Sequence[Objective]
+    records: Sequence[TrialRecord], objectives: Sequence[Objective], budget: int | None = None
 ) -> list[dict[str, Any]]:
     """One flat, JSON-able dict per record, for JSON and CSV output.
 
-    The keys, in order: ``trial``, one key per objective name (None when not measured),
-    ``method``, ``head_params`` and ``device`` (from the metrics; None when absent),
-    ``placement`` (the
-    compact per-layer summary) and every searched parameter as ``param.<name>``.
+    The keys, in order: ``trial``, ``reference`` (the reference's name; None for a searched
+    trial), ``over_budget`` (with a ``budget``: more trainable parameters than it), one key per
+    objective name (None when not measured), ``method``, ``head_params`` and ``device`` (from
+    the metrics; None when absent), ``placement`` (the compact per-layer summary) and every
+    searched parameter as ``param.<name>``.
 
     Args:
         records: The trials to flatten, in the order wanted.
         objectives: The study's objectives.
+        budget: The space's ``max_trainable_params`` (None: no ``over_budget`` key).
 
     Returns:
         The rows, in the order of ``records``.
     """
-    return [_row(record, objectives) for record in records]
+    return [_row(record, objectives, budget) for record in records]
 
 
 def render_table(
-    records: Sequence[TrialRecord], objectives: Sequence[Objective], *, title: str
+    records: Sequence[TrialRecord],
+    objectives: Sequence[Objective],
+    *,
+    title: str,
+    budget: int | None = None,
 ) -> rich.table.Table:
     """A rich table of trials: number, objectives, device (where recorded), method and
     placement.
@@ -61,9 +67,11 @@ def render_table(
         records: The trials to show, in the order wanted.
         objectives: The study's objectives (one column each).
         title: The table's title.
+        budget: The space's ``max_trainable_params``: a reference above it is marked.
 
     Returns:
-        A :class:`rich.table.Table`, ready for ``Console.print``.
+        A :class:`rich.table.Table`, ready for ``Console.print``. With references among the
+        records, a ``reference`` column names them.
     """
     from rich.table import Table
 
@@ -78,6 +86,9 @@ def render_table(
     devices = any("device" in r.metrics for r in records)  # trials that recorded their device
     if devices:
         table.add_column("device")
+    references = any(r.reference is not None for r in records)
+    if references:
+        table.add_column("reference")
     table.add_column("method")
     table.add_column("placement", overflow="fold")
     for record in records:
@@ -87,6 +98,8 @@ def render_table(
             cells.append(f"{record.rung} ({steps})" if steps else str(record.rung))
         if devices:
             cells.append(str(record.metrics.get("device", "-")))
+        if references:
+            cells.append(_reference_label(record, budget))
         table.add_row(str(record.number), *cells, record.method or "-", record.placement_summary())
     return table
 
@@ -129,9 +142,24 @@ def write_csv(rows: list[dict[str, Any]], stream: TextIO) -> None:
         writer.writerow({key: _csv_cell(value) for key, value in row.items()})
 
 
-def _row(record: TrialRecord, objectives: Sequence[Objective]) -> dict[str, Any]:
+def _reference_label(record: TrialRecord, budget: int | None) -> str:
+    if record.reference is None:
+        return ""
+    over = budget is not None and _params(record) > budget
+    return record.reference + (" (over budget)" if over else "")
+
+
+def _params(record: TrialRecord) -> int:
+    return int(record.values.get("trainable_params", record.metrics.get("trainable_params", 0)))
+
+
+def _row(
+    record: TrialRecord, objectives: Sequence[Objective], budget: int | None = None
+) -> dict[str, Any]:
     """The flat dict of one record."""
-    row: dict[str, Any] = {"trial": record.number}
+    row: dict[str, Any] = {"trial": record.number, "reference": record.reference}
+    if budget is not None:
+        row["over_budget"] = _params(record) > budget
     row.update({o.name: record.values.get(o.name) for o in objectives})
     if record.rung is not None:
         row.update(rung=record.rung, steps=record.metrics.get("steps"))

@@ -85,19 +85,34 @@ class StudyView:
     def complete(self) -> list[TrialRecord]:
         return [r for r in self.records if r.state == TrialState.COMPLETE]
 
+    def searched(self) -> list[TrialRecord]:
+        """Every trial but the references: what the search proposed."""
+        return [r for r in self.records if r.reference is None]
+
+    def references(self) -> list[TrialRecord]:
+        """The complete trials of the spec's ``references:``, by trial number."""
+        return [r for r in self.complete() if r.reference is not None and r.values]
+
+    def over_budget(self, record: TrialRecord) -> bool:
+        """Whether a trial has more trainable parameters than the space's budget."""
+        return int(record.metrics.get("trainable_params", 0)) > self.budget
+
     def hypervolume(self) -> list[float]:
-        """Hypervolume after each complete trial (rule: :mod:`autopeft.core.hypervolume`),
-        as the driver stored it; computed here only for trials stored without one."""
-        stored = [r.hypervolume for r in self.complete() if r.values]
+        """Hypervolume after each complete searched trial (rule: :mod:`autopeft.core.
+        hypervolume`), as the driver stored it; computed here only for trials stored without
+        one. References are not in it."""
+        searched = self.searched()
+        stored = [r.hypervolume for r in searched if r.state == TrialState.COMPLETE and r.values]
         if all(v is not None for v in stored):
             return [float(v) for v in stored if v is not None]
         from autopeft.core.hypervolume import hypervolume_curve
 
-        return hypervolume_curve(self.objectives, self.records, self.budget)
+        return hypervolume_curve(self.objectives, searched, self.budget)
 
     def best_values(self) -> dict[str, float]:
-        """The best value of each objective over the complete trials (empty when none)."""
-        done = self.complete()
+        """The best value of each objective over the complete searched trials (empty when
+        none); references are compared with them, not counted in them."""
+        done = [r for r in self.complete() if r.reference is None]
         if not done:
             return {}
         return {
@@ -106,10 +121,11 @@ class StudyView:
         }
 
     def front(self) -> list[TrialRecord]:
-        """Non-dominated complete trials, best first by the first objective."""
+        """Non-dominated complete searched trials, best first by the first objective
+        (references are shown beside it, never in it: see :meth:`references`)."""
         from autopeft.results import pareto_front
 
-        return pareto_front(self.records, self.objectives)
+        return pareto_front(self.searched(), self.objectives)
 
 
 def open_store(storage: str | None) -> Store:

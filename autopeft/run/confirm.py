@@ -43,8 +43,9 @@ class ConfirmOutcome:
 def select_trials(
     view: StudyView, *, front: bool = False, top: int | None = None, trials: Sequence[int] = ()
 ) -> list[TrialRecord]:
-    """The complete trials to confirm: the Pareto front (the default), the ``top`` K by the
-    primary objective, or the listed trial numbers. Exactly one choice may be given."""
+    """The complete trials to confirm: the Pareto front and the study's references (the
+    default), the ``top`` K by the primary objective, or the listed trial numbers. Exactly one
+    choice may be given."""
     from autopeft.results import primary_objective
 
     given = [
@@ -74,7 +75,7 @@ def select_trials(
                 f"{sorted(by_number)}"
             )
         return [by_number[n] for n in dict.fromkeys(trials)]
-    return view.front()
+    return view.front() + view.references()  # with the references: the comparison to make
 
 
 def confirm_study(

@@ -41,6 +41,7 @@ from autopeft.storage.store import Store
 if TYPE_CHECKING:
     from autopeft.core.compiled import CompiledConfig
     from autopeft.executors.base import Executor
+    from autopeft.search.references import Reference
     from autopeft.space.bound import Point
     from autopeft.spec import ExecutorSpec, StudySpec
     from autopeft.trial.memory_model import MemoryModel
@@ -291,7 +292,7 @@ class StudyRunner:
     def _more_work(self, running: list[int], target: int) -> bool:
         """Whether the study goes on: fewer than ``target`` finished trials (configurations,
         in a multi-fidelity study, which also goes on while a trial runs or can be promoted)."""
-        if self._finished() < target:
+        if self._finished() < target or self._pending_references():
             return True
         return self.multi_fidelity and bool(running or self._promotions(target))
 
@@ -304,7 +305,46 @@ class StudyRunner:
     def _wanted(self, executor: Executor, target: int) -> int:
         if self.multi_fidelity:  # promotions as well as new configurations fill free slots
             return executor.capacity
-        return max(0, target - self._finished() - len(executor.running()))
+        searched = [n for n in executor.running() if self.mirror.record(n).reference is None]
+        pending = len(self._pending_references())
+        return pending + max(0, target - self._finished() - len(searched))
+
+    def _pending_references(self) -> list[Reference]:
+        """The spec's references not yet trained nor training (an interrupted one is again)."""
+        taken = {r.reference for r in self.mirror.records() if r.reference and not r.interrupted}
+        return [ref for ref in self.p.references if ref.name not in taken]
+
+    def _start_reference(self, ref: Reference) -> TrialRequest:
+        """Train a reference (:mod:`autopeft.search.references`): stored with its name, and
+        with its point when the space can express it (the sampler then observes it); its
+        interrupted earlier runs are marked re-run by this one."""
+        from autopeft.trial.runner import TrialRequest
+
+        point, distributions = ({}, {}) if ref.point is None else (ref.point, self.distributions)
+        number = self.store.start_trial(
+            self.p.name,
+            point,
+            distributions,
+            ref.compiled,
+            reference=ref.name,
+            in_space=ref.point is not None,
+        )
+        self._predicted[number] = self._predict_mb(ref.compiled)
+        self.mirror.refresh(number)
+        for old in self.mirror.records():
+            if old.reference == ref.name and old.interrupted and old.number != number:
+                self.store.mark_retried(self.p.name, old.number, number)
+                self.mirror.retried(old.number)
+        budget = self.p.bound.space.max_trainable_params
+        note = f", over the study's budget of {budget:,}" if ref.over_budget else ""
+        summary = (
+            f"reference {ref.name}: {ref.compiled.method} {ref.compiled.trainable_params:,} "
+            f"params{note} " + placement_summary(ref.compiled.placement)
+        )
+        steps = self.rungs[-1] if self.multi_fidelity else None  # the top rung's training
+        self.reporter.trial_started(number, summary, steps or self.p.files.spec.fidelity.max_steps)
+        self._beats[number] = time.monotonic()
+        return TrialRequest(number, ref.compiled, self.p.files.spec.seed, steps)
 
     def _start_batch(self, n: int, target: int | None = None) -> list[TrialRequest]:
         """Up to ``n`` new trials: pending re-runs first, then promotions (multi-fidelity),
@@ -313,6 +353,8 @@ class StudyRunner:
         requests: list[TrialRequest] = []
         if n <= 0:  # no free slot: decide nothing (promotions are decided when one frees up)
             return requests
+        for ref in self._pending_references()[:n]:  # references first
+            requests.append(self._start_reference(ref))
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
         if self.multi_fidelity and target is not None:
@@ -467,6 +509,8 @@ class StudyRunner:
             self._refit_memory()
             m = result.metrics
             line = "" if rung is None else f"rung {rung} | "
+            reference = self.mirror.record(result.number).reference
+            line += "" if reference is None else f"reference {reference} | "
             line += (
                 f"{self.p.files.spec.metric} {m[self.p.files.spec.metric]:.4f} | "
                 f"{m['trainable_params']:,} params | {m['peak_memory_mb']:.1f} MiB "

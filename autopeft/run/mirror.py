@@ -26,7 +26,7 @@ from autopeft.core.hypervolume import (
     study_frame,
 )
 from autopeft.core.objectives import Objective
-from autopeft.core.states import TrialState, has_result
+from autopeft.core.states import TrialState
 from autopeft.run.progress import StudyStatus, StudyTally
 from autopeft.search.promotion import RungEntry, promotions
 from autopeft.search.samplers import Observation
@@ -100,7 +100,7 @@ class TrialMirror:
     def configurations_started(self) -> int:
         """Configurations finished or running at the lowest rung (multi-fidelity studies);
         what the trial budget counts."""
-        return self.finished + sum(1 for n in self._running if self._records[n].new_configuration)
+        return self.finished + sum(1 for n in self._running if self._records[n].searched_new)
 
     def promotions(self, draining: bool, reduction_factor: float, cap: bool = False) -> list[int]:
         """Trials to promote now, highest rung first (:func:`~autopeft.search.promotion.
@@ -210,7 +210,7 @@ class TrialMirror:
             self._running.add(n)
         else:
             self._running.discard(n)
-        if has_result(record) and not (old is not None and has_result(old)):
+        if record.searched_result and not (old is not None and old.searched_result):
             bisect.insort(self._complete, n)
             self._hypervolume = None
             if self._curve is not None:

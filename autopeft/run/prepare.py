@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from autopeft.data import Splits
     from autopeft.executors.worker import WorkerSetup
+    from autopeft.search.references import Reference
     from autopeft.search.warm_start import WarmDesign
     from autopeft.space.bound import BoundSpace
     from autopeft.spec import ExecutorSpec
@@ -45,6 +46,7 @@ class PreparedStudy:
         objectives: The study's objectives, in Optuna's value order.
         warm: The warm-start design of a new study with ``warm_start`` sources (None for a
             cold start, and for a study that exists already: it keeps its stored design).
+        references: The spec's ``references:``, compiled for the model.
     """
 
     files: StudyFiles
@@ -55,6 +57,7 @@ class PreparedStudy:
     bound: BoundSpace
     objectives: list[Objective]
     warm: WarmDesign | None = None
+    references: list[Reference] = field(default_factory=list)
 
     @property
     def task_type(self) -> str:
@@ -115,7 +118,25 @@ def prepare_study(
         from autopeft.search.warm_start import design_size, plan_warm_start
 
         warm = plan_warm_start(url, study, spec.warm_start, bound, design_size(sampler))
-    return PreparedStudy(files, study, url, splits, model_path, bound, objectives, warm)
+    references = _references(files, layout, bound)
+    return PreparedStudy(files, study, url, splits, model_path, bound, objectives, warm, references)
+
+
+def _references(files: StudyFiles, layout: Any, bound: BoundSpace) -> list[Reference]:
+    """The spec's ``references:`` compiled for the model (:mod:`autopeft.search.references`)."""
+    if not files.spec.references:
+        return []
+    from autopeft.search.references import resolve_references
+    from autopeft.tasks import peft_task_type
+
+    return resolve_references(
+        files.spec.references,
+        spec_path=files.path,
+        layout=layout,
+        study=bound,
+        task_type=peft_task_type(files.spec.task),
+        learning_rate=files.spec.fidelity.learning_rate,
+    )
 
 
 def check_devices(spec: StudySpec) -> None:

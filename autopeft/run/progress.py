@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from autopeft.core.states import has_result
-
 if TYPE_CHECKING:
     from autopeft.core.objectives import Objective
     from autopeft.storage.records import TrialRecord
@@ -101,7 +99,7 @@ class StudyTally:
         """Trial ``new.number`` now reads ``new`` (``old``: as it read before, if at all)."""
         self.finished += new.counts_for_budget - (old is not None and old.counts_for_budget)
         self.failed += new.counts_as_failed - (old is not None and old.counts_as_failed)
-        if has_result(new) and not (old is not None and has_result(old)):
+        if new.searched_result and not (old is not None and old.searched_result):
             for o in self.objectives:
                 value = new.values[o.name]
                 self.best[o.name] = o.best((self.best.get(o.name, value), value))

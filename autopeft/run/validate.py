@@ -65,7 +65,7 @@ def validate_file(path: Path, kind: Kind | None = None) -> str:
         kind: ``spec`` or ``space``; None: tell by the file's keys (:func:`file_kind`).
 
     Returns:
-        The one-line summary (``ok: ...``).
+        The summary (``ok: ...``), then a line per reference the spec lists.
 
     Raises:
         UserInputError: the file is invalid, or its kind cannot be told.
@@ -75,11 +75,19 @@ def validate_file(path: Path, kind: Kind | None = None) -> str:
 
         p = prepare_study(path)
         splits = f"{len(p.splits.train)}/{len(p.splits.validation)}/{len(p.splits.test)}"
-        return (
+        lines = [
             f"ok: study {p.name!r} ({p.files.spec.task}, metric {p.files.spec.metric}): "
             f"{p.bound.layout.family} model with {p.bound.layout.num_layers} layers, {splits} "
             f"train/validation/test examples, {len(p.bound.dimensions)} search dimensions"
-        )
+        ]
+        for ref in p.references:
+            where = "in the search space" if ref.point is not None else "a comparison point"
+            over = ", over budget" if ref.over_budget else ""
+            lines.append(
+                f"reference {ref.name}: {ref.compiled.method} "
+                f"{ref.compiled.trainable_params:,} params ({where}{over})"
+            )
+        return "\n".join(lines)
     from autopeft.methods.binding import load_space
 
     space = load_space(path)

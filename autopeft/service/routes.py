@@ -129,7 +129,7 @@ def get_front(request: Request, name: StudyName, format: FrontFormat = FrontForm
     from autopeft.results import front_rows, write_csv
 
     view = _view(_service(request), name)
-    rows = front_rows(view.front(), view.objectives)
+    rows = front_rows(view.front() + view.references(), view.objectives, view.budget)
     if format is FrontFormat.json:
         return rows
     out = io.StringIO()

@@ -106,4 +106,5 @@ def compiled_config(store: Store, study: str, number: int) -> CompiledConfig:
     if not data.get("peft_config"):
         raise StudyError(f"trial {number} of study {study!r} has no compiled config")
     data["placement"] = {int(k): v for k, v in data.get("placement", {}).items()}
-    return CompiledConfig(**data)
+    fields = CompiledConfig.__dataclass_fields__  # a reference's row also names it
+    return CompiledConfig(**{k: v for k, v in data.items() if k in fields})

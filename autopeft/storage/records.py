@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autopeft.core.states import TrialState
+from autopeft.core.states import TrialState, has_result
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class TrialRecord:
             (its rung's results), which fronts and hypervolumes never read.
         promoted_from: The trial at the rung below whose configuration this one trains
             further; None for a new configuration.
+        reference: The name of the reference this trial trains (a configuration given in the
+            spec's ``references:``, not proposed by the search); None for a searched trial.
+        reference_in_space: A reference whose point lies in the search space (``params``
+            holds it and the sampler sees it as an observation).
     """
 
     number: int
@@ -51,6 +55,8 @@ class TrialRecord:
     hypervolume: float | None = None
     rung: int | None = None
     promoted_from: int | None = None
+    reference: str | None = None
+    reference_in_space: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
@@ -62,12 +68,25 @@ class TrialRecord:
         return not self.rung
 
     @property
+    def searched_new(self) -> bool:
+        """A new configuration proposed by the search (not a promotion, not a reference)."""
+        return self.new_configuration and self.reference is None
+
+    @property
+    def searched_result(self) -> bool:
+        """A searched trial with its top-rung result (:func:`~autopeft.core.states.has_result`):
+        what fronts, best values and hypervolumes are made of. References are compared with
+        them, never counted in them."""
+        return has_result(self) and self.reference is None
+
+    @property
     def counts_for_budget(self) -> bool:
         """Whether the trial counts against the study's ``n_trials``: finished, and neither
         interrupted (its point is re-run), skipped before launch (predicted over the memory
-        cap) nor a multi-fidelity promotion (rung above 0)."""
+        cap), a multi-fidelity promotion (rung above 0) nor a reference."""
         return (
-            self.state.is_finished()
+            self.reference is None
+            and self.state.is_finished()
             and not self.interrupted
             and not self.metrics.get("skipped")
             and self.new_configuration
@@ -82,7 +101,10 @@ class TrialRecord:
     @property
     def seen_by_samplers(self) -> bool:
         """Whether samplers see the trial: running, complete, partial (PRUNED) or failed, and
-        not interrupted (its re-run stands for it). Skipped trials are seen (as failures)."""
+        not interrupted (its re-run stands for it). Skipped trials are seen (as failures). A
+        reference is seen only when its point lies in the search space."""
+        if self.reference is not None and not self.reference_in_space:
+            return False
         return self.state != TrialState.WAITING and not self.interrupted
 
     @property
@@ -94,8 +116,8 @@ class TrialRecord:
     @property
     def ranked_for_promotion(self) -> bool:
         """Whether the promotion rule sees the trial: seen by samplers and launched (a trial
-        skipped before launch never trained at its rung)."""
-        return self.seen_by_samplers and not self.metrics.get("skipped")
+        skipped before launch never trained at its rung); references are never promoted."""
+        return self.seen_by_samplers and not self.metrics.get("skipped") and self.reference is None
 
     @property
     def rung_values(self) -> dict[str, float]:

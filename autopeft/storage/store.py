@@ -226,8 +226,14 @@ class Store:
         rung: int | None = None,
         promoted_from: int | None = None,
         steps: int | None = None,
+        reference: str | None = None,
+        in_space: bool = False,
     ) -> int:
         """Record a RUNNING trial with its point and compiled config; returns its number.
+
+        A ``reference`` (:mod:`autopeft.search.references`) is stored with its name, as an
+        Optuna user attribute and beside the compiled config; ``in_space``: its point is one of
+        the search space's (the sampler sees it), else the point is empty.
 
         In a multi-fidelity study a trial also has its ``rung``, its training ``steps`` and the
         trial it was ``promoted_from`` (None for a new configuration), stored in our row and as
@@ -247,6 +253,10 @@ class Store:
         }
         if rung is not None:
             attrs.update(rung=rung, steps=steps, promoted_from=promoted_from)
+        stored = dict(compiled.__dict__)
+        if reference is not None:
+            attrs["reference"] = reference
+            stored.update(reference=reference, reference_in_space=in_space)
         template = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING,
             params=point,
@@ -269,7 +279,7 @@ class Store:
                             number=number,
                             trial_id=trial_id,
                             point_json=json.dumps(point),
-                            compiled_json=json.dumps(compiled.__dict__),
+                            compiled_json=json.dumps(stored),
                             owner=OWNER,
                             heartbeat_at=time.time(),
                             rung=rung,
@@ -549,6 +559,8 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
         hypervolume=row.hypervolume if row else None,
         rung=row.rung if row else trial.user_attrs.get("rung"),
         promoted_from=row.promoted_from if row else trial.user_attrs.get("promoted_from"),
+        reference=compiled.get("reference", trial.user_attrs.get("reference")),
+        reference_in_space=bool(compiled.get("reference_in_space")),
     )
 
 

@@ -120,9 +120,18 @@ function renderFront(s, trials) {
     text: rows.map((t) => hoverText(t, s.objectives)), hovertemplate: "%{text}<extra></extra>",
     mode: "markers", type: "scatter", name: label, marker: { color, size },
   });
-  const front = done.filter((t) => t.on_front).sort((a, b) => a[x.name] - b[x.name]);
-  const data = [trace(done.filter((t) => !t.on_front), "dominated", "#b0b0b0", 8),
+  const searched = done.filter((t) => !t.reference);
+  const front = searched.filter((t) => t.on_front).sort((a, b) => a[x.name] - b[x.name]);
+  const refs = done.filter((t) => t.reference);
+  const data = [trace(searched.filter((t) => !t.on_front), "dominated", "#b0b0b0", 8),
     trace(front, "Pareto front", "#c0392b", 12)];
+  if (refs.length) {
+    // references (the spec's defaults): labelled stars beside the front, never in it
+    data.push({ ...trace(refs, "references", "#1f4e99", 16), mode: "markers+text",
+      marker: { color: "#1f4e99", size: 16, symbol: "star" }, textposition: "bottom center",
+      text: refs.map((t) => t.reference), hovertext: refs.map((t) => hoverText(t, s.objectives)),
+      hovertemplate: "%{hovertext}<extra></extra>" });
+  }
   const layout = {
     title: { text: `Pareto front: ${y.name} vs ${x.name}` }, hovermode: "closest",
     xaxis: { title: { text: x.name }, type: x.name === "trainable_params" ? "log" : "linear" },
@@ -158,7 +167,8 @@ function renderTrials(s, trials) {
     const row = el("tr", null, "clickable" + (t.on_front ? " front" : "") + (t.trial === current.selected ? " chosen" : ""));
     row.dataset.trial = t.trial;
     const rung = t.rung === undefined || t.rung === null ? "" : ` (rung ${t.rung}, ${t.steps} steps)`;
-    const state = (t.interrupted ? "INTERRUPTED" : t.state) + rung;
+    const ref = t.reference ? ` (reference ${t.reference})` : "";
+    const state = (t.interrupted ? "INTERRUPTED" : t.state) + rung + ref;
     row.append(el("td", t.trial), el("td", state, "text"), ...names.map((n) => el("td", fmt(n, t[n]))),
       el("td", t.device || "-", "text"), el("td", t.method, "text"), el("td", t.placement, "text"));
     if (t.fail_reason) row.title = t.fail_reason;
