@@ -9,7 +9,9 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   one-hot features of an ARD kernel (:mod:`autopeft.search.samplers.surrogate` says why not
   ``MixedSingleTaskGP``), floats are unit-scaled; dimensions a point does not use are
   canonicalised. The acquisition is maximised by discrete search over a pool of seeded
-  feasible draws and mutations of the current Pareto set, refined by a few rounds of local
+  feasible draws, mutations of the current Pareto set and structured candidates (uniform
+  ranks, layer ranges, coarse moves of observed points:
+  :mod:`autopeft.search.samplers.structured`), refined by a few rounds of local
   search around the best candidates, with moves to neighbouring values and jumps anywhere in
   a dimension's domain (BoTorch's ``optimize_acqf_mixed_alternating`` took 60-130 s per
   proposal over 38 discrete dimensions here).
