@@ -3,7 +3,7 @@
     python bench/optimizer.py --quick                 # a few minutes: 4 classes, 1 seed, 3 samplers
     python bench/optimizer.py --seeds 3 --jobs 2      # every class, 3 seeds, all samplers
     python bench/optimizer.py --classes tight,loose20x --samplers mobo,random --no-latency
-    python bench/optimizer.py --samplers mobo,mobo-flat --no-latency   # structured design on/off
+    python bench/optimizer.py --samplers mobo,mobo-structured --no-latency   # structured design
 
 Problems come from :mod:`autopeft.testing.synthetic_classes`: each class (``tight``,
 ``loose20x``, ``ladder8``, ``lr4dec``, ``sparse``, ``failures``, ``two_obj``, ``deep32``,
@@ -19,8 +19,9 @@ Prints per class the median [IQR] (inclusive quartiles) over seeds of HV after `
 (and random after ``--random-trials``), whether mobo >= gp, mobo >= random@``--random-trials``
 and mobo > tpe (medians), and the CPU / wall seconds of one warm mobo and gp proposal at 100 and 300
 observations on a 32-layer all-linear space (torch on one thread).
-``mobo-flat`` is mobo without structured candidates (``structured: false``); with both in
-``--samplers`` a paired table compares them. Not a test: nothing here asserts.
+``mobo-structured`` / ``mobo-flat`` are mobo with structured candidates on / off
+(``structured: true|false``, over ``--mobo-options``); with mobo in ``--samplers`` a paired
+table compares mobo with each. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ from autopeft.testing.synthetic_classes import (  # noqa: E402
 QUICK = {"classes": "base,loose20x,two_obj,method_choice", "seeds": 1, "trials": 20,
          "random_trials": 60, "samplers": "mobo,tpe,random", "latency": "100"}  # fmt: skip
 #: Sampler variants the bench knows by name: (sampler, options over its defaults).
-VARIANTS = {"mobo-flat": ("mobo", {"structured": False})}
+VARIANTS = {
+    "mobo-flat": ("mobo", {"structured": False}),
+    "mobo-structured": ("mobo", {"structured": True}),
+}
 LATENCY_CLASS = ProblemClass("latency32", layers=32, targets=("all_linear",))
 Results = list[dict[str, float] | None]
 
@@ -206,8 +210,8 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
         f"checks: mobo@{args.trials} >= gp@{args.trials} | >= random@{args.random_trials} | "
         f"> tpe@{args.trials}, on medians (y/n; - = not run; * = over fewer seeds)"
     )
-    paired_table(by_seed, classes, args, "gp")
-    paired_table(by_seed, classes, args, "mobo-flat")
+    for other in ("gp", "mobo-flat", "mobo-structured"):
+        paired_table(by_seed, classes, args, other)
 
 
 def paired_table(

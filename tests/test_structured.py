@@ -18,6 +18,7 @@ from autopeft.search.samplers.structured import StructuredDesign
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+ON = {"structured": True}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def _check(bound, points, canonical: bool = True) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_initial_design_has_a_uniform_configuration_of_every_module_set(bound, seed) -> None:
-    design = make_sampler("mobo", bound, OBJECTIVES, seed, {}).propose([], 10)
+    design = make_sampler("mobo", bound, OBJECTIVES, seed, ON).propose([], 10)
     _check(bound, design, canonical=False)  # Sobol points are not canonicalised
     uniform = {(p["target_modules"], _uniform_rank(bound, p)) for p in design}
     for preset in ("qv", "attn", "all_linear"):
@@ -69,7 +70,7 @@ def test_the_initial_design_has_a_uniform_configuration_of_every_module_set(boun
 
 
 def test_without_structured_the_initial_design_is_plain_sobol(bound) -> None:
-    flat = make_sampler("mobo", bound, OBJECTIVES, 0, {"structured": False}).propose([], 10)
+    flat = make_sampler("mobo", bound, OBJECTIVES, 0, {}).propose([], 10)  # the default
     assert flat == make_sampler("sobol", bound, OBJECTIVES, 0, {}).propose([], 10)
 
 
@@ -135,7 +136,7 @@ def test_structured_candidates_respect_an_extra_feasibility_rule(bound) -> None:
     _check(small, candidates)
     assert all(bound.count_params(p) <= 40_000 for p in candidates)
     assert len(candidates) < len(StructuredDesign(bound, 0).feasible(design.layer_ranges(base)))
-    design_points = make_sampler("mobo", small, OBJECTIVES, 0, {}).propose([], 10)
+    design_points = make_sampler("mobo", small, OBJECTIVES, 0, ON).propose([], 10)
     assert all(bound.count_params(p) <= 40_000 for p in design_points)
 
 
@@ -155,7 +156,7 @@ def test_a_method_choice_space_gets_uniform_configurations_of_its_methods() -> N
     from autopeft.testing.synthetic_classes import make_problem
 
     bound = make_problem("method_choice", 0).bound
-    design = make_sampler("mobo", bound, OBJECTIVES, 0, {}).propose([], 10)
+    design = make_sampler("mobo", bound, OBJECTIVES, 0, ON).propose([], 10)
     for point in design:
         bound.check_point(point)
         assert bound.is_feasible(point)

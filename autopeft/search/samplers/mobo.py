@@ -9,8 +9,8 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   one-hot features of an ARD kernel (:mod:`autopeft.search.samplers.surrogate` says why not
   ``MixedSingleTaskGP``), floats are unit-scaled; dimensions a point does not use are
   canonicalised. The acquisition is maximised by discrete search over a pool of seeded
-  feasible draws, mutations of the current Pareto set and structured candidates (uniform
-  ranks, layer ranges, coarse moves of observed points:
+  feasible draws, mutations of the current Pareto set and, with ``structured: true``,
+  structured candidates (uniform ranks, layer ranges, coarse moves of observed points:
   :mod:`autopeft.search.samplers.structured`), refined by a few rounds of local
   search around the best candidates, with moves to neighbouring values and jumps anywhere in
   a dimension's domain (BoTorch's ``optimize_acqf_mixed_alternating`` took 60-130 s per
@@ -103,8 +103,10 @@ class MoboSampler(Sampler):
             (:mod:`autopeft.search.samplers.structured`): every other point of the initial
             design is a uniform rank per module set or a contiguous layer range, and the pool
             and the local search add such configurations and coarse moves of the observed
-            points (ranks x2 / x1/2, a module type dropped or added, layers shifted). Default
-            on; ``bench/optimizer.py --samplers mobo,mobo-flat`` compares it with off.
+            points (ranks x2 / x1/2, a module type dropped or added, layers shifted). Off by
+            default: on the synthetic classes it cost hypervolume on 7 of 10 classes measured
+            (seed 0; median paired -0.009, worst -0.046; ``bench/results/optimizer_structured.txt``,
+            ``bench/optimizer.py --samplers mobo,mobo-structured``).
         prior_start: With a usable transfer prior (a warm-started study), model-based
             proposals start after this many complete trials of the study's own instead of
             ``n_initial`` (capped at ``n_initial``); it is also the length of the warm-start
@@ -128,7 +130,7 @@ class MoboSampler(Sampler):
         local_rounds: int = 3,
         jump: float = 0.5,
         prior_start: int = 4,
-        structured: bool = True,
+        structured: bool = False,
     ) -> None:
         super().__init__(bound, objectives, seed)
         if n_initial < 2:
