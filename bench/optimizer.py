@@ -3,6 +3,7 @@
     python bench/optimizer.py --quick                 # a few minutes: 4 classes, 1 seed, 3 samplers
     python bench/optimizer.py --seeds 3 --jobs 2      # every class, 3 seeds, all samplers
     python bench/optimizer.py --classes tight,loose20x --samplers mobo,random --no-latency
+    python bench/optimizer.py --samplers mobo,mobo-structured --no-latency   # structured design
 
 Problems come from :mod:`autopeft.testing.synthetic_classes`: each class (``tight``,
 ``loose20x``, ``ladder8``, ``lr4dec``, ``sparse``, ``failures``, ``two_obj``, ``deep32``,
@@ -18,7 +19,9 @@ Prints per class the median [IQR] (inclusive quartiles) over seeds of HV after `
 (and random after ``--random-trials``), whether mobo >= gp, mobo >= random@``--random-trials``
 and mobo > tpe (medians), and the CPU / wall seconds of one warm mobo and gp proposal at 100 and 300
 observations on a 32-layer all-linear space (torch on one thread).
-Not a test: nothing here asserts.
+``mobo-structured`` / ``mobo-flat`` are mobo with structured candidates on / off
+(``structured: true|false``, over ``--mobo-options``); with mobo in ``--samplers`` a paired
+table compares mobo with each. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ from autopeft.testing.synthetic_classes import (  # noqa: E402
 
 QUICK = {"classes": "base,loose20x,two_obj,method_choice", "seeds": 1, "trials": 20,
          "random_trials": 60, "samplers": "mobo,tpe,random", "latency": "100"}  # fmt: skip
+#: Sampler variants the bench knows by name: (sampler, options over its defaults).
+VARIANTS = {
+    "mobo-flat": ("mobo", {"structured": False}),
+    "mobo-structured": ("mobo", {"structured": True}),
+}
 LATENCY_CLASS = ProblemClass("latency32", layers=32, targets=("all_linear",))
 Results = list[dict[str, float] | None]
 
@@ -68,7 +76,7 @@ def run(name: str, cls: str, seed: int, trials: int, options: dict) -> Results:
     """``trials`` sequential proposals of sampler ``name`` on problem ``seed`` of ``cls``."""
     _one_thread()
     problem = make_problem(cls, seed)  # rebuilt: a fresh noise stream per run
-    sampler = make_sampler(name, problem.bound, problem.objectives, seed, options)
+    sampler = make_sampler(_base(name), problem.bound, problem.objectives, seed, options)
     return [h.values or None for h in study(problem, sampler, trials)]
 
 
@@ -118,7 +126,7 @@ def latency(name: str, observations: int, options: dict) -> tuple[float, float]:
     for p in random.propose([], observations):
         v = problem.evaluate(p)
         history.append(Observation(p, "COMPLETE", v) if v else Observation(p, "FAIL", {}, True))
-    sampler = make_sampler(name, problem.bound, problem.objectives, 0, options)
+    sampler = make_sampler(_base(name), problem.bound, problem.objectives, 0, options)
     sampler.propose(history, 1)  # warm-up: fits from scratch
     point = sampler.propose(history, 1)[0]
     cpu, wall = time.process_time(), time.perf_counter()
@@ -164,10 +172,13 @@ def main() -> None:
 
 
 def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> None:
-    jobs = []
-    for name in names:
-        trials = max(args.trials, args.random_trials if name == "random" else 0)
-        jobs += [(name, c, s, trials, _options(name, args)) for c in classes for s in args.seeds]
+    # seed-major order: a run cut short still has every sampler on the same problems
+    jobs = [
+        (name, c, s, max(args.trials, args.random_trials if name == "random" else 0), opts)
+        for s in args.seeds
+        for c in classes
+        for name, opts in ((n, _options(n, args)) for n in names)
+    ]
     t0 = time.perf_counter()
     hv: dict[tuple[str, str, int], list[float]] = {}
     by_seed: dict[tuple[str, str, int], float] = {}  # (sampler, class, seed) -> HV @ trials
@@ -199,27 +210,45 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
         f"checks: mobo@{args.trials} >= gp@{args.trials} | >= random@{args.random_trials} | "
         f"> tpe@{args.trials}, on medians (y/n; - = not run; * = over fewer seeds)"
     )
-    paired_table(by_seed, classes, args)
+    for other in ("gp", "mobo-flat", "mobo-structured"):
+        paired_table(by_seed, classes, args, other)
 
 
 def paired_table(
-    by_seed: dict[tuple[str, str, int], float], classes: list[str], args: argparse.Namespace
+    by_seed: dict[tuple[str, str, int], float],
+    classes: list[str],
+    args: argparse.Namespace,
+    other: str,
 ) -> None:
-    """mobo against gp on the same problems: every (class, seed) both ran."""
+    """mobo against ``other`` on the same problems: every (class, seed) both ran; with
+    per-class medians of both and of the differences when there are several seeds."""
     pairs = [
         (c, s)
         for c in classes
         for s in args.seeds
-        if {("mobo", c, s), ("gp", c, s)} <= set(by_seed)
+        if {("mobo", c, s), (other, c, s)} <= set(by_seed)
     ]
     if not pairs:
         return
-    print(f"\nmobo@{args.trials} vs gp@{args.trials} paired on the same problem (class, seed)")
+    k = args.trials
+    print(f"\nmobo@{k} vs {other}@{k} paired on the same problem (class, seed)")
     for c, s in pairs:
-        m, g = by_seed["mobo", c, s], by_seed["gp", c, s]
-        print(f"  {c:14} seed {s}  mobo {m:.3f}  gp {g:.3f}  {m - g:+.3f}")
-    ahead = sum(by_seed["mobo", c, s] >= by_seed["gp", c, s] for c, s in pairs)
-    print(f"mobo >= gp in {ahead} of {len(pairs)} pairs")
+        m, g = by_seed["mobo", c, s], by_seed[other, c, s]
+        print(f"  {c:14} seed {s}  mobo {m:.3f}  {other} {g:.3f}  {m - g:+.3f}")
+    ahead = sum(by_seed["mobo", c, s] >= by_seed[other, c, s] for c, s in pairs)
+    print(f"mobo >= {other} in {ahead} of {len(pairs)} pairs")
+    print(f"per class, medians over the paired seeds: mobo | {other} | paired difference")
+    for c in classes:
+        seeds = [s for cc, s in pairs if cc == c]
+        if not seeds:
+            continue
+        m = [by_seed["mobo", c, s] for s in seeds]
+        g = [by_seed[other, c, s] for s in seeds]
+        diff = statistics.median(a - b for a, b in zip(m, g, strict=True))
+        print(
+            f"  {c:14} {statistics.median(m):.3f} | {statistics.median(g):.3f} | {diff:+.3f}"
+            f"  ({len(seeds)} seeds)"
+        )
 
 
 def _cell(values: list[float], seeds: int) -> str:
@@ -255,7 +284,7 @@ def latency_table(names: list[str], args: argparse.Namespace) -> None:
         "1 thread; a shared machine: load inflates wall)"
     )
     print(f"{'sampler':8} " + " ".join(f"{'@' + str(n):>16}" for n in counts))
-    for name in [n for n in names if n in ("mobo", "gp")]:
+    for name in [n for n in names if _base(n) in ("mobo", "gp")]:
         cells = [latency(name, n, _options(name, args)) for n in counts]
         print(f"{name:8} " + " ".join(f"{c:7.2f}/{w:7.2f}s" for c, w in cells), flush=True)
 
@@ -299,7 +328,7 @@ def _parse() -> argparse.Namespace:
 def _options(name: str, args: argparse.Namespace) -> dict:
     """The sampler's options, mobo's resolved against its defaults: the cache key then names
     every option, so a run made under other defaults is never read for this one."""
-    if name != "mobo":
+    if _base(name) != "mobo":
         return {}
     from autopeft.search.samplers.mobo import MoboSampler
 
@@ -308,7 +337,12 @@ def _options(name: str, args: argparse.Namespace) -> dict:
         for p in inspect.signature(MoboSampler.__init__).parameters.values()
         if p.kind == p.KEYWORD_ONLY
     }
-    return {**defaults, **args.mobo_options}
+    return {**defaults, **args.mobo_options, **VARIANTS.get(name, (name, {}))[1]}
+
+
+def _base(name: str) -> str:
+    """The sampler a bench name runs (``mobo-flat`` -> ``mobo``)."""
+    return VARIANTS[name][0] if name in VARIANTS else name
 
 
 if __name__ == "__main__":

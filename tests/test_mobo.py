@@ -150,10 +150,15 @@ def test_failures_change_later_proposals(small_problem) -> None:
     assert a != b
 
 
-def test_initial_design_is_sobol(small_problem) -> None:
-    mobo = make_sampler("mobo", small_problem.bound, OBJECTIVES, 0, CHEAP).propose([], 3)
-    sobol = make_sampler("sobol", small_problem.bound, OBJECTIVES, 0, {}).propose([], 3)
-    assert mobo == sobol
+def test_initial_design_is_sobol_with_structured_points(small_problem) -> None:
+    bound = small_problem.bound
+    on = {**CHEAP, "structured": True}
+    mobo = make_sampler("mobo", bound, OBJECTIVES, 0, on).propose([], 4)
+    sobol = make_sampler("sobol", bound, OBJECTIVES, 0, {}).propose([], 4)
+    assert mobo[0::2] == sobol[0::2]  # odd trials are structured (tests/test_structured.py)
+    structured = make_sampler("sobol", bound, OBJECTIVES, 0, {"structured": 10}).propose([], 4)
+    assert mobo == structured
+    assert make_sampler("mobo", bound, OBJECTIVES, 0, CHEAP).propose([], 4) == sobol
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError
 from autopeft.search.samplers.base import Observation, Sampler
-from autopeft.space.bound import Point
+from autopeft.space.bound import BoundSpace, Point
 from autopeft.space.encode import from_unit
 
 MAX_ATTEMPTS = 20_000
@@ -47,7 +48,56 @@ class RandomSampler(Sampler):
 
 class SobolSampler(RandomSampler):
     """Scrambled Sobol design: trial ``k`` takes the k-th point of a seeded Sobol sequence, and
-    falls back to seeded random draws if that point is infeasible (over budget)."""
+    falls back to seeded random draws if that point is infeasible (over budget).
+
+    Args:
+        structured: The first ``structured`` trials alternate Sobol points (even ``k``) with
+            structured configurations (odd ``k``: uniform ranks per module set, contiguous
+            layer ranges; :class:`~autopeft.search.samplers.structured.StructuredDesign`), whose
+            other dimensions (learning rate, ...) are those of the k-th Sobol point. 0 (the
+            default of the ``sobol`` sampler): Sobol points only.
+    """
+
+    def __init__(
+        self,
+        bound: BoundSpace,
+        objectives: Sequence[Objective],
+        seed: int,
+        *,
+        structured: int = 0,
+    ) -> None:
+        super().__init__(bound, objectives, seed)
+        if structured < 0:
+            raise TypeError("structured must be >= 0")
+        self.structured = structured
+        self._structured: dict[int, Point] | None = None
+
+    def draw(self, index: int) -> Point:
+        if index < self.structured and index % 2 == 1:
+            point = self._structured_points().get(index)
+            if point is not None:
+                return point
+        return super().draw(index)
+
+    def _structured_points(self) -> dict[int, Point]:
+        """Trial index -> its structured point (computed once; the design may run out)."""
+        if self._structured is None:
+            from autopeft.search.samplers.structured import StructuredDesign
+
+            design = StructuredDesign(self.bound, self.seed)
+            slots = list(range(1, self.structured, 2))
+            dims = self.bound.dimensions
+            bases = []
+            for k in slots:
+                u = self._first_unit(k)
+                if u is None:
+                    u = np.random.default_rng([self.seed, k]).random(len(dims))
+                bases.append(
+                    {d.name: from_unit(d.spec, float(x)) for d, x in zip(dims, u, strict=True)}
+                )
+            points = design.initial(bases) if design else []
+            self._structured = dict(zip(slots, points, strict=False))
+        return self._structured
 
     def _first_unit(self, index: int) -> np.ndarray | None:
         from torch.quasirandom import SobolEngine
