@@ -131,7 +131,9 @@ class DatasetSpec(StrictModel):
             raise ValueError("give either source (a built-in or a file) or hub, not both")
         if self.hub is None and not self.source:
             raise ValueError("needs source (a built-in name or a file) or hub (a dataset name)")
-        if self.hub is None and (self.config is not None or "split" in self.model_fields_set):
+        # a stored spec is re-validated with every field written out, so the default split is
+        # no user's choice: only a config or another split is refused for a file
+        if self.hub is None and (self.config is not None or self.split != "train"):
             raise ValueError("config and split apply to hub datasets only")
         return self
 
