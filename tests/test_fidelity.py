@@ -49,7 +49,7 @@ def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
         _done(5, 0.5, 600),
     ]
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 2.0)) == [0, 1, 2]  # floor(6 / 2)
-    # three per rung with factor 3 would be 2: the front's extremes first (infinite crowding)
+    # factor 3: 2; 2 (0.85, 500) is dominated by 0, which measured better at under twice the cost
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 3.0)) == [0, 1]
     # already promoted: not again; a failed trial counts in the rung but is never promoted
     entries[0] = _done(0, 0.9, 900, promoted=True)
@@ -94,6 +94,32 @@ def test_asha_promotes_a_late_best_trial_and_the_quota_rule_caps_the_rung() -> N
     assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == []
     entries += [_done(7, 0.1, 100), _done(8, 0.2, 100)]  # floor(9 / 3) = 3: one more, the best
     assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == [6]
+
+
+def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> None:
+    """Cost objectives are known at every rung; a trial is promoted for what the rung measured,
+    not for being a little smaller than the trials that measured better."""
+    entries = [_done(i, 0.80 + 0.01 * i, 1000 + 100 * i) for i in range(5)]
+    small = _done(5, 0.55, 700)  # the smallest yet, and the worst metric
+    assert 5 not in promotions([*entries, small], [ACC, PARAMS], 3, 3.0)
+    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0) == [4, 3]  # best metric first
+    # plain non-dominated sorting with crowding distance would have promoted it first
+    from autopeft.core.pareto import nondominated_ranks
+
+    table = [[e.values["accuracy"], e.values["trainable_params"]] for e in [*entries, small]]
+    ranks = nondominated_ranks(table, ["maximize", "minimize"])
+    assert min(range(6), key=lambda i: (ranks[i][0], -ranks[i][1], i)) in (4, 5)
+    assert ranks[5] == (0, float("inf"))
+    # a configuration under half the size of every better one stays on the front
+    tiny = _done(5, 0.55, 400)
+    assert promotions([*entries, tiny, _done(6, 0.5, 5000)], [ACC, PARAMS], 3, 3.0) == [4, 5]
+    # with three objectives the same (memory is known at every rung too)
+    mem = Objective("peak_memory_mb", "minimize")
+    three = [
+        RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries
+    ]
+    poor = RungEntry(5, 0, True, {"accuracy": 0.55, "trainable_params": 700, "peak_memory_mb": 45})
+    assert 5 not in promotions([*three, poor], [ACC, PARAMS, mem], 3, 3.0)
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:

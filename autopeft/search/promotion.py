@@ -3,12 +3,22 @@
 A multi-fidelity study trains every new configuration for the lowest rung's steps first. A
 trial at rung ``k`` is promoted (its configuration trained again, from scratch, for rung
 ``k + 1``'s steps) once it is among the best ``floor(m / reduction_factor)`` of the ``m``
-finished trials at rung ``k``: ASHA's rule (Li et al., 2020), with "best" the order of
-non-dominated sorting and crowding distance (NSGA-II's; Syne Tune's MOASHA ranks the same way),
-so no weighting of the objectives is needed and the order is the same under any monotone
-rescaling of an objective up to the crowding tie-break. Failed trials count in ``m`` and rank
-last. Promotions are asynchronous: they are decided whenever a worker is free, never waiting
-for a rung to fill, so workers never idle.
+finished trials at rung ``k``: ASHA's rule (Li et al., 2020). Failed trials count in ``m`` and
+rank last. Promotions are asynchronous: they are decided whenever a worker is free, never
+waiting for a rung to fill, so workers never idle.
+
+**"Best": promote on what the rung measures.** A rung measures the objectives that depend on
+training (the metric, ``train_seconds``); the cost objectives (:data:`STEP_INDEPENDENT`:
+``trainable_params``, ``peak_memory_mb``, measured over a fixed number of steps) are already
+what they will be at the top rung and are known exactly. A rung's trials are ordered by
+non-dominated sorting in which trial ``a`` dominates ``b`` when it is at least as good on every
+training objective and better on one, and no more than :data:`COST_TOLERANCE` (2) times as
+costly on every cost objective; within a front, by the training objectives (first one first),
+then trial number. So a configuration is not promoted for being a little cheaper than one that
+measured better (plain non-dominated sorting puts every new smallest configuration on the
+front, and NSGA-II's crowding distance, infinite at a front's extremes, promoted it first); a
+configuration less than half the size of every better one stays on the front. Without a
+training objective the order is plain non-dominated sorting with crowding distance (NSGA-II's).
 
 Plain ASHA promotes every trial that is in the top fraction when it is looked at; under a
 sampler that keeps improving most new trials are, so a rung can end with far more than
@@ -35,8 +45,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from autopeft.core.objectives import Objective
+import numpy as np
+
+from autopeft.core.objectives import PARAMS_OBJECTIVE, Objective
 from autopeft.core.pareto import nondominated_ranks
+
+#: Objectives that do not depend on how long a trial trains: known exactly at any rung.
+STEP_INDEPENDENT = frozenset({PARAMS_OBJECTIVE, "peak_memory_mb"})
+#: A better-measuring trial dominates a cheaper one unless it costs more than this many times.
+COST_TOLERANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,9 +124,48 @@ def _best(
     left = quota - sum(1 for e in entries if e.promoted) if cap else quota
     if left <= 0 or not complete:
         return []
-    table = [[float(e.values[o.name]) for o in objectives] for e in complete]
-    ranks = nondominated_ranks(table, [o.direction for o in objectives])
-    order = sorted(
-        range(len(complete)), key=lambda i: (ranks[i][0], -ranks[i][1], complete[i].number)
-    )
+    order = rung_order(complete, objectives)
     return [complete[i].number for i in order[:quota] if not complete[i].promoted][:left]
+
+
+def rung_order(entries: Sequence[RungEntry], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of complete ``entries`` (one rung's), best first (the module docstring's order)."""
+    trained = [o for o in objectives if o.name not in STEP_INDEPENDENT]
+    costs = [o for o in objectives if o.name in STEP_INDEPENDENT]
+    numbers = [e.number for e in entries]
+    if not trained:
+        table = [[float(e.values[o.name]) for o in objectives] for e in entries]
+        plain = nondominated_ranks(table, [o.direction for o in objectives])
+        return sorted(range(len(entries)), key=lambda i: (plain[i][0], -plain[i][1], numbers[i]))
+    sign = {"maximize": 1.0, "minimize": -1.0}
+    # larger is better in every column of ``good``; smaller is better in every column of ``cost``
+    good = np.array(
+        [[sign[o.direction] * float(e.values[o.name]) for o in trained] for e in entries]
+    ).reshape(len(entries), len(trained))
+    cost = np.array(
+        [[-sign[o.direction] * float(e.values[o.name]) for o in costs] for e in entries]
+    ).reshape(len(entries), len(costs))
+    good = np.nan_to_num(good, nan=-np.inf)
+    ge = (good[:, None, :] >= good[None, :, :]).all(axis=-1)
+    gt = (good[:, None, :] > good[None, :, :]).any(axis=-1)
+    limit = np.where(cost >= 0, cost * COST_TOLERANCE, cost / COST_TOLERANCE)
+    cheap = (cost[:, None, :] <= limit[None, :, :]).all(axis=-1)
+    beats = ge & gt & cheap  # beats[a, b]: a dominates b (acyclic: a's training values are better)
+    ranks = _peel(beats)
+    return sorted(range(len(entries)), key=lambda i: (ranks[i], *(-good[i]), numbers[i]))
+
+
+def _peel(beats: np.ndarray) -> list[int]:
+    """Front index of each row under the domination matrix ``beats`` (0: dominated by none)."""
+    count = beats.sum(axis=0)
+    left = np.ones(len(beats), dtype=bool)
+    ranks = [0] * len(beats)
+    rank = 0
+    while left.any():
+        front = np.flatnonzero(left & (count == 0))
+        for i in front:
+            ranks[int(i)] = rank
+        left[front] = False
+        count = count - beats[front].sum(axis=0)
+        rank += 1
+    return ranks
