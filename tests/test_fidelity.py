@@ -230,6 +230,14 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
     )
     counts = view.rung_counts()
     assert counts[0] == 6 and counts[1] >= 3 and counts[2] >= 1  # floor(6 / 2) at least
+    # every promotion continued its source's training; the checkpoints are gone at the end
+    promoted = [r for r in view.records if r.promoted_from is not None]
+    assert promoted and all(
+        r.metrics["continued_from_step"] == [2, 4, 8][r.rung - 1] for r in promoted
+    )
+    assert all("note" not in r.metrics for r in view.records)
+    assert (tmp_path / "studies.db.checkpoints").is_dir()
+    assert not (tmp_path / "studies.db.checkpoints" / "tiny").exists()
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
     import optuna
 
@@ -285,6 +293,9 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
         ["run", str(spec), "-q"], db, timeout=240, ready=_promotion_running
     )
     assert any(r.rung and r.rung >= 1 for r in running)
+    # the checkpoints the running promotions continue from are still there
+    kept = {p.name for p in (killed_dir / "studies.db.checkpoints" / "tiny").glob("*.pt")}
+    assert {f"trial-{r.promoted_from}.pt" for r in running if r.rung} <= kept
     subprocess.run([*run[:4], str(spec), "-q"], env=env, check=True, capture_output=True)
     done = load_view("tiny", f"sqlite:///{db}").records
     assert_successive_halving(done, 5, [30, 90, 270])
@@ -296,6 +307,10 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
         reruns = [x for x in done if x.params == lost.params and x.rung == lost.rung]
         assert [x.promoted_from for x in reruns if not x.interrupted] == [lost.promoted_from]
     assert _finished(done) == _finished(uninterrupted)
+    for r in done:  # the re-run promotion continued from the same checkpoint as the first try
+        if r.promoted_from is not None and r.state in ("COMPLETE", "PRUNED"):
+            assert r.metrics["continued_from_step"] == [30, 90][r.rung - 1], r.metrics
+    assert not (killed_dir / "studies.db.checkpoints" / "tiny").exists()  # cleaned up
 
 
 def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:

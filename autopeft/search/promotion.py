@@ -1,8 +1,8 @@
 """Asynchronous multi-objective successive halving: which trials move up a rung.
 
 A multi-fidelity study trains every new configuration for the lowest rung's steps first. A
-trial at rung ``k`` is promoted (its configuration trained again, from scratch, for rung
-``k + 1``'s steps) once it is among the best ``floor(m / reduction_factor)`` of the ``m``
+trial at rung ``k`` is promoted (its training continued from its checkpoint up to rung
+``k + 1``'s steps: :mod:`autopeft.trial.continuation`) once it is among the best ``floor(m / reduction_factor)`` of the ``m``
 finished trials at rung ``k``: ASHA's rule (Li et al., 2020). Failed trials count in ``m`` and
 rank last. Promotions are asynchronous: they are decided whenever a worker is free, never
 waiting for a rung to fill, so workers never idle.
