@@ -128,7 +128,7 @@ class Trial:
 
 
 def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta: float,
-             workers: int, options: dict) -> dict:  # fmt: skip
+             workers: int, options: dict, continued: bool = False) -> dict:  # fmt: skip
     """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts."""
     _one_thread()
     problem = make_problem(cls, seed)  # a fresh noise stream per run
@@ -154,7 +154,10 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
 
     def start(config: int, point: Point, rung: int) -> None:
         trials.append(Trial(len(trials), config, point, rung))
-        heapq.heappush(events, (clock + rungs[rung], len(trials) - 1))
+        heapq.heappush(events, (clock + cost(rung), len(trials) - 1))
+
+    def cost(rung: int) -> int:  # a continued promotion trains only the steps between rungs
+        return rungs[rung] - (rungs[rung - 1] if continued and rung else 0)
 
     while True:
         while len(events) < workers:
@@ -179,7 +182,7 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
         trial = trials[number]
         trial.finished = True
         trial.values = model.evaluate_at(trial.point, rungs[trial.rung], rungs[top]) or {}
-        steps += rungs[trial.rung]
+        steps += cost(trial.rung)
         if trial.rung == top and trial.values:
             front.append(trial.values)
             hv = hypervolume(frame, front)
@@ -222,7 +225,8 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown classes {unknown}; classes: {', '.join(CLASSES)}")
     rungs, n = args.rungs, args.configs
-    per_config = sum(rungs[k] / args.eta**k for k in range(len(rungs))) / rungs[-1]
+    below = [0, *rungs[:-1]] if args.continued else [0] * len(rungs)
+    per_config = sum((rungs[k] - below[k]) / args.eta**k for k in range(len(rungs))) / rungs[-1]
     mf = args.mf_configs or round(n / per_config)
     top = rungs[-1]
     plan = {
@@ -253,7 +257,8 @@ def main() -> None:
                 configs, arm_rungs = plan[arm]
                 job = {"arm": arm, "cls": c, "seed": s, "configs": configs, "rungs": arm_rungs,
                        "eta": args.eta, "workers": args.workers,
-                       "options": args.mobo_options if arm.startswith("mobo") else {}}  # fmt: skip
+                       "options": args.mobo_options if arm.startswith("mobo") else {},
+                       **({"continued": True} if args.continued and "+" in arm else {})}  # fmt: skip
                 result = cached(args.cache, job, args.cached_only)
                 if result is None:
                     continue
@@ -355,6 +360,10 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--cached-only", action="store_true", help="tabulate the runs in --cache, run nothing"
     )
+    parser.add_argument(
+        "--continued", action="store_true", help="promotions continue their source's training "
+        "(cost: the steps between the rungs), as the driver does; without: re-train from scratch"
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:
         parser.set_defaults(**QUICK)  # explicit options still win
