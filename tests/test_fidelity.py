@@ -115,11 +115,45 @@ def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> No
     assert promotions([*entries, tiny, _done(6, 0.5, 5000)], [ACC, PARAMS], 3, 3.0) == [4, 5]
     # with three objectives the same (memory is known at every rung too)
     mem = Objective("peak_memory_mb", "minimize")
-    three = [
-        RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries
-    ]
+    three = [RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries]
     poor = RungEntry(5, 0, True, {"accuracy": 0.55, "trainable_params": 700, "peak_memory_mb": 45})
     assert 5 not in promotions([*three, poor], [ACC, PARAMS, mem], 3, 3.0)
+
+
+def _chains(low: list[float], top: list[float]) -> list[TrialRecord]:
+    """Configurations ``i`` measured ``low[i]`` at rung 0 and ``top[i]`` at rung 1."""
+    from autopeft.core.states import TrialState
+
+    out = []
+    for i, (a, b) in enumerate(zip(low, top, strict=True)):
+        out.append(TrialRecord(2 * i, TrialState.PRUNED, {"accuracy": a}, rung=0))
+        out.append(
+            TrialRecord(
+                2 * i + 1, TrialState.COMPLETE, {"accuracy": b}, rung=1, promoted_from=2 * i
+            )
+        )
+    return out
+
+
+def test_a_rung_that_ranks_unlike_the_top_rung_is_distrusted_and_selects_nothing() -> None:
+    """The fallback: on a constructed problem whose low rung ranks configurations backwards,
+    the rung is distrusted and every trial finished at it moves up (continuing costs no extra
+    steps); a rung that agrees with the top rung keeps selecting."""
+    from autopeft.results.rungs import distrusted_rungs, learning_curve, rung_correlations
+
+    low = [0.5, 0.6, 0.7, 0.8, 0.9]
+    backwards = _chains(low, [0.9, 0.85, 0.8, 0.75, 0.7])
+    (c,) = rung_correlations(backwards, "accuracy", 2)
+    assert (c.rung, c.pairs) == (0, 5) and c.rho == pytest.approx(-1.0) and c.distrusted
+    assert distrusted_rungs(backwards, "accuracy", 2) == {0}
+    agreeing = _chains(low, [0.7, 0.75, 0.8, 0.85, 0.9])
+    assert distrusted_rungs(agreeing, "accuracy", 2) == frozenset()
+    assert distrusted_rungs(backwards[:6], "accuracy", 2) == frozenset()  # 3 pairs: too few
+    assert learning_curve(backwards, 3, "accuracy") == [0.6, 0.85]
+    entries = [_done(i, 0.5 + 0.01 * i, 100 * (i + 1)) for i in range(9)]
+    assert len(promotions(entries, [ACC, PARAMS], 2, 3.0)) == 3  # selects floor(9 / 3)
+    everything = promotions(entries, [ACC, PARAMS], 2, 3.0, distrusted=frozenset({0}))
+    assert sorted(everything) == list(range(9))
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:
@@ -238,6 +272,8 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
     assert all("note" not in r.metrics for r in view.records)
     assert (tmp_path / "studies.db.checkpoints").is_dir()
     assert not (tmp_path / "studies.db.checkpoints" / "tiny").exists()
+    shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
+    assert "metric per rung (front): #" in shown
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
     import optuna
 

@@ -212,6 +212,7 @@ class StudyRunner:
         self._skips = 0  # proposals in a row predicted over the memory cap
         self.rungs = spec.fidelity.rung_steps
         self.multi_fidelity = len(self.rungs) > 1
+        self._noted_distrust: frozenset[int] = frozenset()
         self.checkpoints = StudyCheckpoints(checkpoint_dir(prepared.url, prepared.name), self.rungs)
 
     def run(self, target: int) -> StudyOutcome:
@@ -285,7 +286,33 @@ class StudyRunner:
         draining = self.mirror.configurations_started() >= target
         fidelity = self.p.files.spec.fidelity
         cap = fidelity.promotion == "quota"
-        return self.mirror.promotions(draining, fidelity.reduction_factor, cap)
+        distrusted = self._distrusted()
+        return self.mirror.promotions(draining, fidelity.reduction_factor, cap, distrusted)
+
+    def _distrusted(self) -> frozenset[int]:
+        """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);
+        one ``note:`` line each time that changes."""
+        from autopeft.results.rungs import distrusted_rungs, rung_correlations
+
+        records = self.mirror.records()
+        metric = self.p.files.spec.metric
+        distrusted = distrusted_rungs(records, metric, len(self.rungs))
+        if distrusted != self._noted_distrust:
+            for c in rung_correlations(records, metric, len(self.rungs)):
+                if c.distrusted != (c.rung in self._noted_distrust):
+                    steps = self.rungs[c.rung]
+                    what = (
+                        "does not rank configurations as the top rung does: every trial "
+                        "there now moves up (no selection at that rung)"
+                        if c.distrusted
+                        else "ranks configurations as the top rung does again: selecting there"
+                    )
+                    self.reporter.message(
+                        f"note: rung {c.rung} ({steps} steps) {what} (Spearman {c.rho:.2f} "
+                        f"over {c.pairs} configurations)"
+                    )
+            self._noted_distrust = distrusted
+        return distrusted
 
     def _wanted(self, executor: Executor, target: int) -> int:
         if self.multi_fidelity:  # promotions as well as new configurations fill free slots

@@ -55,7 +55,7 @@ class TrialMirror:
         self.store, self.name, self.objectives, self.budget = store, name, objectives, budget
         self.rungs = rungs
         self._version = 0  # bumped by every change of a record (keys the promotions' cache)
-        self._promotions: tuple[tuple[int, bool, float, bool], list[int]] | None = None
+        self._promotions: tuple[tuple[Any, ...], list[int]] | None = None
         self.finished, self.failed = 0, 0
         self._best: dict[str, float] = {}  # best value of each objective over complete trials
         self._records: dict[int, TrialRecord] = {}
@@ -88,13 +88,19 @@ class TrialMirror:
         what the trial budget counts."""
         return self.finished + sum(1 for n in self._running if not self._records[n].rung)
 
-    def promotions(self, draining: bool, reduction_factor: float, cap: bool = False) -> list[int]:
+    def promotions(
+        self,
+        draining: bool,
+        reduction_factor: float,
+        cap: bool = False,
+        distrusted: frozenset[int] = frozenset(),
+    ) -> list[int]:
         """Trials to promote now, highest rung first (:func:`~autopeft.search.promotion.
         promotions` of the stored trials); ``draining``: no new configuration will start;
-        ``cap``: at most a rung's quota promoted."""
+        ``cap``: at most a rung's quota promoted; ``distrusted``: rungs that select nothing."""
         if len(self.rungs) < 2:
             return []
-        key = (self._version, draining, reduction_factor, cap)
+        key = (self._version, draining, reduction_factor, cap, distrusted)
         if self._promotions is not None and self._promotions[0] == key:
             return list(self._promotions[1])
         promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
@@ -110,7 +116,13 @@ class TrialMirror:
             if not r.interrupted and not r.metrics.get("skipped") and r.state in _SEEN_BY_SAMPLERS
         ]
         chosen = promotions(
-            entries, self.objectives, len(self.rungs), reduction_factor, draining=draining, cap=cap
+            entries,
+            self.objectives,
+            len(self.rungs),
+            reduction_factor,
+            draining=draining,
+            cap=cap,
+            distrusted=distrusted,
         )
         self._promotions = (key, chosen)
         return list(chosen)

@@ -2,10 +2,10 @@
 
 A multi-fidelity study trains every new configuration for the lowest rung's steps first. A
 trial at rung ``k`` is promoted (its training continued from its checkpoint up to rung
-``k + 1``'s steps: :mod:`autopeft.trial.continuation`) once it is among the best ``floor(m / reduction_factor)`` of the ``m``
-finished trials at rung ``k``: ASHA's rule (Li et al., 2020). Failed trials count in ``m`` and
-rank last. Promotions are asynchronous: they are decided whenever a worker is free, never
-waiting for a rung to fill, so workers never idle.
+``k + 1``'s steps: :mod:`autopeft.trial.continuation`) once it is among the best
+``floor(m / reduction_factor)`` of the ``m`` finished trials at rung ``k``: ASHA's rule (Li et
+al., 2020). Failed trials count in ``m`` and rank last. Promotions are asynchronous: they are
+decided whenever a worker is free, never waiting for a rung to fill, so workers never idle.
 
 **"Best": promote on what the rung measures.** A rung measures the objectives that depend on
 training (the metric, ``train_seconds``); the cost objectives (:data:`STEP_INDEPENDENT`:
@@ -83,6 +83,7 @@ def promotions(
     *,
     draining: bool = False,
     cap: bool = False,
+    distrusted: frozenset[int] = frozenset(),
 ) -> list[int]:
     """Trial numbers to promote now, highest rung first, best first within a rung.
 
@@ -96,13 +97,18 @@ def promotions(
             least one trial (see the module docstring).
         cap: At most ``floor(m / reduction_factor)`` promoted per rung (see the module
             docstring); plain ASHA without it.
+        distrusted: Rungs that do not rank configurations as the top rung does
+            (the driver measures them): no selection there, every complete trial moves up.
     """
     out: list[list[int]] = []
     moving_up = False  # a trial runs at, or is being promoted into, a rung <= the current one
     for rung in range(rungs - 1):
         here = [e for e in entries if e.rung == rung]
         moving_up = moving_up or any(not e.finished for e in here)
-        chosen = _best(here, objectives, reduction_factor, draining and not moving_up, cap)
+        if rung in distrusted:
+            chosen = [e.number for e in here if e.finished and e.values and not e.promoted]
+        else:
+            chosen = _best(here, objectives, reduction_factor, draining and not moving_up, cap)
         out.append(chosen)
         moving_up = moving_up or bool(chosen)
     return [number for chosen in reversed(out) for number in chosen]
