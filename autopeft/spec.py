@@ -128,7 +128,7 @@ class FidelitySpec(StrictModel):
     steps per rung, increasing (``[12, 25, 50, 100]``), or a count of rungs spaced by
     ``reduction_factor`` below ``max_steps`` (``4`` with ``max_steps: 100`` and factor 3:
     ``[4, 11, 33, 100]``). Every configuration is trained at the lowest rung first; the best
-    ``1 / reduction_factor`` of each rung are trained again at the next. The top rung is
+    ``1 / reduction_factor`` of each rung train on to the next. The top rung is
     ``max_steps`` (set from the last rung when ``max_steps`` is not given). ``promotion``:
     ``asha`` promotes any trial in its rung's best fraction when a worker is free; ``quota``
     also caps each rung's promotions at that fraction of its trials (steps as the schedule

@@ -369,3 +369,33 @@ def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
         columns = [r[1] for r in con.execute("PRAGMA table_info(autopeft_trials)")]
         assert columns.count("rung") == 1 and columns.count("promoted_from") == 1
         assert con.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_the_driver_notes_a_distrusted_rung_once_and_stops_selecting_there() -> None:
+    """The driver's side of the fallback, on the constructed backwards problem: one ``note:``
+    line when the rung becomes distrusted, none while it stays so, one when it recovers."""
+    from types import SimpleNamespace
+
+    from autopeft.run.driver import StudyRunner
+    from autopeft.run.progress import Reporter
+
+    class Notes(Reporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.9, 0.85, 0.8, 0.75, 0.7])
+    runner_ = object.__new__(StudyRunner)
+    runner_.reporter = Notes()
+    runner_.rungs = (4, 8)
+    runner_._noted_distrust = frozenset()
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=SimpleNamespace(metric="accuracy")))
+    runner_.mirror = SimpleNamespace(records=lambda: records)
+    assert runner_._distrusted() == {0} and runner_._distrusted() == {0}
+    (line,) = runner_.reporter.lines
+    assert line.startswith("note: rung 0 (4 steps) does not rank") and "-1.00 over 5" in line
+    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.8, 0.85, 0.9])
+    assert runner_._distrusted() == frozenset()
+    assert len(runner_.reporter.lines) == 2 and "again" in runner_.reporter.lines[1]
