@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import hypervolume  # noqa: E402
 from autopeft.core.states import TrialState  # noqa: E402
-from autopeft.search.promotion import RungEntry, promotions  # noqa: E402
+from autopeft.search.promotion import RungEntry, promotions, rung_order  # noqa: E402
 from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
 from autopeft.search.samplers.base import point_key  # noqa: E402
 from autopeft.space.bound import Point  # noqa: E402
@@ -84,6 +84,7 @@ from autopeft.testing.synthetic_classes import (  # noqa: E402
 from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E402
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")
+_RUNG_ORDER = rung_order
 QUICK = {"classes": "base", "seeds": "1", "configs": 12}
 Curve = list[tuple[int, float]]
 
@@ -128,9 +129,15 @@ class Trial:
 
 
 def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta: float,
-             workers: int, options: dict, continued: bool = False) -> dict:  # fmt: skip
-    """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts."""
+             workers: int, options: dict, continued: bool = False,
+             rule: str = "") -> dict:  # fmt: skip
+    """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts.
+    ``rule="crowding"``: the promotion order before issue 28 (plain non-dominated sorting,
+    crowding-distance tie-break), for comparison."""
     _one_thread()
+    import autopeft.search.promotion as promotion_module
+
+    promotion_module.rung_order = _crowding_order if rule == "crowding" else _RUNG_ORDER
     problem = make_problem(cls, seed)  # a fresh noise stream per run
     model = FidelityProblem(problem)
     frame = frame_for(problem)
@@ -218,6 +225,15 @@ def steps_to(curve: Curve, target: float) -> float:
     return next((s for s, hv in curve if hv >= target - 1e-12), math.inf)
 
 
+def _crowding_order(entries: list[RungEntry], objectives: list) -> list[int]:
+    """The promotion order before issue 28: non-dominated sorting, crowding tie-break."""
+    from autopeft.core.pareto import nondominated_ranks
+
+    table = [[float(e.values[o.name]) for o in objectives] for e in entries]
+    ranks = nondominated_ranks(table, [o.direction for o in objectives])
+    return sorted(range(len(entries)), key=lambda i: (ranks[i][0], -ranks[i][1], entries[i].number))
+
+
 def main() -> None:
     args = _parse()
     classes = args.classes.split(",")
@@ -258,7 +274,8 @@ def main() -> None:
                 job = {"arm": arm, "cls": c, "seed": s, "configs": configs, "rungs": arm_rungs,
                        "eta": args.eta, "workers": args.workers,
                        "options": args.mobo_options if arm.startswith("mobo") else {},
-                       **({"continued": True} if args.continued and "+" in arm else {})}  # fmt: skip
+                       **({"continued": True} if args.continued and "+" in arm else {}),
+                       **({"rule": args.rule} if args.rule and "+" in arm else {})}  # fmt: skip
                 result = cached(args.cache, job, args.cached_only)
                 if result is None:
                     continue
@@ -363,6 +380,10 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--continued", action="store_true", help="promotions continue their source's training "
         "(cost: the steps between the rungs), as the driver does; without: re-train from scratch"
+    )  # fmt: skip
+    parser.add_argument(
+        "--rule", default="", choices=["", "crowding"], help="crowding: the promotion order "
+        "before issue 28 (non-dominated sorting with crowding distance), for comparison"
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:
