@@ -5,6 +5,7 @@ The public API re-exported here loads its heavy dependencies (torch, peft, optun
     import autopeft
     outcome = autopeft.run_study("studies/demo.yaml")
     config = autopeft.load_peft_config("sqlite:///runs/demo.db", "demo", pick="knee")
+    config, training_args = autopeft.load_trial("sqlite:///runs/demo.db", "demo", pick="knee")
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "load_peft_config",
     "load_space",
     "load_study",
+    "load_trial",
     "load_view",
     "prepare_study",
     "run_study",
@@ -40,6 +42,7 @@ _LAZY = {
     "load_space": "autopeft.methods.binding",
     "load_peft_config": "autopeft.results.export",
     "export_config": "autopeft.results.export",
+    "load_trial": "autopeft.results.export",
     "list_studies": "autopeft.results.views",
     "load_view": "autopeft.results.views",
 }

@@ -600,29 +600,45 @@ def report(
 @_friendly
 def export(
     name: StudyArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for adapter_config.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the exported files.")],
     trial: Annotated[int | None, typer.Option(help="Export this trial number.")] = None,
     pick: Annotated[Pick | None, typer.Option(help="Or pick from the Pareto front.")] = None,
     storage: StorageOpt = None,
     confirmed: Annotated[
         bool, typer.Option(help="Choose among confirmed trials, by their test-split means.")
     ] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="peft, trl, axolotl or llamafactory.")
+    ] = "peft",
+    with_data: Annotated[
+        bool, typer.Option(help="Also write the study's train/validation rows under data/.")
+    ] = False,
 ) -> None:
-    """Write a trial's PEFT adapter_config.json, loadable with peft.PeftConfig.from_pretrained."""
+    """Write a trial's adapter_config.json, training.json and README.md (plus the format's
+    own files: TRL's sft_config.json and train.py, axolotl.yaml or llamafactory.yaml)."""
     from autopeft.results import format_value
-    from autopeft.results.export import export_config
+    from autopeft.results.export import export_trial
 
     name, storage = _locate(name, storage)[:2]
-    path, record = export_config(
+    exported = export_trial(
         storage,
         name,
         out,
         trial=trial,
         pick=pick.value if pick is not None else None,
         confirmed=confirmed,
+        fmt=fmt,
+        with_data=with_data,
     )
+    record = exported.record
     values = ", ".join(f"{k} {format_value(k, v)}" for k, v in record.values.items())
-    typer.echo(f"exported trial {record.number} ({values}) to {path}")
+    typer.echo(f"exported trial {record.number} ({values}) to {exported.files[0]}")
+    names = ", ".join(str(p.relative_to(exported.directory)) for p in exported.files)
+    typer.echo(f"files: {names} in {exported.directory}")
+    if exported.lost:
+        typer.echo(f"lost ({fmt} cannot express):")
+        for item in exported.lost:
+            typer.echo(f"  - {item}")
 
 
 @app.command()

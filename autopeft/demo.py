@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from autopeft.cli import _print_front
     from autopeft.results.export import export_config
+    from autopeft.results.views import load_view
     from autopeft.run.driver import run_study
     from autopeft.run.progress import RichReporter
 
@@ -65,14 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"trial {record.number} -> {path}")
     if llm:
         return _use_llm_export(console, study, outcome.url, path.parent, record)
-    return _reload_classifier_export(console, path.parent, record)
+    model = load_view(name, outcome.url).model_path
+    return _reload_classifier_export(console, path.parent, record, model)
 
 
-def _reload_classifier_export(console: Console, export: Path, record: TrialRecord) -> int:
+def _reload_classifier_export(
+    console: Console, export: Path, record: TrialRecord, model: str
+) -> int:
     console.rule("4. reload with plain peft + transformers: examples/load_exported.py")
     script = ROOT / "examples" / "load_exported.py"
-    # TREC-6 has 6 labels; LoRA ranks do not depend on the head
-    lines = _run_plain(script, str(export), "--num-labels", "6")
+    # the export names the Hub ID; here the model is the pip-installed copy the study used
+    lines = _run_plain(script, str(export), "--model", model)
     ranks = json.loads(lines[-1])
     if ranks != record.module_sizes:
         console.print(f"[red]reloaded ranks {ranks} != stored {record.module_sizes}[/red]")
@@ -108,6 +112,8 @@ def _use_llm_export(
     lines = _run_plain(
         ROOT / "examples" / "train_exported.py",
         str(export),
+        "--model",
+        view.model_path,
         "--train",
         str(train),
         "--prompts",

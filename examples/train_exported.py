@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("export_dir")
     parser.add_argument("--train", required=True)
     parser.add_argument("--prompts", required=True)
+    parser.add_argument("--model", help="a local copy of the base model")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -80,7 +81,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     config = PeftConfig.from_pretrained(args.export_dir)
-    path = config.base_model_name_or_path
+    path = args.model or config.base_model_name_or_path
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

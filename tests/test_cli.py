@@ -78,7 +78,11 @@ def test_run_show_front_export_and_reload_with_plain_peft(ran: Path, tmp_path: P
     out = tmp_path / "export"
     exported = cli("export", "tiny", "--storage", url, "--pick", "knee", "--out", out)
     assert exported.exit_code == 0, exported.output
-    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "training.json",
+    ]
     number = int(exported.output.split("exported trial ")[1].split()[0])
     record = next(r for r in load_view("tiny", url).records if r.number == number)
 

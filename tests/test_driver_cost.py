@@ -214,3 +214,55 @@ def test_the_driver_reads_the_whole_study_a_fixed_number_of_times(
     # back after each write (start, finish); no retry is asked for when none waits
     assert per_run[0] == {"records": 3, "record": 2 * 5, "next_retry": 0}
     assert per_run[1] == {"records": 3, "record": 2 * (20 - 5), "next_retry": 0}
+
+
+def test_the_mirror_counts_as_the_database_does_skipped_trials_included(tmp_path: Path) -> None:
+    """A proposal skipped before launch (predicted over the memory cap) is a failed trial that
+    neither counts nor is counted failed: by the mirror as by a status from the database."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from autopeft.core.objectives import Objective
+    from autopeft.run.mirror import TrialMirror
+
+    objectives = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    row = dict.fromkeys(
+        ("spec_yaml", "space_yaml", "spec_json", "fingerprint", "layout_json", "model_path"), ""
+    )
+    row["objectives_json"] = (
+        '[{"name": "accuracy", "direction": "maximize"}, '
+        '{"name": "trainable_params", "direction": "minimize"}]'
+    )
+    store.create_study("s", objectives, row)
+    dists = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    mirror = TrialMirror(store, "s", objectives, 4000)
+
+    def start(x: float) -> int:
+        compiled = SimpleNamespace(method="lora", trainable_params=int(1000 * x))
+        number = store.start_trial("s", {"x": x}, dists, compiled)  # type: ignore[arg-type]
+        mirror.refresh(number)
+        return number
+
+    def check() -> None:
+        fresh = study_status(
+            store.records("s"), objectives, budget=4000, target=9, running=0, elapsed=2.0,
+            done_before=0,
+        )  # fmt: skip
+        assert mirror.status(9, 0, 2.0, 0) == fresh
+
+    for x, outcome in ((0.5, "complete"), (0.6, "skipped"), (0.7, "error"), (0.2, "skipped")):
+        number = start(x)
+        if outcome == "complete":
+            store.complete_trial(
+                "s", number, [0.7, 500], {"accuracy": 0.7, "trainable_params": 500}
+            )
+        else:
+            skipped = outcome == "skipped"
+            metrics = {"skipped": True} if skipped else {}
+            store.fail_trial("s", number, outcome, infeasible=skipped, metrics=metrics)
+        mirror.refresh(number)
+        check()
+    assert (mirror.finished, mirror.failed) == (2, 1)
+    assert [h.state for h in mirror.history()] == ["COMPLETE", "FAIL", "FAIL", "FAIL"]

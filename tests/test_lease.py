@@ -292,3 +292,85 @@ def test_a_stop_request_ends_the_run_after_its_running_trial(study_dir: Path) ->
     outcome = run_study(study_dir / "study.yaml", trials=3, reporter=_AskStop(url))
     assert [r.state for r in outcome.records] == ["COMPLETE"]  # finished, nothing new started
     assert StudyLease(Store(url), "tiny", stale_after=60, heartbeat_every=1).holder() is None
+
+
+def _dead_pid() -> int:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    return dead.pid
+
+
+def test_the_liveness_rule_of_an_owner() -> None:
+    """One rule for leases and trials: another host is unknown (the heartbeat decides), another
+    pid of this host is gone when no such process exists, and our own pid is alive exactly when
+    this process holds the work (it may be a predecessor's row that reused the pid)."""
+    import os
+
+    from autopeft.storage.liveness import OWNER, is_this_process, owner_gone
+
+    host = socket.gethostname()
+    assert f"{host}:{os.getpid()}" == OWNER and is_this_process(OWNER)
+    assert not owner_gone(OWNER, held_here=True)  # a driver reading its own row
+    assert owner_gone(OWNER, held_here=False)  # a run of this pid that has ended
+    dead = _dead_pid()
+    for held in (False, True):  # held_here says nothing about another process
+        assert owner_gone(f"{host}:{dead}", held_here=held)
+        assert not owner_gone(f"{host}:{os.getppid()}", held_here=held)  # alive
+        assert not owner_gone(f"elsewhere-{host}:{dead}", held_here=held)  # another host
+        assert not owner_gone(f"elsewhere-{host}:{os.getpid()}", held_here=held)
+        assert not owner_gone("", held_here=held) and not owner_gone(f"{host}:x", held_here=held)
+    assert not is_this_process(f"elsewhere-{host}:{os.getpid()}")
+
+
+def test_a_lease_of_this_pid_lives_while_this_process_holds_it(storage_url: str) -> None:
+    """A driver reading its own lease sees it live; a lease left with this pid by a run that
+    has ended (or by a process before this one with the same pid) is taken over at once."""
+    from autopeft.storage.lease import live_lease, refuse_if_running
+
+    store = Store(storage_url)
+    mine = _lease(store, OWNER)
+    mine.acquire()
+    assert live_lease(store, "s", 60).token == mine.token  # type: ignore[union-attr]
+    with pytest.raises(StudyError, match=f"being run by {OWNER} since"):
+        refuse_if_running(storage_url, "s", 60)
+    with pytest.raises(StudyError, match=f"being run by {OWNER} since"):
+        _lease(store, "host-b:2").acquire()
+    from autopeft.storage.liveness import hold_lease
+
+    mine.held = False  # as if it were written by a run of this pid that has ended
+    hold_lease(mine.token, held=False)
+    assert live_lease(store, "s", 60) is None
+    refuse_if_running(storage_url, "s", 60)
+    notes: list[str] = []
+    _lease(store, "host-b:2", notes).acquire()
+    assert notes == [
+        f"note: study 's' was run by {OWNER}, whose run in this process has ended: taking over "
+        "its lease"
+    ]
+
+
+def test_stale_recovery_applies_the_same_rule_to_running_trials(tmp_path: Path) -> None:
+    """RUNNING trials of a gone driver are failed as interrupted at once; those of a driver
+    that may be alive wait for their heartbeat to go stale."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from autopeft.storage.tables import TrialRow
+    from tests.test_db_faults import _study
+
+    store = _study(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    compiled = SimpleNamespace(method="lora", trainable_params=10)
+    dists = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    host, dead = socket.gethostname(), _dead_pid()
+    owners = [OWNER, OWNER, f"{host}:{dead}", f"elsewhere-{host}:{dead}", f"elsewhere-{host}:1"]
+    for number, owner in enumerate(owners):
+        assert store.start_trial("s", {"x": 0.5}, dists, compiled) == number  # type: ignore[arg-type]
+        with store.session() as s:
+            s.get(TrialRow, ("s", number)).owner = owner  # type: ignore[union-attr]
+    with store.session() as s:  # the last one's driver sent no heartbeat for a while
+        s.get(TrialRow, ("s", 4)).heartbeat_at = time.time() - 100  # type: ignore[union-attr]
+    assert store.recover_stale("s", 60, running_here={1}) == [0, 2, 4]
+    interrupted = {r.number for r in store.records("s") if r.interrupted}
+    assert interrupted == {0, 2, 4}
+    assert store.recover_stale("s", 60) == [1]  # this process runs it no more

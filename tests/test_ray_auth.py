@@ -226,3 +226,37 @@ def test_token_file_flag_sets_what_ray_reads(tmp_path, monkeypatch) -> None:
         ray_auth.use_token_file(tmp_path / "empty")
     with pytest.raises(StudyError, match="cannot read it"):
         ray_auth.use_token_file(tmp_path / "nope")
+
+
+def test_both_joins_share_one_helper_one_error_line_and_undo(monkeypatch) -> None:
+    """A study's session and the server's driver connection join through one helper: a failed
+    ``ray.init`` is one line naming where the address came from, and the token mode is undone."""
+    import ray
+
+    from autopeft.executors import ray_session
+    from autopeft.executors.ray_session import RaySession
+    from autopeft.service.ray_driver import RayDrivers
+
+    state = ray_auth.JoinState("h:1", token_source="$RAY_AUTH_TOKEN", switched=True)
+    restored: list = []
+    monkeypatch.setattr(ray_session, "prepare_join", lambda address: state)
+    monkeypatch.setattr(ray_session, "restore", restored.append)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def refuse(**kwargs) -> None:
+        raise ConnectionError("Failed to connect to GCS\nretried 20 times")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(StudyError) as session:
+        RaySession(address="h:1").start(1)
+    assert str(session.value) == (
+        "cannot join the Ray cluster at executor.address='h:1': Failed to connect to GCS. Start "
+        f"one with `ray start --head`; a token-auth cluster needs its token: {ray_auth.FIX}"
+    )
+    with pytest.raises(StudyError) as drivers:
+        RayDrivers("h:1").connect()
+    assert str(drivers.value) == (
+        "cannot join the Ray cluster at --address 'h:1': Failed to connect to GCS. A token-auth "
+        f"cluster needs its token: {ray_auth.FIX}"
+    )
+    assert restored == [state, state]

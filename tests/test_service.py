@@ -102,6 +102,33 @@ def test_export_errors_are_the_cli_messages(client: TestClient, served: Served) 
     assert _get(client, served, "/api/studies/tiny/export?pick=best").status_code == 422
 
 
+@pytest.mark.parametrize("fmt", ["peft", "trl", "axolotl", "llamafactory"])
+def test_export_bundles_are_the_cli_files(
+    client: TestClient, served: Served, tmp_path: Path, fmt: str
+) -> None:
+    import io
+    import zipfile
+
+    query = f"pick=knee&format={fmt}"
+    zipped = _get(client, served, f"/api/studies/tiny/export?{query}&bundle=zip")
+    assert zipped.status_code == 200 and zipped.headers["content-type"] == "application/zip"
+    args = ["export", "tiny", "--storage", served.url, "--pick", "knee", "--format", fmt]
+    result = CliRunner().invoke(cli_app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        assert {n: archive.read(n) for n in archive.namelist()} == written
+    body = _get(client, served, f"/api/studies/tiny/export?{query}&bundle=json").json()
+    assert {k: v.encode() for k, v in body["files"].items()} == written
+    assert body["trial"] == int(zipped.headers["x-autopeft-trial"])
+    assert ("lost (" in result.output) == bool(body["lost"])
+
+
+def test_export_of_an_unknown_format_is_a_400(client: TestClient, served: Served) -> None:
+    bad = _get(client, served, "/api/studies/tiny/export?pick=knee&format=keras")
+    assert bad.status_code == 400 and "unknown export format 'keras'" in bad.json()["detail"]
+
+
 READS = [
     "/api/studies",
     "/api/studies/tiny",

@@ -40,9 +40,9 @@ def _submission(served: Served, name: str, n_trials: int) -> dict[str, Any]:
 def test_two_studies_watched_stopped_elsewhere_resumed_exported(
     served: Served, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from autopeft.run.driver import STALE_AFTER_SECONDS
     from autopeft.service import create_app
     from autopeft.storage.lease import live_lease
+    from autopeft.storage.liveness import STALE_AFTER_SECONDS
     from autopeft.storage.store import Store
     from autopeft.storage.tokens import create_token
 

@@ -24,9 +24,9 @@ def test_a_submitted_study_runs_as_a_detached_actor(
     import ray
 
     from autopeft.results.views import load_view
-    from autopeft.run.driver import STALE_AFTER_SECONDS
     from autopeft.service import create_app
     from autopeft.storage.lease import live_lease
+    from autopeft.storage.liveness import STALE_AFTER_SECONDS
     from autopeft.storage.store import OWNER, Store
     from autopeft.storage.tokens import create_token
 

@@ -57,6 +57,12 @@ def test_client_reads_and_loads_the_peft_config(served: Served, base_url: str) -
     local = load_peft_config(served.url, "tiny", pick="knee")
     assert config.to_dict() == local.to_dict()
     assert client.load_peft_config("tiny", trial=0).rank_pattern is not None
+    remote_config, remote_args = client.load_trial("tiny", pick="knee")
+    local_config, local_args = autopeft.load_trial(served.url, "tiny", pick="knee")
+    assert remote_config.to_dict() == local_config.to_dict() and remote_args == local_args
+    assert remote_args["max_steps"] == 4 and remote_args["max_grad_norm"] == 0.0
+    files = client.export_files("tiny", pick="knee", format="llamafactory")
+    assert set(files) == {"adapter_config.json", "training.json", "README.md", "llamafactory.yaml"}
     with pytest.raises(ServiceError, match="403"):
         client.submit("name: x", "version: 1")
     with pytest.raises(ServiceError, match="no study named 'nope'") as caught:

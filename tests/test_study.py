@@ -201,3 +201,29 @@ def test_a_trial_orphaned_between_the_two_writes_is_recovered(study_dir: Path) -
         (3, "COMPLETE", False),
     ]
     assert done.records[2].params == point  # the orphan's point was re-run
+
+
+def test_a_run_loads_and_validates_its_spec_once(study_dir: Path, monkeypatch) -> None:
+    """The running check and the preparation share one load of the spec and its space."""
+    from autopeft import spec as spec_module
+    from autopeft.run import driver, prepare
+
+    loads: list[Path] = []
+    real = spec_module.load_study
+
+    def counted(path):
+        loads.append(Path(path))
+        return real(path)
+
+    class Prepared(Exception):
+        pass
+
+    def stop(url: str) -> None:  # the run's first write: prepared by then
+        raise Prepared(url)
+
+    monkeypatch.setattr(spec_module, "load_study", counted)
+    monkeypatch.setattr(prepare, "load_study", counted)
+    monkeypatch.setattr(driver, "Store", stop)
+    with pytest.raises(Prepared, match=r"studies\.db"):
+        run_study(study_dir / "study.yaml")
+    assert loads == [study_dir / "study.yaml"]

@@ -37,12 +37,16 @@ the scale is linear in the reported units.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
-from autopeft.core.states import TrialState
+from autopeft.core.states import has_result
+
+if TYPE_CHECKING:
+    import torch
 
 MARGIN = 0.1
 FRAME_TRIALS = 10
@@ -101,6 +105,13 @@ def hypervolume(frame: Frame, values: Sequence[dict[str, float]]) -> float:
     return float(DominatedPartitioning(ref_point=ref, Y=Y).compute_hypervolume())
 
 
+def study_frame(
+    objectives: Sequence[Objective], complete: Sequence[Any], frame_trials: int = FRAME_TRIALS
+) -> Frame:
+    """The frame of a study's curve: its first ``frame_trials`` complete records (in order)."""
+    return Frame.from_observations(objectives, complete[:frame_trials])
+
+
 def hypervolume_curve(
     objectives: Sequence[Objective],
     records: Sequence[Any],
@@ -108,16 +119,18 @@ def hypervolume_curve(
     frame_trials: int = FRAME_TRIALS,
 ) -> list[float]:
     """Hypervolume after each complete record (in order), framed by the first
-    ``frame_trials`` complete records (``budget``: ignored, see the module docstring)."""
-    complete = [
-        r
-        for r in records
-        if getattr(r, "state", TrialState.COMPLETE) == TrialState.COMPLETE and r.values
-    ]
+    ``frame_trials`` complete records (``budget``: ignored, see the module docstring).
+
+    Computed as a fold over the front (:func:`fold`), which equals :func:`hypervolume` of
+    each prefix bit for bit."""
+    del budget
+    complete = [r for r in records if has_result(r)]
     if not complete:
         return []
-    frame = Frame.from_observations(objectives, complete[:frame_trials], budget)
-    return [hypervolume(frame, [r.values for r in complete[: i + 1]]) for i in range(len(complete))]
+    curve = HypervolumeCurve(study_frame(objectives, complete, frame_trials))
+    for i, r in enumerate(complete):
+        curve.add(i, r.values)
+    return list(curve.updates(lambda _: None, None).values())
 
 
 def hypervolume_updates(
@@ -126,10 +139,80 @@ def hypervolume_updates(
     """Trial number -> hypervolume for the complete records whose stored ``hypervolume``
     differs from :func:`hypervolume_curve` (the newest one, and while the frame is still being
     set by the first :data:`FRAME_TRIALS`, the earlier ones too)."""
-    complete = [r for r in records if r.state == TrialState.COMPLETE and r.values]
+    complete = [r for r in records if has_result(r)]
     curve = hypervolume_curve(objectives, complete, budget)
     return {
         r.number: hv
         for r, hv in zip(complete, curve, strict=True)
         if r.hypervolume is None or abs(r.hypervolume - hv) > 1e-12
     }
+
+
+class HypervolumeCurve:
+    """The hypervolume curve of complete trials (by number) in one fixed frame, kept as a fold:
+    the front (non-dominated scaled points) after the settled trials is remembered, so a new
+    trial costs a front update, plus one hypervolume when the front changes.
+
+    A front holds the points, in trial order, that botorch's ``is_non_dominated`` keeps of all
+    points so far (the first of equal points), so the hypervolume of a front equals
+    :func:`hypervolume` of all those points, bit for bit.
+    """
+
+    def __init__(self, frame: Frame) -> None:
+        import torch
+
+        self.frame = frame
+        self.numbers: list[int] = []
+        self.points: list[torch.Tensor] = []
+        self.first_new = 0  # points from here on have no hypervolume computed yet
+        empty = torch.empty((0, len(frame.directions)), dtype=torch.double)
+        self.base: tuple[int, torch.Tensor, float] = (0, empty, 0.0)  # front after points[:i]
+
+    def add(self, number: int, values: dict[str, float]) -> None:
+        """Trial ``number`` completed with ``values`` (in any order of numbers)."""
+        import torch
+
+        i = bisect.bisect(self.numbers, number)
+        self.numbers.insert(i, number)
+        self.points.insert(i, torch.tensor(self.frame.scaled(values), dtype=torch.double))
+        self.first_new = min(self.first_new, i)
+        if i < self.base[0]:  # a trial below the settled ones: fold again from the start
+            self.base = (0, self.base[1][:0], 0.0)
+
+    def updates(
+        self, stored: Callable[[int], float | None], settled: int | None
+    ) -> dict[int, float]:
+        """Number -> hypervolume for the trials whose ``stored`` value differs from the curve;
+        the front is remembered up to the trials numbered below ``settled`` (all if None)."""
+        keep = len(self.numbers) if settled is None else bisect.bisect_left(self.numbers, settled)
+        start, front, hv = self.base
+        out = {}
+        for i in range(start, len(self.numbers)):
+            if i == keep:
+                self.base = (i, front, hv)
+            front, hv = fold(front, hv, self.points[i])
+            if i >= self.first_new:
+                old = stored(self.numbers[i])
+                if old is None or abs(old - hv) > 1e-12:
+                    out[self.numbers[i]] = hv
+        if keep == len(self.numbers):
+            self.base = (keep, front, hv)
+        self.first_new = len(self.numbers)
+        return out
+
+
+def fold(front: torch.Tensor, hv: float, point: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The front (``k x m`` scaled points) and its hypervolume once ``point`` (``m``) is in."""
+    import torch
+    from botorch.utils.multi_objective.box_decompositions.dominated import (
+        DominatedPartitioning,
+    )
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    candidates = torch.cat([front, point[None]])
+    kept = is_non_dominated(candidates)
+    if not kept[-1]:  # dominated by (or equal to) a point of the front: nothing changes
+        return front, hv
+    front = candidates[kept]
+    ref = torch.zeros(front.shape[-1], dtype=torch.double)
+    return front, float(DominatedPartitioning(ref_point=ref, Y=front).compute_hypervolume())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -30,3 +31,7 @@ class Objective:
 
     name: str
     direction: Direction
+
+    def best(self, values: Iterable[float]) -> float:
+        """The best of ``values`` (at least one) in this objective's direction."""
+        return max(values) if self.direction == "maximize" else min(values)

@@ -7,6 +7,7 @@ compares equal to its name (``TrialState.COMPLETE == "COMPLETE"``).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class TrialState(StrEnum):
@@ -21,3 +22,13 @@ class TrialState(StrEnum):
     def is_finished(self) -> bool:
         """Whether the trial will not change any more (complete, failed or pruned)."""
         return self in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+def has_result(trial: Any) -> bool:
+    """Whether ``trial`` (a stored record or a sampler's observation: anything with ``state``
+    and ``values``) finished at the top rung with its objective values: COMPLETE, with values.
+
+    Only such trials enter fronts, best values and hypervolumes (a multi-fidelity trial that
+    finished below the top rung is PRUNED: its values are its rung's).
+    """
+    return trial.state == TrialState.COMPLETE and bool(trial.values)

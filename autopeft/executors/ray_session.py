@@ -113,20 +113,12 @@ class RaySession:
                 )
 
     def _join(self) -> None:
-        import ray
-
         assert self.address is not None
-        self.joined = prepare_join(self.address)  # reachable? token? (one clear line if not)
-        try:
-            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
-        except Exception as exc:  # ConnectionError, auth errors, bad address formats, ...
-            restore(self.joined)
-            self.joined = None
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StudyError(
-                f"cannot join the Ray cluster at executor.address={self.address!r}: {first}. "
-                f"Start one with `ray start --head`; a token-auth cluster needs its token: {FIX}"
-            ) from None
+        self.joined = join_cluster(
+            self.address,
+            f"executor.address={self.address!r}",
+            "Start one with `ray start --head`; a token-auth cluster needs its token",
+        )
 
     def _check_fits(self, workers: int) -> None:
         import ray
@@ -142,10 +134,45 @@ class RaySession:
 
     def stop(self) -> None:
         """Stop the embedded instance, or disconnect from the cluster, if we opened it."""
-        import ray
+        leave_cluster(self.owned, self.joined)
+        self.owned, self.joined = False, None
 
-        if self.owned and ray.is_initialized():
-            ray.shutdown()
-        self.owned = False
-        restore(self.joined)
-        self.joined = None
+
+def join_cluster(address: str, where: str, advice: str, **init: Any) -> JoinState:
+    """Join the running Ray cluster at ``address``: check it and its token
+    (:func:`~autopeft.executors.ray_auth.prepare_join`), then ``ray.init``.
+
+    Args:
+        address: The cluster address.
+        where: How the user gave it, for the error line (``executor.address='...'``).
+        advice: The error line's closing sentence, which ends in the token fix.
+        init: More ``ray.init`` arguments (``namespace``, ...).
+
+    Returns:
+        What the join changed in this process, for :func:`leave_cluster`.
+
+    Raises:
+        StudyError: one line, when the cluster cannot be reached or joined.
+    """
+    import ray
+
+    joined = prepare_join(address)  # reachable? token? (one clear line if not)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR, **init)
+    except Exception as exc:  # ConnectionError, auth errors, bad address formats, ...
+        restore(joined)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StudyError(
+            f"cannot join the Ray cluster at {where}: {first}. {advice}: {FIX}"
+        ) from None
+    return joined
+
+
+def leave_cluster(owned: bool, joined: JoinState | None) -> None:
+    """Undo :func:`join_cluster` or :func:`start_local`: shut Ray down if this process
+    ``owned`` the connection, and restore the token mode the join switched on."""
+    import ray
+
+    if owned and ray.is_initialized():
+        ray.shutdown()
+    restore(joined)

@@ -24,6 +24,12 @@ BUILTIN_MODELS: dict[str, tuple[str, str, str, str]] = {
     ),
 }
 
+HUB_IDS: dict[str, str] = {
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+"""The Hugging Face Hub ID of each built-in model: what an export names as its base model."""
+
 
 def package_dir(package: str, requirement: str) -> Path:
     """The installed directory of ``package``, located without importing it."""

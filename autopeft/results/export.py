@@ -1,18 +1,22 @@
-"""Turn a stored trial into a standard PEFT ``adapter_config.json`` or a ``peft`` config object.
+"""Export a stored trial: its ``adapter_config.json``, training recipe and model card, in the
+format of a training framework (:mod:`autopeft.results.formats`).
 
-Nothing but ``adapter_config.json`` is written, so any ``peft`` installation reads the export
-with ``PeftConfig.from_pretrained(dir)``; ``get_peft_model(base_model, config)`` rebuilds the
-adapter with the trial's exact per-module sizes.
+Every format writes ``adapter_config.json`` (any ``peft`` installation reads it with
+``PeftConfig.from_pretrained(dir)``; ``get_peft_model(base_model, config)`` rebuilds the adapter
+with the trial's exact per-module sizes), ``training.json`` (the recipe:
+:mod:`autopeft.results.recipe`) and ``README.md``; ``trl``, ``axolotl`` and ``llamafactory``
+add their own files.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autopeft.core.files import ensure_directory, write_atomic
 from autopeft.exceptions import StudyError
+from autopeft.results.formats import CONFIG_FILE, check_format, config_json, render, trial_config
 from autopeft.results.views import StudyView, choose_trial, load_view
 
 if TYPE_CHECKING:
@@ -20,25 +24,34 @@ if TYPE_CHECKING:
 
     from autopeft.storage.records import TrialRecord
 
-CONFIG_FILE = "adapter_config.json"
-"""The file ``peft.PeftConfig.from_pretrained`` reads."""
+__all__ = [
+    "CONFIG_FILE",
+    "Exported",
+    "config_json",
+    "export_config",
+    "export_trial",
+    "export_view",
+    "load_peft_config",
+    "load_trial",
+    "trial_config",
+]
 
 
-def trial_config(view: StudyView, record: TrialRecord) -> PeftConfig:
-    """The ``peft`` config of a stored trial, with ``base_model_name_or_path`` set: the
-    learned one (AdaLoRA's ranks as plain LoRA) when the trial stored one, else the compiled
-    one."""
-    from autopeft.methods.base import config_from_json
-    from autopeft.models.hub import hub_id_of
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote.
 
-    if not record.peft_config:
-        raise StudyError(f"trial {record.number} of study {view.name!r} has no compiled config")
-    # a method that learns its sizes while training (AdaLoRA) stores what it learned
-    learned = record.metrics.get("learned_peft_config")
-    config = config_from_json(learned if isinstance(learned, dict) else record.peft_config)
-    # a Hub model is named by its ID, so the adapter loads on any machine; else the local path
-    config.base_model_name_or_path = hub_id_of(view.model_path) or view.model_path
-    return config
+    Attributes:
+        directory: The export directory.
+        files: The files written, ``adapter_config.json`` first.
+        record: The exported trial.
+        lost: What the format could not express (empty: the export is exact).
+    """
+
+    directory: Path
+    files: list[Path]
+    record: TrialRecord
+    lost: list[str]
 
 
 def load_peft_config(
@@ -81,36 +94,102 @@ def export_config(
     pick: str | None = None,
     trial: int | None = None,
     confirmed: bool = False,
+    fmt: str = "peft",
 ) -> tuple[Path, TrialRecord]:
-    """Write the chosen trial's ``adapter_config.json`` into ``out``; returns (file, trial).
+    """Export the chosen trial into ``out``; returns (its ``adapter_config.json``, the trial).
+
+    See :func:`export_trial`, which also returns every file written and the ``lost:`` list.
+    """
+    exported = export_trial(
+        storage, study, out, pick=pick, trial=trial, confirmed=confirmed, fmt=fmt
+    )
+    return exported.files[0], exported.record
+
+
+def export_trial(
+    storage: str | None,
+    study: str,
+    out: str | Path,
+    *,
+    pick: str | None = None,
+    trial: int | None = None,
+    confirmed: bool = False,
+    fmt: str = "peft",
+    with_data: bool = False,
+) -> Exported:
+    """Write the chosen trial's export in format ``fmt`` into ``out``.
 
     With ``confirmed`` the choice is among the confirmed trials (``autopeft confirm``), by
-    their test-split means, and the returned record carries those means as its values. The
-    file is written whole or not at all (through a temporary file in ``out``): an old
-    ``adapter_config.json`` there stays intact when the write fails.
+    their test-split means, and the returned record carries those means as its values. Every
+    file is rendered before the first is written, so bad input (an unknown format, a trial
+    that did not complete, a method the format cannot express) writes nothing; each file is
+    written whole or not at all (through a temporary file in ``out``).
 
     Raises:
-        OutputError: ``out`` cannot be created or written (a file in the way, a read-only or
-            full disk), naming the path and the reason.
+        UserInputError: An unknown format, or neither/both of ``pick`` and ``trial``.
+        StudyError: No such study or trial, or the trial did not complete.
+        UnsupportedError: The format cannot express the trial's method.
+        OutputError: ``out`` cannot be created or written, naming the path and the reason.
     """
+    check_format(fmt)
     view = load_view(study, storage)
     if confirmed:
         view = confirmed_view(view, storage)
-    return export_view(view, out, pick=pick, trial=trial)
+    return export_view_files(view, out, pick=pick, trial=trial, fmt=fmt, with_data=with_data)
 
 
 def export_view(
     view: StudyView, out: str | Path, *, pick: str | None = None, trial: int | None = None
 ) -> tuple[Path, TrialRecord]:
     """:func:`export_config` of a study already read (``view``)."""
+    exported = export_view_files(view, out, pick=pick, trial=trial)
+    return exported.files[0], exported.record
+
+
+def export_view_files(
+    view: StudyView,
+    out: str | Path,
+    *,
+    pick: str | None = None,
+    trial: int | None = None,
+    fmt: str = "peft",
+    with_data: bool = False,
+) -> Exported:
+    """:func:`export_trial` of a study already read (``view``)."""
     record = choose_trial(view, trial=trial, pick=pick)
-    out = ensure_directory(Path(out), "export directory")
-    path = out / CONFIG_FILE
-    return write_atomic(path, config_json(trial_config(view, record)), "adapter config"), record
+    rendered = render(view, record, fmt, with_data=with_data)
+    directory = ensure_directory(Path(out), "export directory")
+    if with_data:
+        ensure_directory(directory / "data", "export data directory")
+    files = [
+        write_atomic(directory / name, data, f"export file {name}")
+        for name, data in rendered.files.items()
+    ]
+    return Exported(directory, files, record, rendered.lost)
 
 
-def config_json(config: PeftConfig) -> bytes:
-    """``config`` as ``PeftConfig.save_pretrained`` writes it (sorted keys), but with sets
-    written sorted: peft writes a set in hash order, which varies by process."""
-    data = {k: sorted(v, key=str) if isinstance(v, set) else v for k, v in config.to_dict().items()}
-    return json.dumps(data, indent=2, sort_keys=True).encode("utf-8")
+def load_trial(
+    storage: str | None, study: str, *, pick: str | None = "knee", trial: int | None = None
+) -> tuple[PeftConfig, dict[str, Any]]:
+    """The chosen trial's ``peft`` config and its training arguments, together.
+
+    The arguments are ``trl.SFTConfig`` / ``transformers.TrainingArguments`` keywords (see
+    :func:`~autopeft.results.formats.trl.sft_config`; leave out the SFT-only ``max_length``,
+    ``packing`` and ``completion_only_loss`` for a plain ``Trainer``)::
+
+        config, args = autopeft.load_trial("sqlite:///autopeft.db", "demo", pick="knee")
+        trainer = SFTTrainer(model=base, args=SFTConfig(output_dir="out", **args),
+                             peft_config=config, train_dataset=...)
+
+    Args:
+        storage: Database URL (None: ``$AUTOPEFT_STORAGE`` or ``sqlite:///autopeft.db``).
+        study: Study name.
+        pick: ``max-accuracy``, ``min-params`` or ``knee`` (ignored when ``trial`` is given).
+        trial: An exact trial number instead of a pick.
+    """
+    from autopeft.results.formats.trl import sft_config
+    from autopeft.results.recipe import training_recipe
+
+    view = load_view(study, storage)
+    record = choose_trial(view, trial=trial, pick=None if trial is not None else pick)
+    return trial_config(view, record), sft_config(training_recipe(view, record))

@@ -30,6 +30,9 @@ class StudyView:
     objectives: list[Objective]
     records: list[TrialRecord]
     driver_error: str | None = None
+    fingerprint: str = ""
+    hidden_size: int = 0
+    sites: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Trials by state; interrupted trials (re-run later) are counted apart."""
@@ -94,9 +97,8 @@ class StudyView:
         done = self.complete()
         if not done:
             return {}
-        pick = {"maximize": max, "minimize": min}
         return {
-            o.name: pick[o.direction](r.values[o.name] for r in done if o.name in r.values)
+            o.name: o.best(r.values[o.name] for r in done if o.name in r.values)
             for o in self.objectives
         }
 
@@ -127,6 +129,7 @@ def view_of(store: Store, name: str) -> StudyView:
     """Study ``name`` read from an open ``store`` (a server keeps one store open)."""
     row = store.study_row(name)
     budget = int(yaml.safe_load(row.space_yaml)["max_trainable_params"])
+    layout = json.loads(row.layout_json or "{}")
     return StudyView(
         name,
         store.url,
@@ -136,6 +139,9 @@ def view_of(store: Store, name: str) -> StudyView:
         store.objectives(name),
         store.records(name),
         store.driver_error(name),
+        fingerprint=row.fingerprint,
+        hidden_size=int(layout.get("hidden_size", 0)),
+        sites=tuple(str(site["name"]) for site in layout.get("sites", ())),
     )
 
 

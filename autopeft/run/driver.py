@@ -29,14 +29,15 @@ from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
 from autopeft.storage.lease import StudyLease
+from autopeft.storage.liveness import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS
 from autopeft.storage.records import TrialRecord, placement_summary
-from autopeft.storage.store import HEARTBEAT_SECONDS, STALE_AFTER_SECONDS, Store
+from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
     from autopeft.core.compiled import CompiledConfig
     from autopeft.executors.base import Executor
     from autopeft.space.bound import Point
-    from autopeft.spec import ExecutorSpec
+    from autopeft.spec import ExecutorSpec, StudySpec
     from autopeft.trial.memory_model import MemoryModel
     from autopeft.trial.runner import TrialRequest, TrialResult
 
@@ -80,9 +81,11 @@ def run_study(
             (ignored when the study exists: it keeps the design it was created with).
     """
     from autopeft.executors.factory import override_executor
+    from autopeft.spec import load_study
 
-    _refuse_if_running(path, storage, name)
-    prepared = prepare_study(path, storage=storage, name=name, warm_start=warm_start)
+    files = load_study(path)  # loaded and validated once, for the check and the preparation
+    _refuse_if_running(files.spec, storage, name)
+    prepared = prepare_study(files, storage=storage, name=name, warm_start=warm_start)
     note = reporter.message if reporter is not None else None
     executor_spec = override_executor(prepared.files.spec.executor, executor_options or {}, note)
     store = Store(prepared.url)
@@ -121,14 +124,12 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
-def _refuse_if_running(path: str | Path, storage: str | None, name: str | None) -> None:
+def _refuse_if_running(spec: StudySpec, storage: str | None, name: str | None) -> None:
     """Refuse a study that another driver runs now, before the slow checks of
     :func:`prepare_study` (the lease taken later is what decides)."""
-    from autopeft.spec import load_study
     from autopeft.storage.lease import refuse_if_running
     from autopeft.storage.urls import resolve_storage
 
-    spec = load_study(path).spec
     url = resolve_storage(storage, spec.storage)
     refuse_if_running(url, name or spec.name, STALE_AFTER_SECONDS)
 

@@ -3,30 +3,35 @@
 The driver is the only writer to a study's database, so after loading the records once it can
 keep them up to date by re-reading just the trial it has written. That keeps the driver's cost
 per trial flat as a study grows (``bench/driver.py`` measures it).
+
+The mirror is a cache and nothing more (as Optuna's ``_CachedStorage`` is over its storage):
+every rule it applies is asked of the record (:class:`~autopeft.storage.records.TrialRecord`:
+what counts, what failed, what samplers and the promotion rule see), of ``core`` (which trials
+have a result, :class:`~autopeft.core.hypervolume.HypervolumeCurve`'s fold, the objectives'
+best) or of :class:`~autopeft.run.progress.StudyTally`, which :func:`~autopeft.run.progress.
+study_status` keeps the same way from the whole study.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume_updates
+from autopeft.core.hypervolume import (
+    FRAME_TRIALS,
+    HypervolumeCurve,
+    hypervolume_curve,
+    hypervolume_updates,
+    study_frame,
+)
 from autopeft.core.objectives import Objective
-from autopeft.core.states import TrialState
-from autopeft.run.progress import StudyStatus, study_status
+from autopeft.core.states import TrialState, has_result
+from autopeft.run.progress import StudyStatus, StudyTally
 from autopeft.search.promotion import RungEntry, promotions
 from autopeft.search.samplers import Observation
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.store import Store
-
-if TYPE_CHECKING:
-    import torch
-
-#: The states a sampler's history holds (interrupted trials excepted); a PRUNED trial (a
-#: multi-fidelity trial finished below the top rung) is shown to samplers as COMPLETE.
-_SEEN_BY_SAMPLERS = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
 
 class TrialMirror:
@@ -56,17 +61,26 @@ class TrialMirror:
         self.rungs = rungs
         self._version = 0  # bumped by every change of a record (keys the promotions' cache)
         self._promotions: tuple[tuple[Any, ...], list[int]] | None = None
-        self.finished, self.failed = 0, 0
-        self._best: dict[str, float] = {}  # best value of each objective over complete trials
+        self._tally = StudyTally(objectives)  # finished, failed, best values
         self._records: dict[int, TrialRecord] = {}
         self._history: dict[int, Observation] = {}
         self._running: set[int] = set()
         self._complete: list[int] = []  # numbers of complete trials, ascending
-        self._curve: _Curve | None = None
+        self._curve: HypervolumeCurve | None = None
         self._hypervolume: float | None = None
         for record in store.records(name):
             self._put(record)
         self._retries = store.retry_queue(name)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count against the budget (:attr:`TrialRecord.counts_for_budget`)."""
+        return self._tally.finished
+
+    @property
+    def failed(self) -> int:
+        """Those of them that failed (:attr:`TrialRecord.counts_as_failed`)."""
+        return self._tally.failed
 
     def records(self) -> list[TrialRecord]:
         """Every trial, by number (what :meth:`Store.records` returns)."""
@@ -81,12 +95,12 @@ class TrialMirror:
         """
         if fidelity or len(self.rungs) < 2:
             return list(self._history.values())
-        return [h for n, h in self._history.items() if not self._records[n].rung]
+        return [h for n, h in self._history.items() if self._records[n].new_configuration]
 
     def configurations_started(self) -> int:
         """Configurations finished or running at the lowest rung (multi-fidelity studies);
         what the trial budget counts."""
-        return self.finished + sum(1 for n in self._running if not self._records[n].rung)
+        return self.finished + sum(1 for n in self._running if self._records[n].new_configuration)
 
     def promotions(
         self,
@@ -106,14 +120,10 @@ class TrialMirror:
         promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
         entries = [
             RungEntry(
-                r.number,
-                r.rung or 0,
-                r.state.is_finished(),
-                dict(r.values) if r.state in (TrialState.COMPLETE, TrialState.PRUNED) else {},
-                r.number in promoted,
+                r.number, r.rung or 0, r.state.is_finished(), r.rung_values, r.number in promoted
             )
             for r in self._records.values()
-            if not r.interrupted and not r.metrics.get("skipped") and r.state in _SEEN_BY_SAMPLERS
+            if r.ranked_for_promotion
         ]
         chosen = promotions(
             entries,
@@ -157,29 +167,18 @@ class TrialMirror:
             self._records[number] = replace(self._records[number], hypervolume=value)
 
     def status(self, target: int, running: int, elapsed: float, done_before: int) -> StudyStatus:
-        """:func:`~autopeft.run.progress.study_status` of the records, from the counts kept here
-        (it reads them all once per run, for the hypervolume, if no trial has completed yet)."""
+        """:func:`~autopeft.run.progress.study_status` of the records, from the tally kept here;
+        the hypervolume is folded from the complete trials once when a run starts, and kept by
+        :meth:`hypervolume_updates` after that."""
         if self._complete and self._hypervolume is None:
-            status = study_status(
-                self.records(),
-                self.objectives,
-                budget=self.budget,
-                target=target,
-                running=running,
-                elapsed=elapsed,
-                done_before=done_before,
-            )
-            self._hypervolume = status.hypervolume
-            return status
-        return StudyStatus.at(
-            self.finished,
-            running=running,
-            failed=self.failed,
+            complete = [self._records[n] for n in self._complete]
+            self._hypervolume = hypervolume_curve(self.objectives, complete)[-1]
+        return self._tally.status(
+            self._hypervolume,
             target=target,
+            running=running,
             elapsed=elapsed,
             done_before=done_before,
-            best=dict(self._best),
-            hypervolume=self._hypervolume,
         )
 
     def hypervolume_updates(self) -> dict[int, float]:
@@ -192,9 +191,9 @@ class TrialMirror:
             self._curve = None
             updates = hypervolume_updates(self.objectives, first, self.budget)
         else:
-            frame = Frame.from_observations(self.objectives, first, self.budget)
+            frame = study_frame(self.objectives, first)
             if self._curve is None or self._curve.frame != frame:
-                self._curve = _Curve(frame)
+                self._curve = HypervolumeCurve(frame)
                 for n in self._complete:
                     self._curve.add(n, self._records[n].values)
             settled = min(self._running, default=None)  # below it no trial can still complete
@@ -208,15 +207,14 @@ class TrialMirror:
         self._version += 1
         old = self._records.get(n)
         self._records[n] = record
-        self.finished += record.counts_for_budget - (old is not None and old.counts_for_budget)
-        self.failed += _failed(record) - (old is not None and _failed(old))
-        if record.state in _SEEN_BY_SAMPLERS and not record.interrupted:
-            state = TrialState.COMPLETE if record.state == TrialState.PRUNED else record.state
-            fidelity = 1.0
-            if record.rung is not None and len(self.rungs) > 1:
-                fidelity = self.rungs[min(record.rung, len(self.rungs) - 1)] / self.rungs[-1]
+        self._tally.swap(old, record)
+        if record.seen_by_samplers:
             self._history[n] = Observation(
-                record.params, state, record.values, record.infeasible, fidelity
+                record.params,
+                record.sampler_state,
+                record.values,
+                record.infeasible,
+                record.fidelity(self.rungs),
             )
         else:
             self._history.pop(n, None)
@@ -224,89 +222,8 @@ class TrialMirror:
             self._running.add(n)
         else:
             self._running.discard(n)
-        if _complete(record) and not (old is not None and _complete(old)):
+        if has_result(record) and not (old is not None and has_result(old)):
             bisect.insort(self._complete, n)
             self._hypervolume = None
-            for o in self.objectives:
-                value = record.values[o.name]
-                pick = max if o.direction == "maximize" else min
-                self._best[o.name] = pick(self._best.get(o.name, value), value)
             if self._curve is not None:
                 self._curve.add(n, record.values)
-
-
-class _Curve:
-    """The hypervolume curve of complete trials (by number) in one fixed frame, kept as a fold:
-    the front (non-dominated scaled points) after the settled trials is remembered, so a new
-    trial costs a front update, plus one hypervolume when the front changes.
-
-    A front holds the points, in trial order, that botorch's ``is_non_dominated`` keeps of all
-    points so far (the first of equal points), so the hypervolume of a front equals
-    :func:`~autopeft.core.hypervolume.hypervolume` of all those points, bit for bit.
-    """
-
-    def __init__(self, frame: Frame) -> None:
-        import torch
-
-        self.frame = frame
-        self.numbers: list[int] = []
-        self.points: list[torch.Tensor] = []
-        self.first_new = 0  # points from here on have no hypervolume computed yet
-        empty = torch.empty((0, len(frame.directions)), dtype=torch.double)
-        self.base: tuple[int, torch.Tensor, float] = (0, empty, 0.0)  # front after points[:i]
-
-    def add(self, number: int, values: dict[str, float]) -> None:
-        import torch
-
-        i = bisect.bisect(self.numbers, number)
-        self.numbers.insert(i, number)
-        self.points.insert(i, torch.tensor(self.frame.scaled(values), dtype=torch.double))
-        self.first_new = min(self.first_new, i)
-        if i < self.base[0]:  # a trial below the settled ones: fold again from the start
-            self.base = (0, self.base[1][:0], 0.0)
-
-    def updates(
-        self, stored: Callable[[int], float | None], settled: int | None
-    ) -> dict[int, float]:
-        """Number -> hypervolume for the trials whose ``stored`` value differs from the curve;
-        the front is remembered up to the trials numbered below ``settled`` (all if None)."""
-        keep = len(self.numbers) if settled is None else bisect.bisect_left(self.numbers, settled)
-        start, front, hv = self.base
-        out = {}
-        for i in range(start, len(self.numbers)):
-            if i == keep:
-                self.base = (i, front, hv)
-            front, hv = _fold(front, hv, self.points[i])
-            if i >= self.first_new:
-                old = stored(self.numbers[i])
-                if old is None or abs(old - hv) > 1e-12:
-                    out[self.numbers[i]] = hv
-        if keep == len(self.numbers):
-            self.base = (keep, front, hv)
-        self.first_new = len(self.numbers)
-        return out
-
-
-def _fold(front: torch.Tensor, hv: float, point: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """The front and its hypervolume once ``point`` is in."""
-    import torch
-    from botorch.utils.multi_objective.box_decompositions.dominated import (
-        DominatedPartitioning,
-    )
-    from botorch.utils.multi_objective.pareto import is_non_dominated
-
-    candidates = torch.cat([front, point[None]])
-    kept = is_non_dominated(candidates)
-    if not kept[-1]:  # dominated by (or equal to) a point of the front: nothing changes
-        return front, hv
-    front = candidates[kept]
-    ref = torch.zeros(front.shape[-1], dtype=torch.double)
-    return front, float(DominatedPartitioning(ref_point=ref, Y=front).compute_hypervolume())
-
-
-def _failed(record: TrialRecord) -> bool:
-    return record.state == TrialState.FAIL and not record.interrupted and not record.rung
-
-
-def _complete(record: TrialRecord) -> bool:
-    return record.state == TrialState.COMPLETE and bool(record.values)

@@ -69,7 +69,7 @@ class PreparedStudy:
 
 
 def prepare_study(
-    path: str | Path,
+    path: str | Path | StudyFiles,
     *,
     storage: str | None = None,
     name: str | None = None,
@@ -77,6 +77,8 @@ def prepare_study(
 ) -> PreparedStudy:
     """Load and cross-check a study spec against its data and model; writes nothing.
 
+    ``path``: the spec file, or the spec and space already loaded by
+    :func:`~autopeft.spec.load_study` (a run loads them once).
     ``warm_start`` adds source studies to the spec's ``warm_start``; with any, the warm-start
     design is chosen here from the database (see :mod:`autopeft.search.warm_start`)."""
     from transformers import AutoConfig
@@ -86,7 +88,7 @@ def prepare_study(
     from autopeft.models.resolve import resolve_model
     from autopeft.tasks import get_task
 
-    files = load_study(path)
+    files = path if isinstance(path, StudyFiles) else load_study(path)
     if warm_start:
         sources = tuple(dict.fromkeys([*files.spec.warm_start, *warm_start]))
         files = replace(files, spec=files.spec.model_copy(update={"warm_start": sources}))

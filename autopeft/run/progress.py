@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autopeft.core.states import TrialState
+from autopeft.core.states import has_result
+
+if TYPE_CHECKING:
+    from autopeft.core.objectives import Objective
+    from autopeft.storage.records import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,51 @@ class StudyStatus:
         return " | ".join(parts)
 
 
+@dataclass
+class StudyTally:
+    """The counts and best values a status line shows, kept record by record.
+
+    Every rule is the record's (:attr:`~autopeft.storage.records.TrialRecord.
+    counts_for_budget`, :attr:`~autopeft.storage.records.TrialRecord.counts_as_failed`,
+    :func:`~autopeft.core.states.has_result`) or the objective's (:meth:`~autopeft.core.
+    objectives.Objective.best`); :func:`study_status` and the driver's mirror both keep one.
+    A record only ever moves forward (RUNNING to finished), so a best value is never undone.
+    """
+
+    objectives: Sequence[Objective]
+    finished: int = 0
+    failed: int = 0
+    best: dict[str, float] = field(default_factory=dict)
+
+    def swap(self, old: TrialRecord | None, new: TrialRecord) -> None:
+        """Trial ``new.number`` now reads ``new`` (``old``: as it read before, if at all)."""
+        self.finished += new.counts_for_budget - (old is not None and old.counts_for_budget)
+        self.failed += new.counts_as_failed - (old is not None and old.counts_as_failed)
+        if has_result(new) and not (old is not None and has_result(old)):
+            for o in self.objectives:
+                value = new.values[o.name]
+                self.best[o.name] = o.best((self.best.get(o.name, value), value))
+
+    def status(
+        self, hypervolume: float | None, *, target: int, running: int, elapsed: float,
+        done_before: int,
+    ) -> StudyStatus:  # fmt: skip
+        """The status line of these counts (see :meth:`StudyStatus.at`)."""
+        return StudyStatus.at(
+            self.finished,
+            running=running,
+            failed=self.failed,
+            target=target,
+            elapsed=elapsed,
+            done_before=done_before,
+            best=dict(self.best),
+            hypervolume=hypervolume,
+        )
+
+
 def study_status(
-    records: Sequence[Any],
-    objectives: Sequence[Any],
+    records: Sequence[TrialRecord],
+    objectives: Sequence[Objective],
     *,
     budget: int,
     target: int,
@@ -87,30 +133,17 @@ def study_status(
     elapsed: float,
     done_before: int,
 ) -> StudyStatus:
-    """Summarise ``records`` (``TrialRecord``s); the ETA extrapolates this run's pace."""
-    from autopeft.core.hypervolume import FRAME_TRIALS, Frame, hypervolume
+    """Summarise ``records``; the ETA extrapolates this run's pace. The hypervolume is the
+    last point of the study's curve (:func:`~autopeft.core.hypervolume.hypervolume_curve`)."""
+    from autopeft.core.hypervolume import hypervolume_curve
 
-    ran = [r for r in records if r.state.is_finished() and not r.interrupted]
-    complete = [r for r in ran if r.state == TrialState.COMPLETE and r.values]
-    finished = [r for r in ran if r.counts_for_budget]
-    best: dict[str, float] = {}
-    hv = None
-    if complete:
-        for o in objectives:
-            pick = max if o.direction == "maximize" else min
-            best[o.name] = pick(r.values[o.name] for r in complete)
-        frame = Frame.from_observations(objectives, complete[:FRAME_TRIALS], budget)
-        hv = hypervolume(frame, [r.values for r in complete])
-    failed = sum(1 for r in finished if r.state == TrialState.FAIL)
-    return StudyStatus.at(
-        len(finished),
-        running=running,
-        failed=failed,
-        target=target,
-        elapsed=elapsed,
-        done_before=done_before,
-        best=best,
-        hypervolume=hv,
+    tally = StudyTally(objectives)
+    for record in records:
+        tally.swap(None, record)
+    curve = hypervolume_curve(objectives, records, budget)
+    hypervolume = curve[-1] if curve else None
+    return tally.status(
+        hypervolume, target=target, running=running, elapsed=elapsed, done_before=done_before
     )
 
 

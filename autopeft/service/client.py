@@ -92,6 +92,41 @@ class Client:
         path = f"/api/studies/{_q(study)}/export?{urllib.parse.urlencode(query)}"
         return self._request("GET", path)
 
+    def export_files(
+        self,
+        study: str,
+        *,
+        pick: str | None = "knee",
+        trial: int | None = None,
+        format: str = "peft",
+    ) -> dict[str, bytes]:
+        """Every file ``autopeft export --format FORMAT`` writes for the chosen trial, by
+        name (``adapter_config.json``, ``training.json``, ``README.md``, and the format's
+        own), fetched as one zip."""
+        import io
+        import zipfile
+
+        query: dict[str, Any] = {"trial": trial} if trial is not None else {"pick": pick}
+        query.update(format=format, bundle="zip")
+        body = self._request(
+            "GET", f"/api/studies/{_q(study)}/export?{urllib.parse.urlencode(query)}"
+        )
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+
+    def load_trial(
+        self, study: str, *, pick: str | None = "knee", trial: int | None = None
+    ) -> tuple[PeftConfig, dict[str, Any]]:
+        """The chosen trial's ``peft`` config and its training arguments (``trl.SFTConfig``
+        keywords), as :func:`autopeft.results.export.load_trial` returns them locally."""
+        from peft import PeftConfig
+
+        files = self.export_files(study, pick=pick, trial=trial, format="trl")
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "adapter_config.json").write_bytes(files["adapter_config.json"])
+            config = PeftConfig.from_pretrained(tmp)
+        return config, dict(json.loads(files["sft_config.json"]))
+
     def load_peft_config(
         self, study: str, *, pick: str | None = "knee", trial: int | None = None
     ) -> PeftConfig:

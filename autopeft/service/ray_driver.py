@@ -21,7 +21,6 @@ through the database (:func:`autopeft.storage.lease.request_stop`).
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import tempfile
 import threading
@@ -29,8 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from autopeft.exceptions import StudyError
-from autopeft.executors.ray_auth import FIX, JoinState, prepare_join, restore
+from autopeft.executors.ray_auth import JoinState
+from autopeft.executors.ray_session import join_cluster, leave_cluster
 
 NAMESPACE = "autopeft"
 """The Ray namespace of the driver actors."""
@@ -63,7 +62,7 @@ class StudyDriver:
     ) -> str:
         """Write the spec and its space (``space.yaml``, as the spec names it) to a temporary
         directory and start the driver thread; returns the actor's ``host:pid``."""
-        from autopeft.storage.store import OWNER
+        from autopeft.storage.liveness import OWNER
 
         directory = Path(tempfile.mkdtemp(prefix=f"autopeft-{study}-"))
         (directory / "study.yaml").write_text(spec_yaml, encoding="utf-8")
@@ -140,22 +139,12 @@ class RayDrivers:
 
         if ray.is_initialized():
             return
-        self._joined = prepare_join(self.address)  # reachable? token? (one clear line if not)
-        try:
-            ray.init(
-                address=self.address,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-            )
-        except Exception as exc:
-            restore(self._joined)
-            self._joined = None
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StudyError(
-                f"cannot join the Ray cluster at --address {self.address!r}: {first}. "
-                f"A token-auth cluster needs its token: {FIX}"
-            ) from None
+        self._joined = join_cluster(
+            self.address,
+            f"--address {self.address!r}",
+            "A token-auth cluster needs its token",
+            namespace=NAMESPACE,
+        )
         self._owned = True
 
     def start(
@@ -197,10 +186,5 @@ class RayDrivers:
 
     def close(self) -> None:
         """Disconnect if this object connected (the driver actors keep running)."""
-        import ray
-
-        if self._owned and ray.is_initialized():
-            ray.shutdown()
-        self._owned = False
-        restore(self._joined)
-        self._joined = None
+        leave_cluster(self._owned, self._joined)
+        self._owned, self._joined = False, None

@@ -20,6 +20,7 @@ from autopeft.service.auth import Read, Write
 from autopeft.service.launcher import check_name
 from autopeft.service.state import ServiceState
 from autopeft.storage.lease import LeaseInfo, live_lease, request_stop
+from autopeft.storage.liveness import STALE_AFTER_SECONDS
 
 router = APIRouter()
 
@@ -73,8 +74,6 @@ def _state(service: ServiceState, view: StudyView) -> str:
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
-    from autopeft.storage.store import STALE_AFTER_SECONDS
-
     with service.lock:
         return live_lease(service.store, name, STALE_AFTER_SECONDS)
 
@@ -155,32 +154,61 @@ def get_plot(request: Request, name: StudyName) -> Response:
         return Response(path.read_bytes(), media_type="image/png")
 
 
+class ExportBundle(StrEnum):
+    zip = "zip"
+    json = "json"
+
+
 @router.get(
     "/api/studies/{name}/export",
     tags=["studies"],
     dependencies=[Read],
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}}},
+    responses={200: {"content": {"application/json": {}, "application/zip": {}}}},
 )
 def get_export(
     request: Request,
     name: StudyName,
     pick: Pick | None = None,
     trial: Annotated[int | None, Query(ge=0, le=1 << 31)] = None,
+    format: Annotated[str, Query(max_length=32)] = "peft",
+    bundle: ExportBundle | None = None,
 ) -> Response:
-    """The chosen trial's ``adapter_config.json``, byte for byte what ``autopeft export``
-    writes; the trial number is in the ``X-Autopeft-Trial`` header."""
-    from autopeft.results.export import export_view
+    """The chosen trial's export, byte for byte what ``autopeft export --format FORMAT``
+    writes: without ``bundle``, its ``adapter_config.json``; ``bundle=zip``, every file in a
+    zip; ``bundle=json``, ``{"trial", "format", "lost", "files": {name: text}}``. The trial
+    number is in the ``X-Autopeft-Trial`` header."""
+    import json
+    import zipfile
+
+    from autopeft.results.export import export_view_files
 
     view = _view(_service(request), name)
     with tempfile.TemporaryDirectory() as tmp:
-        path, record = export_view(view, tmp, pick=pick.value if pick else None, trial=trial)
-        body = path.read_bytes()
-    headers = {
-        "Content-Disposition": 'attachment; filename="adapter_config.json"',
-        "X-Autopeft-Trial": str(record.number),
-    }
-    return Response(body, media_type="application/json", headers=headers)
+        exported = export_view_files(
+            view, tmp, pick=pick.value if pick else None, trial=trial, fmt=format
+        )
+        files = {str(p.relative_to(tmp)): p.read_bytes() for p in exported.files}
+    headers = {"X-Autopeft-Trial": str(exported.record.number)}
+    if bundle is ExportBundle.zip:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file_name, data in files.items():
+                archive.writestr(file_name, data)
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{name}_trial{exported.record.number}.zip"'
+        )
+        return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
+    if bundle is ExportBundle.json:
+        body = {
+            "trial": exported.record.number,
+            "format": format,
+            "lost": exported.lost,
+            "files": {k: v.decode("utf-8") for k, v in files.items()},
+        }
+        return Response(json.dumps(body), media_type="application/json", headers=headers)
+    headers["Content-Disposition"] = 'attachment; filename="adapter_config.json"'
+    return Response(files["adapter_config.json"], media_type="application/json", headers=headers)
 
 
 @router.post("/api/studies", tags=["runs"], status_code=201, dependencies=[Write])
@@ -202,8 +230,6 @@ def stop(request: Request, name: StudyName) -> Action:
     (SIGINT): its running trials are marked interrupted and re-run on resume. Any other driver
     (another server's, a Ray actor's, an `autopeft run` elsewhere) is asked through the
     database: it starts no new trial, lets its running ones finish, and exits."""
-    from autopeft.storage.store import STALE_AFTER_SECONDS
-
     service = _service(request)
     _view(service, name)
     if service.launcher.submitted(name) and service.launcher.stop(name):

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from autopeft.exceptions import StudyError
+from autopeft.storage.liveness import OWNER, hold_lease, lease_gone
 from autopeft.storage.retry import call_with_retry
 from autopeft.storage.tables import SCHEMA_VERSION, LeaseRow, SchemaRow
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from autopeft.storage.store import Store
 
 _T = TypeVar("_T")
-_HELD_HERE: set[str] = set()  # tokens of the leases this process holds now
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,6 @@ class StudyLease:
         owner: str | None = None,
         note: Callable[[str], None] | None = None,
     ) -> None:
-        from autopeft.storage.store import OWNER
-
         self.store, self.study = store, study
         self.stale_after, self.heartbeat_every = stale_after, heartbeat_every
         self.owner = owner or OWNER
@@ -113,7 +111,7 @@ class StudyLease:
                 if self._run(self._insert, "take the study's lease"):
                     break
                 continue
-            why = self._takeover_reason(seen)
+            why = takeover_reason(seen, self.stale_after)
             if why is None:
                 raise StudyError(self._refusal(seen))
             if self._run(functools.partial(self._swap, seen), "take over the study's lease"):
@@ -126,7 +124,7 @@ class StudyLease:
             seen = self.holder()
             raise StudyError(self._refusal(seen) if seen else "could not take the study's lease")
         self.held, self.lost = True, False
-        _HELD_HERE.add(self.token)
+        hold_lease(self.token)
 
     def holder(self) -> LeaseInfo | None:
         """The current lease of the study, if any."""
@@ -175,9 +173,6 @@ class StudyLease:
         )
         with self.store.session() as s:
             return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
-
-    def _takeover_reason(self, seen: LeaseInfo) -> str | None:
-        return takeover_reason(seen, self.stale_after, self.owner)
 
     def _refusal(self, seen: LeaseInfo) -> str:
         return refusal(self.study, seen, self.stale_after)
@@ -270,7 +265,7 @@ class StudyLease:
         if not self.held:
             return
         self.held = False
-        _HELD_HERE.discard(self.token)
+        hold_lease(self.token, held=False)
         statement = delete(LeaseRow).where(
             LeaseRow.study_name == self.study, LeaseRow.token == self.token
         )
@@ -298,7 +293,7 @@ def live_lease(store: Store, study: str, stale_after: float) -> LeaseInfo | None
             return None if row is None else _info(row)
 
     seen = call_with_retry(read, "read the study's lease", store.url)
-    if seen is None or takeover_reason(seen, stale_after, None) is not None:
+    if seen is None or takeover_reason(seen, stale_after) is not None:
         return None
     return seen
 
@@ -322,14 +317,6 @@ def request_stop(store: Store, study: str, stale_after: float) -> LeaseInfo | No
             return s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 
     return seen if call_with_retry(run, "ask the study's driver to stop", store.url) else None
-
-
-def _process_gone(owner: str) -> bool:
-    """Whether ``owner`` (``host:pid``) is a process of this host that no longer exists."""
-    from autopeft.storage.store import local_pid, pid_gone
-
-    pid = local_pid(owner)
-    return pid is not None and pid != os.getpid() and pid_gone(pid)
 
 
 def refuse_if_running(url: str, study: str, stale_after: float) -> None:
@@ -361,24 +348,14 @@ def refuse_if_running(url: str, study: str, stale_after: float) -> None:
     if row is None:
         return
     seen = LeaseInfo(row.owner, row.token, row.acquired_at, row.heartbeat_at)
-    from autopeft.storage.store import OWNER
-
-    if takeover_reason(seen, stale_after, OWNER) is None:  # OWNER: who would run it
+    if takeover_reason(seen, stale_after) is None:
         raise StudyError(refusal(study, seen, stale_after))
 
 
-def takeover_reason(seen: LeaseInfo, stale_after: float, owner: str | None) -> str | None:
-    """Why the lease ``seen`` may be taken over (by ``owner``), or None while it is live."""
-    from autopeft.storage.store import OWNER
-
-    quiet = time.time() - seen.heartbeat_at
-    if quiet >= stale_after:
-        return f"which sent no heartbeat for {quiet:.0f} s"
-    if _process_gone(seen.owner):
-        return "whose process is gone"
-    if seen.owner == owner == OWNER and seen.token not in _HELD_HERE:
-        return "whose run in this process has ended"
-    return None
+def takeover_reason(seen: LeaseInfo, stale_after: float) -> str | None:
+    """Why the lease ``seen`` may be taken over, or None while it is live
+    (:func:`~autopeft.storage.liveness.lease_gone`)."""
+    return lease_gone(seen.owner, seen.token, seen.heartbeat_at, stale_after)
 
 
 def refusal(study: str, seen: LeaseInfo, stale_after: float) -> str:

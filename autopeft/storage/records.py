@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,12 @@ class TrialRecord:
         object.__setattr__(self, "state", TrialState(self.state))  # accept the plain name too
 
     @property
+    def new_configuration(self) -> bool:
+        """Whether the trial trains a configuration for the first time (the lowest rung, or a
+        single-fidelity study), not a multi-fidelity promotion."""
+        return not self.rung
+
+    @property
     def counts_for_budget(self) -> bool:
         """Whether the trial counts against the study's ``n_trials``: finished, and neither
         interrupted (its point is re-run), skipped before launch (predicted over the memory
@@ -63,8 +70,44 @@ class TrialRecord:
             self.state.is_finished()
             and not self.interrupted
             and not self.metrics.get("skipped")
-            and not self.rung
+            and self.new_configuration
         )
+
+    @property
+    def counts_as_failed(self) -> bool:
+        """Whether the trial is one of the budget's (:attr:`counts_for_budget`) that failed:
+        what a study's "failed" counts."""
+        return self.counts_for_budget and self.state == TrialState.FAIL
+
+    @property
+    def seen_by_samplers(self) -> bool:
+        """Whether samplers see the trial: running, complete, partial (PRUNED) or failed, and
+        not interrupted (its re-run stands for it). Skipped trials are seen (as failures)."""
+        return self.state != TrialState.WAITING and not self.interrupted
+
+    @property
+    def sampler_state(self) -> TrialState:
+        """The state samplers see: a PRUNED trial (finished below the top rung, with its
+        rung's results) as COMPLETE."""
+        return TrialState.COMPLETE if self.state == TrialState.PRUNED else self.state
+
+    @property
+    def ranked_for_promotion(self) -> bool:
+        """Whether the promotion rule sees the trial: seen by samplers and launched (a trial
+        skipped before launch never trained at its rung)."""
+        return self.seen_by_samplers and not self.metrics.get("skipped")
+
+    @property
+    def rung_values(self) -> dict[str, float]:
+        """Its rung's results: the values of a COMPLETE or PRUNED trial, else empty."""
+        return dict(self.values) if self.state in (TrialState.COMPLETE, TrialState.PRUNED) else {}
+
+    def fidelity(self, rungs: Sequence[int]) -> float:
+        """The share of the top rung's training steps the trial had, given the study's
+        training steps per rung (1 in a single-fidelity study)."""
+        if self.rung is None or len(rungs) < 2:
+            return 1.0
+        return rungs[min(self.rung, len(rungs) - 1)] / rungs[-1]
 
     def placement_summary(self) -> str:
         """Compact per-layer placement, e.g. ``L0:q4,v8 L2:v2`` (empty layers omitted)."""

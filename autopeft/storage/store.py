@@ -13,12 +13,10 @@ nothing more (:meth:`Store.start_trial` finds the trial it made by a key of its 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,10 @@ from typing import TYPE_CHECKING, Any
 from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
 from autopeft.exceptions import StorageError, StudyError
+from autopeft.storage.liveness import (
+    HEARTBEAT_SECONDS as HEARTBEAT_SECONDS,  # the lease policy, also named by the store
+)
+from autopeft.storage.liveness import OWNER, STALE_AFTER_SECONDS, lease_gone, owner_gone
 from autopeft.storage.records import TrialRecord
 from autopeft.storage.retry import call_with_retry, engine_kwargs, retried
 from autopeft.storage.tables import (
@@ -44,12 +46,6 @@ if TYPE_CHECKING:
 
     from autopeft.core.compiled import CompiledConfig
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
-HEARTBEAT_SECONDS = 10.0
-"""Seconds between heartbeats of running trials and of a study's lease."""
-STALE_AFTER_SECONDS = 120.0
-"""Seconds without a heartbeat after which a running trial is re-queued and a study's lease may
-be taken over."""
 START_KEY = "autopeft_start"
 """Optuna user attribute: the key :meth:`Store.start_trial` finds its own trial by on a retry."""
 
@@ -147,10 +143,10 @@ class Store:
 
         if found < 4 or not inspect(s.connection()).has_table(LeaseRow.__tablename__):
             return  # no leases before schema 4
-        columns = (LeaseRow.study_name, LeaseRow.owner, LeaseRow.heartbeat_at)
-        for study, owner, beat in s.execute(select(*columns)):
+        columns = (LeaseRow.study_name, LeaseRow.owner, LeaseRow.token, LeaseRow.heartbeat_at)
+        for study, owner, token, beat in s.execute(select(*columns)):
             quiet = time.time() - beat
-            if quiet < STALE_AFTER_SECONDS and not _owner_dead(owner):
+            if lease_gone(owner, token, beat, STALE_AFTER_SECONDS) is None:  # a live driver
                 raise StorageError(
                     f"cannot migrate {self.url!r} from schema {found} to {SCHEMA_VERSION} while "
                     f"study {study!r} is run by {owner} (heartbeat {max(0.0, quiet):.0f} s ago), "
@@ -414,9 +410,13 @@ class Store:
         )
 
     @retried("recover the trials of a stopped driver")
-    def recover_stale(self, name: str, grace_seconds: float) -> list[int]:
-        """Fail RUNNING trials whose driver is gone (dead pid on this host, or no heartbeat for
-        ``grace_seconds``) as *interrupted*; returns their numbers."""
+    def recover_stale(
+        self, name: str, grace_seconds: float, running_here: Container[int] = ()
+    ) -> list[int]:
+        """Fail RUNNING trials whose driver is gone (:func:`~autopeft.storage.liveness.
+        owner_gone`, or no heartbeat for ``grace_seconds``) as *interrupted*; returns their
+        numbers. ``running_here``: the trials this process runs now (none when a driver, holding
+        the study's lease, recovers before it starts any)."""
         stale = []
         for record in self.records(name):
             if record.state != TrialState.RUNNING:
@@ -424,7 +424,8 @@ class Store:
             with self.session() as s:
                 row = s.get(TrialRow, (name, record.number))
                 owner, beat = (row.owner, row.heartbeat_at) if row else ("", 0.0)
-            if _owner_dead(owner) or time.time() - beat > grace_seconds:
+            gone = owner_gone(owner, held_here=record.number in running_here)
+            if gone or time.time() - beat > grace_seconds:
                 self.fail_trial(
                     name,
                     record.number,
@@ -554,31 +555,6 @@ def _record(trial: Any, row: TrialRow | None, objectives: list[Objective]) -> Tr
 def _value(name: str, value: float) -> float:
     # parameter counts are integers; Optuna stores every value as a float
     return int(value) if name == "trainable_params" else float(value)
-
-
-def _owner_dead(owner: str) -> bool:
-    pid = local_pid(owner)
-    if pid is None:
-        return False
-    # our own earlier run in this process cannot still be running it
-    return pid == os.getpid() or pid_gone(pid)
-
-
-def local_pid(owner: str) -> int | None:
-    """The pid of ``owner`` (``host:pid``) if it names a process of this host, else None."""
-    host, _, pid = owner.rpartition(":")
-    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
-
-
-def pid_gone(pid: int) -> bool:
-    """Whether no process ``pid`` exists (one we may not signal exists)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _schema_race(exc: BaseException) -> bool:

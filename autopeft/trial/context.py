@@ -95,7 +95,7 @@ def build_context(
     default to the spec's defaults."""
     from autopeft.spec import DatasetSpec, EvaluationSpec
 
-    dataset = dataset or DatasetSpec(source="")
+    dataset = dataset or DatasetSpec.model_construct()  # defaults only: the data come in `splits`
     evaluation = evaluation or EvaluationSpec()
     family = get_task(task)
     options = LoadOptions(seed, device, num_hidden_layers, precision, quantization)

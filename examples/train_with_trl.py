@@ -1,0 +1,1 @@
+../autopeft/results/formats/train_with_trl.py
