@@ -71,7 +71,12 @@ sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import hypervolume  # noqa: E402
 from autopeft.core.states import TrialState  # noqa: E402
-from autopeft.search.promotion import RungEntry, promotions, rung_order  # noqa: E402
+from autopeft.search.promotion import (  # noqa: E402
+    COST_TOLERANCE,
+    RungEntry,
+    promotions,
+    rung_order,
+)
 from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
 from autopeft.search.samplers.base import point_key  # noqa: E402
 from autopeft.space.bound import Point  # noqa: E402
@@ -85,6 +90,7 @@ from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E4
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")
 _RUNG_ORDER = rung_order
+_COST_TOLERANCE = COST_TOLERANCE
 QUICK = {"classes": "base", "seeds": "1", "configs": 12}
 Curve = list[tuple[int, float]]
 
@@ -138,6 +144,7 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
     import autopeft.search.promotion as promotion_module
 
     promotion_module.rung_order = _crowding_order if rule == "crowding" else _RUNG_ORDER
+    promotion_module.COST_TOLERANCE = 1.0 if rule == "metric" else _COST_TOLERANCE
     problem = make_problem(cls, seed)  # a fresh noise stream per run
     model = FidelityProblem(problem)
     frame = frame_for(problem)
@@ -382,8 +389,9 @@ def _parse() -> argparse.Namespace:
         "(cost: the steps between the rungs), as the driver does; without: re-train from scratch"
     )  # fmt: skip
     parser.add_argument(
-        "--rule", default="", choices=["", "crowding"], help="crowding: the promotion order "
-        "before issue 28 (non-dominated sorting with crowding distance), for comparison"
+        "--rule", default="", choices=["", "crowding", "metric"], help="crowding: the promotion "
+        "order before issue 28 (non-dominated sorting with crowding distance); metric: plain "
+        "non-dominated sorting with the metric as tie-break (cost tolerance 1), for comparison"
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:

@@ -40,9 +40,7 @@ def _params(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=False)["params"]
 
 
-def test_a_continued_trial_ends_with_the_weights_of_one_uninterrupted_run(
-    worker, tmp_path
-) -> None:
+def test_a_continued_trial_ends_with_the_weights_of_one_uninterrupted_run(worker, tmp_path) -> None:
     """5 steps, checkpoint, 6 more (crossing an epoch of the 64 examples: the shuffle goes on
     as it would) == 11 steps in one go, under the warmup-stable-decay schedule."""
     w, request = worker

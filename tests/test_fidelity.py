@@ -49,16 +49,16 @@ def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
         _done(5, 0.5, 600),
     ]
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 2.0)) == [0, 1, 2]  # floor(6 / 2)
-    # factor 3: 2; 2 (0.85, 500) is dominated by 0, which measured better at under twice the cost
-    assert sorted(promotions(entries, [ACC, PARAMS], 3, 3.0)) == [0, 1]
+    # factor 3: 2; within the front (0, 1, 2) the metric decides: 0 (0.9) and 2 (0.85)
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0) == [0, 2]
     # already promoted: not again; a failed trial counts in the rung but is never promoted
     entries[0] = _done(0, 0.9, 900, promoted=True)
     failed = [RungEntry(6 + i, 0, True, {}, False) for i in range(3)]
-    assert promotions([*entries, failed[0]], [ACC, PARAMS], 3, 3.0) == [1]  # floor(7 / 3)
+    assert promotions([*entries, failed[0]], [ACC, PARAMS], 3, 3.0) == [2]  # floor(7 / 3)
     assert sorted(promotions([*entries, *failed], [ACC, PARAMS], 3, 3.0)) == [1, 2]  # 9 / 3
     # running trials do not count yet
     running = [RungEntry(9 + i, 0, False) for i in range(5)]
-    assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [1]
+    assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [2]
 
 
 def test_ranks_peel_fronts_as_pareto_indices_finds_them() -> None:
@@ -110,9 +110,9 @@ def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> No
     ranks = nondominated_ranks(table, ["maximize", "minimize"])
     assert min(range(6), key=lambda i: (ranks[i][0], -ranks[i][1], i)) in (4, 5)
     assert ranks[5] == (0, float("inf"))
-    # a configuration under half the size of every better one stays on the front
-    tiny = _done(5, 0.55, 400)
-    assert promotions([*entries, tiny, _done(6, 0.5, 5000)], [ACC, PARAMS], 3, 3.0) == [4, 5]
+    # it is on the front (the cheapest point) and moves up once the quota reaches it
+    dominated = [_done(6 + i, 0.5, 5000 + i) for i in range(12)]
+    assert promotions([*entries, small, *dominated], [ACC, PARAMS], 3, 3.0) == [4, 3, 2, 1, 0, 5]
     # with three objectives the same (memory is known at every rung too)
     mem = Objective("peak_memory_mb", "minimize")
     three = [RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries]
