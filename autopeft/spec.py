@@ -132,7 +132,8 @@ class FidelitySpec(StrictModel):
     ``max_steps`` (set from the last rung when ``max_steps`` is not given). ``promotion``:
     ``asha`` promotes any trial in its rung's best fraction when a worker is free; ``quota``
     also caps each rung's promotions at that fraction of its trials (steps as the schedule
-    promises, fewer top-rung trials).
+    promises, fewer top-rung trials). ``promotion_order``: how a rung ranks its trials
+    (:mod:`autopeft.search.promotion`).
     """
 
     train_examples: int = Field(default=1000, ge=1)
@@ -147,6 +148,7 @@ class FidelitySpec(StrictModel):
     gradient_checkpointing: bool = False
     reduction_factor: float = Field(default=3.0, gt=1, le=100)
     promotion: Literal["asha", "quota"] = "asha"
+    promotion_order: Literal["crowding", "metric"] = "crowding"
     rungs: tuple[int, ...] | None = None
 
     @field_validator("rungs", mode="before")

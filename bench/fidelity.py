@@ -75,7 +75,6 @@ from autopeft.search.promotion import (  # noqa: E402
     COST_TOLERANCE,
     RungEntry,
     promotions,
-    rung_order,
 )
 from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
 from autopeft.search.samplers.base import point_key  # noqa: E402
@@ -89,7 +88,6 @@ from autopeft.testing.synthetic_classes import (  # noqa: E402
 from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E402
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")
-_RUNG_ORDER = rung_order
 _COST_TOLERANCE = COST_TOLERANCE
 QUICK = {"classes": "base", "seeds": "1", "configs": 12}
 Curve = list[tuple[int, float]]
@@ -138,13 +136,14 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
              workers: int, options: dict, continued: bool = False,
              rule: str = "") -> dict:  # fmt: skip
     """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts.
-    ``rule="crowding"``: the promotion order before issue 28 (plain non-dominated sorting,
-    crowding-distance tie-break), for comparison."""
+    ``rule``: the promotion order (``crowding``, ``metric``; ``tolerance2``: ``metric`` with a
+    cost tolerance of 2). Runs cached before ``rule`` was always written (no ``rule`` key) used
+    ``metric`` with tolerance 2 (``runs/fid-pays``) or 1 (``runs/fid-pays2``)."""
     _one_thread()
     import autopeft.search.promotion as promotion_module
 
-    promotion_module.rung_order = _crowding_order if rule == "crowding" else _RUNG_ORDER
-    promotion_module.COST_TOLERANCE = 1.0 if rule == "metric" else _COST_TOLERANCE
+    order = "metric" if rule in ("metric", "tolerance2") else "crowding"
+    promotion_module.COST_TOLERANCE = 2.0 if rule == "tolerance2" else _COST_TOLERANCE
     problem = make_problem(cls, seed)  # a fresh noise stream per run
     model = FidelityProblem(problem)
     frame = frame_for(problem)
@@ -179,7 +178,12 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
                 RungEntry(t.number, t.rung, t.finished, t.values, t.promoted) for t in trials
             ]
             up = promotions(
-                entries, problem.objectives, len(rungs), eta, draining=started >= configs
+                entries,
+                problem.objectives,
+                len(rungs),
+                eta,
+                draining=started >= configs,
+                order=order,
             )
             if up:
                 source = trials[up[0]]
@@ -232,15 +236,6 @@ def steps_to(curve: Curve, target: float) -> float:
     return next((s for s, hv in curve if hv >= target - 1e-12), math.inf)
 
 
-def _crowding_order(entries: list[RungEntry], objectives: list) -> list[int]:
-    """The promotion order before issue 28: non-dominated sorting, crowding tie-break."""
-    from autopeft.core.pareto import nondominated_ranks
-
-    table = [[float(e.values[o.name]) for o in objectives] for e in entries]
-    ranks = nondominated_ranks(table, [o.direction for o in objectives])
-    return sorted(range(len(entries)), key=lambda i: (ranks[i][0], -ranks[i][1], entries[i].number))
-
-
 def main() -> None:
     args = _parse()
     classes = args.classes.split(",")
@@ -282,7 +277,7 @@ def main() -> None:
                        "eta": args.eta, "workers": args.workers,
                        "options": args.mobo_options if arm.startswith("mobo") else {},
                        **({"continued": True} if args.continued and "+" in arm else {}),
-                       **({"rule": args.rule} if args.rule and "+" in arm else {})}  # fmt: skip
+                       **({"rule": args.rule} if "+" in arm else {})}  # fmt: skip
                 result = cached(args.cache, job, args.cached_only)
                 if result is None:
                     continue
@@ -389,9 +384,9 @@ def _parse() -> argparse.Namespace:
         "(cost: the steps between the rungs), as the driver does; without: re-train from scratch"
     )  # fmt: skip
     parser.add_argument(
-        "--rule", default="", choices=["", "crowding", "metric"], help="crowding: the promotion "
-        "order before issue 28 (non-dominated sorting with crowding distance); metric: plain "
-        "non-dominated sorting with the metric as tie-break (cost tolerance 1), for comparison"
+        "--rule", default="crowding", choices=["crowding", "metric", "tolerance2"],
+        help="the promotion order (fidelity.promotion_order): crowding (default) or metric; "
+        "tolerance2: metric with COST_TOLERANCE 2, for comparison"
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:

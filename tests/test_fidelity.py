@@ -49,16 +49,18 @@ def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
         _done(5, 0.5, 600),
     ]
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 2.0)) == [0, 1, 2]  # floor(6 / 2)
-    # factor 3: 2; within the front (0, 1, 2) the metric decides: 0 (0.9) and 2 (0.85)
-    assert promotions(entries, [ACC, PARAMS], 3, 3.0) == [0, 2]
+    # three per rung with factor 3 would be 2: the front's extremes first (infinite crowding)
+    assert sorted(promotions(entries, [ACC, PARAMS], 3, 3.0)) == [0, 1]
+    # promotion_order: metric -- within the front (0, 1, 2) the metric decides: 0 and 2
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0, order="metric") == [0, 2]
     # already promoted: not again; a failed trial counts in the rung but is never promoted
     entries[0] = _done(0, 0.9, 900, promoted=True)
     failed = [RungEntry(6 + i, 0, True, {}, False) for i in range(3)]
-    assert promotions([*entries, failed[0]], [ACC, PARAMS], 3, 3.0) == [2]  # floor(7 / 3)
+    assert promotions([*entries, failed[0]], [ACC, PARAMS], 3, 3.0) == [1]  # floor(7 / 3)
     assert sorted(promotions([*entries, *failed], [ACC, PARAMS], 3, 3.0)) == [1, 2]  # 9 / 3
     # running trials do not count yet
     running = [RungEntry(9 + i, 0, False) for i in range(5)]
-    assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [2]
+    assert promotions([*entries, failed[0], *running], [ACC, PARAMS], 3, 3.0) == [1]
 
 
 def test_ranks_peel_fronts_as_pareto_indices_finds_them() -> None:
@@ -97,13 +99,18 @@ def test_asha_promotes_a_late_best_trial_and_the_quota_rule_caps_the_rung() -> N
 
 
 def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> None:
-    """Cost objectives are known at every rung; a trial is promoted for what the rung measured,
-    not for being a little smaller than the trials that measured better."""
+    """``promotion_order: metric``: cost objectives are known at every rung; a trial is promoted
+    for what the rung measured, not for being smaller than the trials that measured better.
+    (The default ``crowding`` order promotes it first: measured better for hypervolume.)"""
     entries = [_done(i, 0.80 + 0.01 * i, 1000 + 100 * i) for i in range(5)]
     small = _done(5, 0.55, 700)  # the smallest yet, and the worst metric
-    assert 5 not in promotions([*entries, small], [ACC, PARAMS], 3, 3.0)
-    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0) == [4, 3]  # best metric first
-    # plain non-dominated sorting with crowding distance would have promoted it first
+    assert 5 not in promotions([*entries, small], [ACC, PARAMS], 3, 3.0, order="metric")
+    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0, order="metric") == [
+        4,
+        3,
+    ]  # best metric first
+    # the default order promotes it first (infinite crowding at the front's cheap end)
+    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0) == [4, 5]
     from autopeft.core.pareto import nondominated_ranks
 
     table = [[e.values["accuracy"], e.values["trainable_params"]] for e in [*entries, small]]
@@ -112,12 +119,19 @@ def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> No
     assert ranks[5] == (0, float("inf"))
     # it is on the front (the cheapest point) and moves up once the quota reaches it
     dominated = [_done(6 + i, 0.5, 5000 + i) for i in range(12)]
-    assert promotions([*entries, small, *dominated], [ACC, PARAMS], 3, 3.0) == [4, 3, 2, 1, 0, 5]
+    assert promotions([*entries, small, *dominated], [ACC, PARAMS], 3, 3.0, order="metric") == [
+        4,
+        3,
+        2,
+        1,
+        0,
+        5,
+    ]
     # with three objectives the same (memory is known at every rung too)
     mem = Objective("peak_memory_mb", "minimize")
     three = [RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries]
     poor = RungEntry(5, 0, True, {"accuracy": 0.55, "trainable_params": 700, "peak_memory_mb": 45})
-    assert 5 not in promotions([*three, poor], [ACC, PARAMS, mem], 3, 3.0)
+    assert 5 not in promotions([*three, poor], [ACC, PARAMS, mem], 3, 3.0, order="metric")
 
 
 def _chains(low: list[float], top: list[float]) -> list[TrialRecord]:

@@ -288,7 +288,9 @@ class StudyRunner:
         fidelity = self.p.files.spec.fidelity
         cap = fidelity.promotion == "quota"
         distrusted = self._distrusted()
-        return self.mirror.promotions(draining, fidelity.reduction_factor, cap, distrusted)
+        return self.mirror.promotions(
+            draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
+        )
 
     def _distrusted(self) -> frozenset[int]:
         """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);

@@ -108,13 +108,14 @@ class TrialMirror:
         reduction_factor: float,
         cap: bool = False,
         distrusted: frozenset[int] = frozenset(),
+        order: str = "crowding",
     ) -> list[int]:
         """Trials to promote now, highest rung first (:func:`~autopeft.search.promotion.
         promotions` of the stored trials); ``draining``: no new configuration will start;
         ``cap``: at most a rung's quota promoted; ``distrusted``: rungs that select nothing."""
         if len(self.rungs) < 2:
             return []
-        key = (self._version, draining, reduction_factor, cap, distrusted)
+        key = (self._version, draining, reduction_factor, cap, distrusted, order)
         if self._promotions is not None and self._promotions[0] == key:
             return list(self._promotions[1])
         promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
@@ -133,6 +134,7 @@ class TrialMirror:
             draining=draining,
             cap=cap,
             distrusted=distrusted,
+            order=order,
         )
         self._promotions = (key, chosen)
         return list(chosen)

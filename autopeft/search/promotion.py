@@ -7,22 +7,26 @@ trial at rung ``k`` is promoted (its training continued from its checkpoint up t
 al., 2020). Failed trials count in ``m`` and rank last. Promotions are asynchronous: they are
 decided whenever a worker is free, never waiting for a rung to fill, so workers never idle.
 
-**"Best": promote on what the rung measures.** A rung measures the objectives that depend on
-training (the metric, ``train_seconds``); the cost objectives (:data:`STEP_INDEPENDENT`:
-``trainable_params``, ``peak_memory_mb``, measured over a fixed number of steps) are already
-what they will be at the top rung. A rung's trials are ordered by non-dominated sorting on all
-objectives, in which trial ``a`` dominates ``b`` when it is at least as good on every training
-objective and better on one, and at most :data:`COST_TOLERANCE` times as costly on every cost
-objective; within a front, by the training objectives (first one first), then trial number.
-So a new smallest configuration is on the front, as the cheapest point, but ranks after every
-front member that measured better, and is promoted only when the rung's quota reaches it
-(NSGA-II's crowding distance, infinite at a front's extremes, used to promote it first).
-Without a training objective the order is plain non-dominated sorting with crowding distance.
+**"Best"** (``order``, the spec's ``fidelity.promotion_order``):
 
-``COST_TOLERANCE`` is 1 (plain dominance). At 2 (a better-measuring trial up to twice as costly
-dominates) the cheap end of the front rarely reached the top rung, and hypervolume at equal
-steps fell on all 16 synthetic classes (``bench/fidelity.py --rule``; tolerance 1 and the
-crowding order were level: ``bench/results/fidelity_synthetic_2026-12-07.txt``).
+* ``crowding`` (the default): non-dominated sorting on all objectives, NSGA-II's crowding
+  distance as tie-break (Syne Tune's MOASHA ranks the same way), so no weights are needed and
+  a change of units changes nothing up to the tie-break. A front's extremes (infinite crowding)
+  go first, the cheapest configuration included, whatever its metric.
+* ``metric`` (promote on what the rung measures): a rung measures the objectives that depend on
+  training (the metric, ``train_seconds``); the cost objectives (:data:`STEP_INDEPENDENT`:
+  ``trainable_params``, ``peak_memory_mb``) are already what they will be at the top rung.
+  Non-dominated sorting in which ``a`` dominates ``b`` when it is at least as good on every
+  training objective and better on one, and at most :data:`COST_TOLERANCE` (1) times as costly
+  on every cost objective; within a front by the training objectives, then trial number. A new
+  smallest configuration with a poor metric is on the front but ranks after every front member
+  that measured better, so it moves up only once the rung's quota reaches it.
+
+Measured (``bench/fidelity.py --rule``, ``bench/results/fidelity_synthetic_2026-12-07.txt``):
+at equal training steps ``crowding`` had the higher hypervolume on 11 of the 16 synthetic
+classes (3 seeds, random sampler through the rungs) and on the one ``mobo`` comparison run, so
+it stays the default: promoting the cheap end of the front pays on these problems. A cost
+tolerance of 2 lost on all 16 classes.
 
 Plain ASHA promotes every trial that is in the top fraction when it is looked at; under a
 sampler that keeps improving most new trials are, so a rung can end with far more than
@@ -88,6 +92,7 @@ def promotions(
     draining: bool = False,
     cap: bool = False,
     distrusted: frozenset[int] = frozenset(),
+    order: str = "crowding",
 ) -> list[int]:
     """Trial numbers to promote now, highest rung first, best first within a rung.
 
@@ -103,6 +108,7 @@ def promotions(
             docstring); plain ASHA without it.
         distrusted: Rungs that do not rank configurations as the top rung does
             (the driver measures them): no selection there, every complete trial moves up.
+        order: ``crowding`` or ``metric`` (see the module docstring).
     """
     out: list[list[int]] = []
     moving_up = False  # a trial runs at, or is being promoted into, a rung <= the current one
@@ -112,7 +118,8 @@ def promotions(
         if rung in distrusted:
             chosen = [e.number for e in here if e.finished and e.values and not e.promoted]
         else:
-            chosen = _best(here, objectives, reduction_factor, draining and not moving_up, cap)
+            settled = draining and not moving_up
+            chosen = _best(here, objectives, reduction_factor, settled, cap, order)
         out.append(chosen)
         moving_up = moving_up or bool(chosen)
     return [number for chosen in reversed(out) for number in chosen]
@@ -124,6 +131,7 @@ def _best(
     reduction_factor: float,
     settled: bool,
     cap: bool,
+    order: str = "crowding",
 ) -> list[int]:
     """Numbers of the not-yet-promoted complete trials among the best of one rung."""
     finished = [e for e in entries if e.finished]
@@ -134,12 +142,21 @@ def _best(
     left = quota - sum(1 for e in entries if e.promoted) if cap else quota
     if left <= 0 or not complete:
         return []
-    order = rung_order(complete, objectives)
-    return [complete[i].number for i in order[:quota] if not complete[i].promoted][:left]
+    ranked = (
+        rung_order(complete, objectives) if order == "metric" else _crowded(complete, objectives)
+    )
+    return [complete[i].number for i in ranked[:quota] if not complete[i].promoted][:left]
+
+
+def _crowded(entries: Sequence[RungEntry], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of complete ``entries``, best first: non-dominated sorting, crowding tie-break."""
+    table = [[float(e.values[o.name]) for o in objectives] for e in entries]
+    ranks = nondominated_ranks(table, [o.direction for o in objectives])
+    return sorted(range(len(entries)), key=lambda i: (ranks[i][0], -ranks[i][1], entries[i].number))
 
 
 def rung_order(entries: Sequence[RungEntry], objectives: Sequence[Objective]) -> list[int]:
-    """Indices of complete ``entries`` (one rung's), best first (the module docstring's order)."""
+    """Indices of complete ``entries`` (one rung's), best first under ``order: metric``."""
     trained = [o for o in objectives if o.name not in STEP_INDEPENDENT]
     costs = [o for o in objectives if o.name in STEP_INDEPENDENT]
     numbers = [e.number for e in entries]
