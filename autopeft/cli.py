@@ -448,6 +448,7 @@ def show(
             f"{' / '.join(map(str, f['rung_counts']))}; {f['training_steps']:,} training steps "
             "in all (fronts use the top rung)"
         )
+        _show_rungs(console, f)
     if v.complete():
         for metric, best in d["best"].items():
             console.print(f"best {metric}: {format_value(metric, best)}")
@@ -465,6 +466,23 @@ def show(
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
     for finding in findings:
         console.print(f"[yellow]health[/yellow] {finding.line()}", highlight=False)
+
+
+def _show_rungs(console: Any, f: dict[str, Any]) -> None:
+    """Each low rung's rank correlation with the top rung, and the front's learning curves."""
+    if f["correlations"]:
+        console.print(
+            "rank correlation with the top rung: "
+            + ", ".join(
+                f"rung {c['rung']} {c['rho']:.2f} ({c['pairs']} configs"
+                + (", distrusted)" if c["distrusted"] else ")")
+                for c in f["correlations"]
+            ),
+            highlight=False,
+        )
+    curves = [f"#{n} " + " > ".join(f"{x:.3f}" for x in c) for n, c in f["curves"].items() if c]
+    if curves:
+        console.print("metric per rung (front): " + "; ".join(curves[:5]), highlight=False)
 
 
 def _health(v: Any, confirmed: Any) -> list[Any]:

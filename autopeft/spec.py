@@ -166,11 +166,12 @@ class FidelitySpec(StrictModel):
     steps per rung, increasing (``[12, 25, 50, 100]``), or a count of rungs spaced by
     ``reduction_factor`` below ``max_steps`` (``4`` with ``max_steps: 100`` and factor 3:
     ``[4, 11, 33, 100]``). Every configuration is trained at the lowest rung first; the best
-    ``1 / reduction_factor`` of each rung are trained again at the next. The top rung is
+    ``1 / reduction_factor`` of each rung train on to the next. The top rung is
     ``max_steps`` (set from the last rung when ``max_steps`` is not given). ``promotion``:
     ``asha`` promotes any trial in its rung's best fraction when a worker is free; ``quota``
     also caps each rung's promotions at that fraction of its trials (steps as the schedule
-    promises, fewer top-rung trials).
+    promises, fewer top-rung trials). ``promotion_order``: how a rung ranks its trials
+    (:mod:`autopeft.search.promotion`).
     """
 
     train_examples: int = Field(default=1000, ge=1)
@@ -200,6 +201,11 @@ class FidelitySpec(StrictModel):
     promotion: Literal["asha", "quota"] = "asha"
     """Multi-fidelity promotion rule: ``asha`` promotes any trial in its rung's best fraction when
     a worker is free; ``quota`` also caps each rung's promotions at that fraction of its trials."""
+    promotion_order: Literal["crowding", "metric"] = "crowding"
+    """The order a rung's trials are promoted in: ``crowding`` (the default) ranks by
+    non-dominated sorting on every objective with a crowding-distance tie-break; ``metric`` ranks
+    the cost objectives as they will be at the top rung and breaks ties by the metric (see
+    :mod:`autopeft.search.promotion`)."""
     rungs: tuple[int, ...] | None = None
     """Multi-fidelity: training steps per rung, increasing (``[12, 25, 50, 100]``), or a count of
     rungs (2 to 10) spaced by ``reduction_factor`` below ``max_steps``. Unset: one fidelity."""

@@ -71,7 +71,11 @@ sys.path.insert(0, str(ROOT))
 
 from autopeft.core.hypervolume import hypervolume  # noqa: E402
 from autopeft.core.states import TrialState  # noqa: E402
-from autopeft.search.promotion import RungEntry, promotions  # noqa: E402
+from autopeft.search.promotion import (  # noqa: E402
+    COST_TOLERANCE,
+    RungEntry,
+    promotions,
+)
 from autopeft.search.samplers import Observation, make_sampler  # noqa: E402
 from autopeft.search.samplers.base import point_key  # noqa: E402
 from autopeft.space.bound import Point  # noqa: E402
@@ -84,6 +88,7 @@ from autopeft.testing.synthetic_classes import (  # noqa: E402
 from bench.optimizer import _cell, _one_thread, frame_for, seed_list  # noqa: E402
 
 ARMS = ("mobo", "mobo+mf", "random", "random+sh")
+_COST_TOLERANCE = COST_TOLERANCE
 QUICK = {"classes": "base", "seeds": "1", "configs": 12}
 Curve = list[tuple[int, float]]
 
@@ -128,9 +133,17 @@ class Trial:
 
 
 def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta: float,
-             workers: int, options: dict) -> dict:  # fmt: skip
-    """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts."""
+             workers: int, options: dict, continued: bool = False,
+             rule: str = "") -> dict:  # fmt: skip
+    """One arm on problem ``seed`` of ``cls``: the (cumulative steps, HV) curve and counts.
+    ``rule``: the promotion order (``crowding``, ``metric``; ``tolerance2``: ``metric`` with a
+    cost tolerance of 2). Runs cached before ``rule`` was always written (no ``rule`` key) used
+    ``metric`` with tolerance 2 (``runs/fid-pays``) or 1 (``runs/fid-pays2``)."""
     _one_thread()
+    import autopeft.search.promotion as promotion_module
+
+    order = "metric" if rule in ("metric", "tolerance2") else "crowding"
+    promotion_module.COST_TOLERANCE = 2.0 if rule == "tolerance2" else _COST_TOLERANCE
     problem = make_problem(cls, seed)  # a fresh noise stream per run
     model = FidelityProblem(problem)
     frame = frame_for(problem)
@@ -154,7 +167,10 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
 
     def start(config: int, point: Point, rung: int) -> None:
         trials.append(Trial(len(trials), config, point, rung))
-        heapq.heappush(events, (clock + rungs[rung], len(trials) - 1))
+        heapq.heappush(events, (clock + cost(rung), len(trials) - 1))
+
+    def cost(rung: int) -> int:  # a continued promotion trains only the steps between rungs
+        return rungs[rung] - (rungs[rung - 1] if continued and rung else 0)
 
     while True:
         while len(events) < workers:
@@ -162,7 +178,12 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
                 RungEntry(t.number, t.rung, t.finished, t.values, t.promoted) for t in trials
             ]
             up = promotions(
-                entries, problem.objectives, len(rungs), eta, draining=started >= configs
+                entries,
+                problem.objectives,
+                len(rungs),
+                eta,
+                draining=started >= configs,
+                order=order,
             )
             if up:
                 source = trials[up[0]]
@@ -179,7 +200,7 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
         trial = trials[number]
         trial.finished = True
         trial.values = model.evaluate_at(trial.point, rungs[trial.rung], rungs[top]) or {}
-        steps += rungs[trial.rung]
+        steps += cost(trial.rung)
         if trial.rung == top and trial.values:
             front.append(trial.values)
             hv = hypervolume(frame, front)
@@ -222,7 +243,8 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown classes {unknown}; classes: {', '.join(CLASSES)}")
     rungs, n = args.rungs, args.configs
-    per_config = sum(rungs[k] / args.eta**k for k in range(len(rungs))) / rungs[-1]
+    below = [0, *rungs[:-1]] if args.continued else [0] * len(rungs)
+    per_config = sum((rungs[k] - below[k]) / args.eta**k for k in range(len(rungs))) / rungs[-1]
     mf = args.mf_configs or round(n / per_config)
     top = rungs[-1]
     plan = {
@@ -253,7 +275,9 @@ def main() -> None:
                 configs, arm_rungs = plan[arm]
                 job = {"arm": arm, "cls": c, "seed": s, "configs": configs, "rungs": arm_rungs,
                        "eta": args.eta, "workers": args.workers,
-                       "options": args.mobo_options if arm.startswith("mobo") else {}}  # fmt: skip
+                       "options": args.mobo_options if arm.startswith("mobo") else {},
+                       **({"continued": True} if args.continued and "+" in arm else {}),
+                       **({"rule": args.rule} if "+" in arm else {})}  # fmt: skip
                 result = cached(args.cache, job, args.cached_only)
                 if result is None:
                     continue
@@ -355,6 +379,15 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--cached-only", action="store_true", help="tabulate the runs in --cache, run nothing"
     )
+    parser.add_argument(
+        "--continued", action="store_true", help="promotions continue their source's training "
+        "(cost: the steps between the rungs), as the driver does; without: re-train from scratch"
+    )  # fmt: skip
+    parser.add_argument(
+        "--rule", default="crowding", choices=["crowding", "metric", "tolerance2"],
+        help="the promotion order (fidelity.promotion_order): crowding (default) or metric; "
+        "tolerance2: metric with COST_TOLERANCE 2, for comparison"
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:
         parser.set_defaults(**QUICK)  # explicit options still win

@@ -51,6 +51,8 @@ def test_a_rung_promotes_its_best_fraction_by_non_dominated_sorting() -> None:
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 2.0)) == [0, 1, 2]  # floor(6 / 2)
     # three per rung with factor 3 would be 2: the front's extremes first (infinite crowding)
     assert sorted(promotions(entries, [ACC, PARAMS], 3, 3.0)) == [0, 1]
+    # promotion_order: metric -- within the front (0, 1, 2) the metric decides: 0 and 2
+    assert promotions(entries, [ACC, PARAMS], 3, 3.0, order="metric") == [0, 2]
     # already promoted: not again; a failed trial counts in the rung but is never promoted
     entries[0] = _done(0, 0.9, 900, promoted=True)
     failed = [RungEntry(6 + i, 0, True, {}, False) for i in range(3)]
@@ -94,6 +96,78 @@ def test_asha_promotes_a_late_best_trial_and_the_quota_rule_caps_the_rung() -> N
     assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == []
     entries += [_done(7, 0.1, 100), _done(8, 0.2, 100)]  # floor(9 / 3) = 3: one more, the best
     assert promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True) == [6]
+
+
+def test_a_new_smallest_configuration_with_a_poor_metric_is_not_promoted() -> None:
+    """``promotion_order: metric``: cost objectives are known at every rung; a trial is promoted
+    for what the rung measured, not for being smaller than the trials that measured better.
+    (The default ``crowding`` order promotes it first: measured better for hypervolume.)"""
+    entries = [_done(i, 0.80 + 0.01 * i, 1000 + 100 * i) for i in range(5)]
+    small = _done(5, 0.55, 700)  # the smallest yet, and the worst metric
+    assert 5 not in promotions([*entries, small], [ACC, PARAMS], 3, 3.0, order="metric")
+    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0, order="metric") == [
+        4,
+        3,
+    ]  # best metric first
+    # the default order promotes it first (infinite crowding at the front's cheap end)
+    assert promotions([*entries, small], [ACC, PARAMS], 3, 3.0) == [4, 5]
+    from autopeft.core.pareto import nondominated_ranks
+
+    table = [[e.values["accuracy"], e.values["trainable_params"]] for e in [*entries, small]]
+    ranks = nondominated_ranks(table, ["maximize", "minimize"])
+    assert min(range(6), key=lambda i: (ranks[i][0], -ranks[i][1], i)) in (4, 5)
+    assert ranks[5] == (0, float("inf"))
+    # it is on the front (the cheapest point) and moves up once the quota reaches it
+    dominated = [_done(6 + i, 0.5, 5000 + i) for i in range(12)]
+    assert promotions([*entries, small, *dominated], [ACC, PARAMS], 3, 3.0, order="metric") == [
+        4,
+        3,
+        2,
+        1,
+        0,
+        5,
+    ]
+    # with three objectives the same (memory is known at every rung too)
+    mem = Objective("peak_memory_mb", "minimize")
+    three = [RungEntry(e.number, 0, True, {**e.values, "peak_memory_mb": 50.0}) for e in entries]
+    poor = RungEntry(5, 0, True, {"accuracy": 0.55, "trainable_params": 700, "peak_memory_mb": 45})
+    assert 5 not in promotions([*three, poor], [ACC, PARAMS, mem], 3, 3.0, order="metric")
+
+
+def _chains(low: list[float], top: list[float]) -> list[TrialRecord]:
+    """Configurations ``i`` measured ``low[i]`` at rung 0 and ``top[i]`` at rung 1."""
+    from autopeft.core.states import TrialState
+
+    out = []
+    for i, (a, b) in enumerate(zip(low, top, strict=True)):
+        out.append(TrialRecord(2 * i, TrialState.PRUNED, {"accuracy": a}, rung=0))
+        out.append(
+            TrialRecord(
+                2 * i + 1, TrialState.COMPLETE, {"accuracy": b}, rung=1, promoted_from=2 * i
+            )
+        )
+    return out
+
+
+def test_a_rung_that_ranks_unlike_the_top_rung_is_distrusted_and_selects_nothing() -> None:
+    """The fallback: on a constructed problem whose low rung ranks configurations backwards,
+    the rung is distrusted and every trial finished at it moves up (continuing costs no extra
+    steps); a rung that agrees with the top rung keeps selecting."""
+    from autopeft.results.rungs import distrusted_rungs, learning_curve, rung_correlations
+
+    low = [0.5, 0.6, 0.7, 0.8, 0.9]
+    backwards = _chains(low, [0.9, 0.85, 0.8, 0.75, 0.7])
+    (c,) = rung_correlations(backwards, "accuracy", 2)
+    assert (c.rung, c.pairs) == (0, 5) and c.rho == pytest.approx(-1.0) and c.distrusted
+    assert distrusted_rungs(backwards, "accuracy", 2) == {0}
+    agreeing = _chains(low, [0.7, 0.75, 0.8, 0.85, 0.9])
+    assert distrusted_rungs(agreeing, "accuracy", 2) == frozenset()
+    assert distrusted_rungs(backwards[:6], "accuracy", 2) == frozenset()  # 3 pairs: too few
+    assert learning_curve(backwards, 3, "accuracy") == [0.6, 0.85]
+    entries = [_done(i, 0.5 + 0.01 * i, 100 * (i + 1)) for i in range(9)]
+    assert len(promotions(entries, [ACC, PARAMS], 2, 3.0)) == 3  # selects floor(9 / 3)
+    everything = promotions(entries, [ACC, PARAMS], 2, 3.0, distrusted=frozenset({0}))
+    assert sorted(everything) == list(range(9))
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:
@@ -204,6 +278,16 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
     )
     counts = view.rung_counts()
     assert counts[0] == 6 and counts[1] >= 3 and counts[2] >= 1  # floor(6 / 2) at least
+    # every promotion continued its source's training; the checkpoints are gone at the end
+    promoted = [r for r in view.records if r.promoted_from is not None]
+    assert promoted and all(
+        r.metrics["continued_from_step"] == [2, 4, 8][r.rung - 1] for r in promoted
+    )
+    assert all("note" not in r.metrics for r in view.records)
+    assert (tmp_path / "studies.db.checkpoints").is_dir()
+    assert not (tmp_path / "studies.db.checkpoints" / "tiny").exists()
+    shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
+    assert "metric per rung (front): #" in shown
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
     import optuna
 
@@ -259,6 +343,9 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
         ["run", str(spec), "-q"], db, timeout=240, ready=_promotion_running
     )
     assert any(r.rung and r.rung >= 1 for r in running)
+    # the checkpoints the running promotions continue from are still there
+    kept = {p.name for p in (killed_dir / "studies.db.checkpoints" / "tiny").glob("*.pt")}
+    assert {f"trial-{r.promoted_from}.pt" for r in running if r.rung} <= kept
     subprocess.run([*run[:4], str(spec), "-q"], env=env, check=True, capture_output=True)
     done = load_view("tiny", f"sqlite:///{db}").records
     assert_successive_halving(done, 5, [30, 90, 270])
@@ -270,6 +357,10 @@ def test_a_driver_killed_mid_promotion_resumes_it_with_nothing_lost_or_run_twice
         reruns = [x for x in done if x.params == lost.params and x.rung == lost.rung]
         assert [x.promoted_from for x in reruns if not x.interrupted] == [lost.promoted_from]
     assert _finished(done) == _finished(uninterrupted)
+    for r in done:  # the re-run promotion continued from the same checkpoint as the first try
+        if r.promoted_from is not None and r.state in ("COMPLETE", "PRUNED"):
+            assert r.metrics["continued_from_step"] == [30, 90][r.rung - 1], r.metrics
+    assert not (killed_dir / "studies.db.checkpoints" / "tiny").exists()  # cleaned up
 
 
 def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
@@ -292,3 +383,33 @@ def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
         columns = [r[1] for r in con.execute("PRAGMA table_info(autopeft_trials)")]
         assert columns.count("rung") == 1 and columns.count("promoted_from") == 1
         assert con.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_the_driver_notes_a_distrusted_rung_once_and_stops_selecting_there() -> None:
+    """The driver's side of the fallback, on the constructed backwards problem: one ``note:``
+    line when the rung becomes distrusted, none while it stays so, one when it recovers."""
+    from types import SimpleNamespace
+
+    from autopeft.run.driver import StudyRunner
+    from autopeft.run.progress import Reporter
+
+    class Notes(Reporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.9, 0.85, 0.8, 0.75, 0.7])
+    runner_ = object.__new__(StudyRunner)
+    runner_.reporter = Notes()
+    runner_.rungs = (4, 8)
+    runner_._noted_distrust = frozenset()
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=SimpleNamespace(metric="accuracy")))
+    runner_.mirror = SimpleNamespace(records=lambda: records)
+    assert runner_._distrusted() == {0} and runner_._distrusted() == {0}
+    (line,) = runner_.reporter.lines
+    assert line.startswith("note: rung 0 (4 steps) does not rank") and "-1.00 over 5" in line
+    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.8, 0.85, 0.9])
+    assert runner_._distrusted() == frozenset()
+    assert len(runner_.reporter.lines) == 2 and "again" in runner_.reporter.lines[1]

@@ -60,7 +60,9 @@ def show_digest(view: StudyView, confirmations: dict[int, Confirmation]) -> dict
     Keys: those of :func:`study_digest`, and ``url``; ``warm_start`` (study names);
     ``front`` (trial numbers on the Pareto front, best first); ``training_seconds`` (summed
     over complete trials); ``fidelity`` (null, or ``{rung_steps, rung_counts,
-    reduction_factor, training_steps}`` for a multi-fidelity study); ``memory`` (null, or
+    reduction_factor, training_steps, correlations: [{rung, rho, pairs, distrusted}],
+    curves: {trial: [metric per rung]}}`` for a multi-fidelity study, curves of the front);
+    ``memory`` (null, or
     ``{trials, median_abs_error_pct, max_abs_error_pct}``: predicted vs measured peak
     memory); ``skipped`` (candidates skipped before launch); ``confirmed`` (null, or
     ``{trials, objective, best: {trial, mean, std, seeds}}`` from ``autopeft confirm``);
@@ -74,6 +76,7 @@ def show_digest(view: StudyView, confirmations: dict[int, Confirmation]) -> dict
             "rung_counts": view.rung_counts(),
             "reduction_factor": float(view.spec["fidelity"].get("reduction_factor", 3.0)),
             "training_steps": view.training_steps(),
+            **_rung_digest(view, len(rungs)),
         }
     return {
         **study_digest(view),
@@ -120,3 +123,17 @@ def confirmed_digest(
         "objective": o.name,
         "best": {"trial": best.trial, "mean": best.mean, "std": best.std, "seeds": best.seeds},
     }
+
+
+def _rung_digest(view: StudyView, rungs: int) -> dict[str, Any]:
+    """Each low rung's rank correlation with the top rung and the front's learning curves
+    (:mod:`autopeft.results.rungs`)."""
+    from autopeft.results.rungs import learning_curve, rung_correlations
+
+    metric = primary_objective(view.objectives).name
+    correlations = [
+        {"rung": c.rung, "rho": c.rho, "pairs": c.pairs, "distrusted": c.distrusted}
+        for c in rung_correlations(view.records, metric, rungs)
+    ]
+    curves = {r.number: learning_curve(view.records, r.number, metric) for r in view.front()}
+    return {"correlations": correlations, "curves": curves}

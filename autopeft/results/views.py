@@ -80,7 +80,11 @@ class StudyView:
 
     def training_steps(self) -> int:
         """Training steps spent by every finished trial (what a multi-fidelity search saves)."""
-        return sum(int(r.metrics.get("steps", 0)) for r in self.records if r.state.is_finished())
+        return sum(
+            int(r.metrics.get("steps", 0)) - int(r.metrics.get("continued_from_step", 0))
+            for r in self.records
+            if r.state.is_finished()
+        )  # a promotion that continued its source trained only the steps above it
 
     def complete(self) -> list[TrialRecord]:
         return [r for r in self.records if r.state == TrialState.COMPLETE]

@@ -185,11 +185,17 @@ def _run(
     pending = list(enumerate(jobs))
     runs: dict[int, list[dict[str, Any]]] = {r.number: [] for r in todo}
     configs = {r.number: compiled_config(store, view.name, r.number) for r in todo}
+    schedule = None  # a multi-fidelity study trained its top rung under warmup-stable-decay
+    rungs = spec.fidelity.rung_steps
+    if len(rungs) > 1 and steps == rungs[-1]:
+        from autopeft.trial.continuation import Continuation
+
+        schedule = Continuation(top_steps=rungs[-1], decay_from=rungs[-2])
     out: list[Confirmation] = []
     while pending or executor.running():
         while pending and len(executor.running()) < executor.capacity:
             job, (number, k) = pending.pop(0)
-            executor.submit(TrialRequest(job, configs[number], spec.seed + k))
+            executor.submit(TrialRequest(job, configs[number], spec.seed + k, None, schedule))
         for result in executor.poll(timeout=1.0):
             number, k = jobs[result.number]
             run: dict[str, Any] = {"seed": spec.seed + k}

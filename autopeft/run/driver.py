@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import StorageError, StudyError
+from autopeft.run.checkpoints import StudyCheckpoints, checkpoint_dir
 from autopeft.run.mirror import TrialMirror
 from autopeft.run.prepare import (
     PreparedStudy,
@@ -220,6 +221,8 @@ class StudyRunner:
         self._skips = 0  # proposals in a row predicted over the memory cap
         self.rungs = spec.fidelity.rung_steps
         self.multi_fidelity = len(self.rungs) > 1
+        self._noted_distrust: frozenset[int] = frozenset()
+        self.checkpoints = StudyCheckpoints(checkpoint_dir(prepared.url, prepared.name), self.rungs)
 
     def run(self, target: int) -> StudyOutcome:
         name = self.p.name
@@ -229,6 +232,7 @@ class StudyRunner:
         self.mirror = TrialMirror(self.store, name, self.p.objectives, budget, self.rungs)
         self._refit_memory()
         if not self._more_work([], target):  # nothing to run: start no workers
+            self.checkpoints.clear()  # nothing can be promoted any more
             if self._executor is not None:
                 self._executor.close()
             return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
@@ -267,6 +271,8 @@ class StudyRunner:
             raise
         finally:
             executor.close()
+        if self.multi_fidelity and not self._more_work([], target):
+            self.checkpoints.clear()  # the study has ended: nothing can be promoted any more
         return StudyOutcome(name, self.p.url, self.store.records(name), self.p.objectives)
 
     def _default_executor(self) -> Executor:
@@ -300,7 +306,35 @@ class StudyRunner:
         draining = self.mirror.configurations_started() >= target
         fidelity = self.p.files.spec.fidelity
         cap = fidelity.promotion == "quota"
-        return self.mirror.promotions(draining, fidelity.reduction_factor, cap)
+        distrusted = self._distrusted()
+        return self.mirror.promotions(
+            draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
+        )
+
+    def _distrusted(self) -> frozenset[int]:
+        """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);
+        one ``note:`` line each time that changes."""
+        from autopeft.results.rungs import distrusted_rungs, rung_correlations
+
+        records = self.mirror.records()
+        metric = self.p.files.spec.metric
+        distrusted = distrusted_rungs(records, metric, len(self.rungs))
+        if distrusted != self._noted_distrust:
+            for c in rung_correlations(records, metric, len(self.rungs)):
+                if c.distrusted != (c.rung in self._noted_distrust):
+                    steps = self.rungs[c.rung]
+                    what = (
+                        "does not rank configurations as the top rung does: every trial "
+                        "there now moves up (no selection at that rung)"
+                        if c.distrusted
+                        else "ranks configurations as the top rung does again: selecting there"
+                    )
+                    self.reporter.message(
+                        f"note: rung {c.rung} ({steps} steps) {what} (Spearman {c.rho:.2f} "
+                        f"over {c.pairs} configurations)"
+                    )
+            self._noted_distrust = distrusted
+        return distrusted
 
     def _wanted(self, executor: Executor, target: int) -> int:
         if self.multi_fidelity:  # promotions as well as new configurations fill free slots
@@ -433,7 +467,8 @@ class StudyRunner:
         return {"rung": rung, "promoted_from": promoted_from, "steps": self.rungs[rung]}
 
     def _promote(self, number: int) -> TrialRequest:
-        """Train trial ``number``'s configuration again, from scratch, at the next rung."""
+        """Train trial ``number``'s configuration at the next rung, continuing from its
+        checkpoint (:mod:`autopeft.run.checkpoints`)."""
         source = self.mirror.record(number)
         rung = (source.rung or 0) + 1
         return self._start(dict(source.params), rung=rung, promoted_from=number)
@@ -470,7 +505,10 @@ class StudyRunner:
             summary = f"rung {fields['rung']} ({steps} steps{source}) {summary}"
         self.reporter.trial_started(number, summary, steps or self.p.files.spec.fidelity.max_steps)
         self._beats[number] = time.monotonic()
-        return TrialRequest(number, compiled, self.p.files.spec.seed, steps)
+        continuation = None
+        if steps is not None:
+            continuation = self.checkpoints.continuation(number, fields["rung"], promoted_from)
+        return TrialRequest(number, compiled, self.p.files.spec.seed, steps, continuation)
 
     def _propose(self, n: int) -> list[Point]:
         return self.sampler.propose(self.mirror.history(self.sampler.multi_fidelity), n)
@@ -534,6 +572,11 @@ class StudyRunner:
             kind = "infeasible" if result.infeasible else "lost" if result.lost else "error"
             line = f"FAILED ({kind}): {result.error}"
         self.reporter.trial_finished(result.number, line, min(self._finished(), target))
+        if result.metrics.get("note"):
+            self.reporter.message(f"note: trial {result.number}: {result.metrics['note']}")
+        record = self.mirror.record(result.number)
+        if record.promoted_from is not None and not record.interrupted:
+            self.checkpoints.release(record.promoted_from)  # its one promotion has finished
 
     def _store_hypervolume(self) -> None:
         updates = self.mirror.hypervolume_updates()

@@ -60,7 +60,7 @@ class TrialMirror:
         self.store, self.name, self.objectives, self.budget = store, name, objectives, budget
         self.rungs = rungs
         self._version = 0  # bumped by every change of a record (keys the promotions' cache)
-        self._promotions: tuple[tuple[int, bool, float, bool], list[int]] | None = None
+        self._promotions: tuple[tuple[Any, ...], list[int]] | None = None
         self._tally = StudyTally(objectives)  # finished, failed, best values
         self._records: dict[int, TrialRecord] = {}
         self._history: dict[int, Observation] = {}
@@ -102,13 +102,20 @@ class TrialMirror:
         what the trial budget counts."""
         return self.finished + sum(1 for n in self._running if self._records[n].searched_new)
 
-    def promotions(self, draining: bool, reduction_factor: float, cap: bool = False) -> list[int]:
+    def promotions(
+        self,
+        draining: bool,
+        reduction_factor: float,
+        cap: bool = False,
+        distrusted: frozenset[int] = frozenset(),
+        order: str = "crowding",
+    ) -> list[int]:
         """Trials to promote now, highest rung first (:func:`~autopeft.search.promotion.
         promotions` of the stored trials); ``draining``: no new configuration will start;
-        ``cap``: at most a rung's quota promoted."""
+        ``cap``: at most a rung's quota promoted; ``distrusted``: rungs that select nothing."""
         if len(self.rungs) < 2:
             return []
-        key = (self._version, draining, reduction_factor, cap)
+        key = (self._version, draining, reduction_factor, cap, distrusted, order)
         if self._promotions is not None and self._promotions[0] == key:
             return list(self._promotions[1])
         promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
@@ -120,7 +127,14 @@ class TrialMirror:
             if r.ranked_for_promotion
         ]
         chosen = promotions(
-            entries, self.objectives, len(self.rungs), reduction_factor, draining=draining, cap=cap
+            entries,
+            self.objectives,
+            len(self.rungs),
+            reduction_factor,
+            draining=draining,
+            cap=cap,
+            distrusted=distrusted,
+            order=order,
         )
         self._promotions = (key, chosen)
         return list(chosen)

@@ -20,6 +20,7 @@ from autopeft.exceptions import TrialError
 from autopeft.methods.base import config_from_json
 from autopeft.methods.builtin import get_method
 from autopeft.trial.context import TrialContext, device_label
+from autopeft.trial.continuation import Continuation
 from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors
 
 StepCallback = Callable[[int, int], None]
@@ -29,12 +30,13 @@ StepCallback = Callable[[int, int], None]
 class TrialRequest:
     """What a worker needs to run a trial: its number, compiled config and seed, and in a
     multi-fidelity study its rung's training ``steps`` (default: the fidelity's
-    ``max_steps``)."""
+    ``max_steps``) and ``continuation`` (:mod:`autopeft.trial.continuation`)."""
 
     number: int
     compiled: CompiledConfig
     seed: int
     steps: int | None = None
+    continuation: Continuation | None = None
 
     def total_steps(self, fidelity: Any) -> int:
         """Training steps of this trial under ``fidelity`` (a :class:`FidelitySpec`)."""
@@ -117,17 +119,21 @@ def _train_and_evaluate(
     lr = float(compiled.training.get("learning_rate", fid.learning_rate))
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=fid.weight_decay)
     steps = request.total_steps(fid)
-    warmup = int(fid.warmup_ratio * steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, steps))
+    start, stream, note = _resume(request, model, optimizer, steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(request, fid, steps, start))
     t1 = time.perf_counter()
     after_step = functools.partial(method.after_optimizer_step, model)
     try:
         loss, peak, how = _train(
-            ctx, model, optimizer, schedule, (request.seed, steps), on_step, after_step
+            ctx, model, optimizer, schedule, (request.seed, steps), on_step, after_step, stream
         )
     finally:
         if checkpointing:
             base.gradient_checkpointing_disable()
+    if request.continuation is not None and request.continuation.save:
+        from autopeft.trial.continuation import save_checkpoint
+
+        save_checkpoint(request.continuation.save, model, optimizer, steps, stream)
     t2 = time.perf_counter()
     quality = ctx.evaluate(model)
     t3 = time.perf_counter()
@@ -142,6 +148,8 @@ def _train_and_evaluate(
         "memory_method": how,
         "final_train_loss": loss,
         "steps": steps,
+        **({"continued_from_step": start} if start else {}),
+        **({"note": note} if note else {}),
         "learning_rate": lr,
         "precision": ctx.precision,
         "device": device_label(ctx.device),
@@ -151,6 +159,39 @@ def _train_and_evaluate(
         "eval_seconds": t3 - t2,
         "_used_seconds": t3 - t0,
     }
+
+
+def _resume(request: TrialRequest, model: Any, optimizer: Any, steps: int) -> tuple[int, dict, str]:
+    """(first step, data/random stream state, note) of a trial, loading its source's
+    checkpoint into ``model`` and ``optimizer`` when it continues one."""
+    from autopeft.trial.continuation import load_checkpoint, restore
+
+    cont = request.continuation
+    if cont is None or not cont.resume:
+        return 0, {}, ""
+    state = load_checkpoint(cont.resume)
+    if state is None:
+        return 0, {}, f"checkpoint {cont.resume} is missing: trained from scratch"
+    method = get_method(request.compiled.method)
+    peft = request.compiled.peft_config
+    if method.runtime_config(peft, state["step"]) != method.runtime_config(peft, steps):
+        return 0, {}, f"{request.compiled.method} depends on the step count: trained from scratch"
+    if not restore(model, optimizer, state):
+        return 0, {}, f"checkpoint {cont.resume} does not fit the model: trained from scratch"
+    return int(state["step"]), dict(state["stream"]), ""
+
+
+def _schedule(request: TrialRequest, fid: Any, steps: int, start: int) -> Callable[[int], float]:
+    """The learning-rate multiplier of scheduler step ``s`` (training step ``start + s``):
+    linear decay over the trial's steps, or warmup-stable-decay in a multi-fidelity study."""
+    from autopeft.trial.continuation import wsd_factor
+
+    cont = request.continuation
+    if cont is None:
+        warmup = int(fid.warmup_ratio * steps)
+        return lambda s: _lr_factor(s, warmup, steps)
+    warmup = int(fid.warmup_ratio * cont.top_steps)
+    return lambda s: wsd_factor(start + s, warmup, cont.decay_from, cont.top_steps)
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -167,25 +208,36 @@ def _train(
     seed_steps: tuple[int, int],
     on_step: StepCallback | None,
     after_step: Callable[[int], None] | None = None,
+    stream: dict | None = None,
 ) -> tuple[float, int, str]:
-    """Train ``steps`` steps (``seed_steps``: the seed and the steps); peak memory is measured
-    over the first ``memory_steps`` (shapes are fixed, so later steps repeat the profile)."""
+    """Train up to ``steps`` steps (``seed_steps``: the seed and the steps); peak memory is
+    measured over the first ``memory_steps`` (shapes are fixed, so later steps repeat the
+    profile). ``stream``: the data order and random state to continue from (empty: start at
+    step 0), updated in place with the state at the end."""
     fid = ctx.fidelity
     seed, steps = seed_steps
     n = ctx.n_train
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=ctx.precision == "fp16")
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=generator)
+    stream = {} if stream is None else stream
+    first = int(stream.get("step", 0))
+    if first:
+        generator.set_state(stream["generator"])
+        order, cursor = stream["order"], int(stream["cursor"])
+        torch.set_rng_state(stream["rng"])
+        if "scaler" in stream:
+            scaler.load_state_dict(stream["scaler"])
+    else:
+        order, cursor = torch.randperm(n, generator=generator), 0
     model.train()
     meter = PeakMemoryMeter(
         ctx.device, seed=model_state_tensors(model, optimizer), cap_bytes=ctx.memory_cap_bytes
     )
     loss_value = math.nan
-    cursor = 0
     measuring = False
     try:
-        for step in range(steps):
-            if step == 0:
+        for step in range(first, steps):
+            if step == first:
                 meter.__enter__()
                 measuring = True
             if cursor + fid.batch_size > n:
@@ -215,4 +267,8 @@ def _train(
     finally:
         if measuring:
             meter.__exit__(None, None, None)
+    stream.update(step=steps, generator=generator.get_state(), order=order, cursor=cursor)
+    stream["rng"] = torch.get_rng_state()
+    if scaler.is_enabled():
+        stream["scaler"] = scaler.state_dict()
     return loss_value, meter.peak_bytes, meter.method
