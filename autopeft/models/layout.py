@@ -236,11 +236,13 @@ class ModelLayout:
 
 def _takes_cache(model: nn.Module) -> bool:
     """peft's test for prefix tuning: the model's or its backbone's ``forward`` takes
-    ``past_key_values``."""
+    ``past_key_values``, or ``cache``, its name since transformers 5.24, which
+    :mod:`autopeft.methods.prefix_compat` maps for peft."""
     import inspect
 
     candidates = [model, getattr(model, "base_model", model)]
-    return any("past_key_values" in inspect.signature(m.forward).parameters for m in candidates)
+    names = ("past_key_values", "cache")
+    return any(n in inspect.signature(m.forward).parameters for m in candidates for n in names)
 
 
 def _find_stack(model: nn.Module) -> tuple[str, nn.ModuleList]:
