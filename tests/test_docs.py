@@ -100,9 +100,8 @@ def test_schema_command_prints_the_json_schema() -> None:
 
 
 def _doc_commands() -> list[tuple[str, list[str]]]:
-    """(page, argv) of every `autopeft ...` line in a code block of the docs (and the short
-    README)."""
-    pages = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "docs" / "README.short.md"]
+    """(page, argv) of every `autopeft ...` line in a code block of the docs and the README."""
+    pages = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
     found = []
     for page in dict.fromkeys(pages):
         lang = None  # the language of the fenced block we are in, or None outside one
