@@ -192,7 +192,7 @@ def schema(
     kind: Annotated[FileKind, typer.Argument(help="spec (studies/*.yaml) or space.")],
 ) -> None:
     """Print the JSON Schema of a study spec or a search-space file (for editors)."""
-    from autopeft.schema import json_schema
+    from autopeft.spec.schema import json_schema
 
     typer.echo(json.dumps(json_schema(kind.value), indent=2))
 

@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autopeft.cli import app
-from autopeft.schema import KINDS, json_schema
+from autopeft.spec.schema import KINDS, json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_LINE = {"spec": "studies", "space": "search_spaces"}

@@ -283,7 +283,7 @@ def benchmark_pages(gaps: Gaps) -> dict[str, str]:
 
 def generate() -> tuple[dict[Path, str], Gaps]:
     """Every generated file (path -> text) and the gaps found."""
-    from autopeft.schema import json_schema
+    from autopeft.spec.schema import json_schema
 
     gaps = Gaps()
     spec, space = json_schema("spec"), json_schema("space")
