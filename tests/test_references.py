@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -176,7 +177,9 @@ def test_a_killed_driver_resumes_without_training_a_reference_twice(study_dir: P
     one finished run, the first one's result is kept, the searched budget is intact."""
     spec = _with_references(study_dir, REFERENCES + "  - lora-r8-qv\n", n_trials=2)
     db = study_dir / "studies.db"
-    before, running = kill_driver_mid_trial(["run", str(spec), "-q"], db, timeout=180)
+    before, running = kill_driver_mid_trial(
+        ["run", str(spec), "-q"], db, timeout=180, ready=_reference_running(3)
+    )
     assert all(r.reference for r in running)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
@@ -195,6 +198,27 @@ def test_a_killed_driver_resumes_without_training_a_reference_twice(study_dir: P
     assert all(by_number[n].values == v for n, v in before.items())  # nothing retrained
     assert all(by_number[r.number].interrupted for r in running)
     assert sum(r.counts_for_budget for r in done) == 2
+
+
+def _reference_running(references: int) -> Callable[[Path], bool]:
+    """A kill condition: a trial finished and one of the first ``references`` trials (the
+    references, which run first) is running; on a quick machine the references can all be done
+    before the default condition (any trial running) is seen."""
+
+    def ready(db: Path) -> bool:
+        import sqlite3
+
+        if not db.exists():
+            return False
+        try:
+            with sqlite3.connect(db) as con:
+                rows = con.execute("select number, state from trials").fetchall()
+        except sqlite3.OperationalError:
+            return False
+        done = any(state == "COMPLETE" for _, state in rows)
+        return done and any(state == "RUNNING" and n < references for n, state in rows)
+
+    return ready
 
 
 @pytest.mark.slow
