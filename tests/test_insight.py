@@ -140,6 +140,11 @@ def test_placement_grids_of_a_trial_and_a_front() -> None:
     b = record(1, 0.7, 5, placement={1: {"q": 2, "v": 6}})
     grid = trial_grid(a)
     assert grid.layers == (0, 1) and grid.modules == ("q", "v")
+    assert trial_grid(record(2, 0.1, 1, placement={0: {"down": 2, "v": 1, "q": 4}})).modules == (
+        "q",
+        "v",
+        "down",
+    )  # block order, whatever order the trial stored
     assert grid.cells == ((4.0, 8.0), (0.0, 2.0)) and grid.by_layer() == {0: 12.0, 1: 2.0}
     share, mean = front_usage([a, b])
     assert share.cells == ((50.0, 50.0), (50.0, 100.0))
@@ -221,3 +226,12 @@ def test_a_driver_that_fails_records_its_error_and_the_study_shows_failed(
     again = load_view("tiny", url)
     assert again.driver_error is None
     assert study_state(again, driver_running=False, exit_code=None) == "complete"
+
+
+def test_references_are_not_proposals_for_the_method_share() -> None:
+    """A reference of another method (IA3 beside a LoRA-only search) is a comparison point,
+    not a method the search barely tried."""
+    refs = [record(i, 0.3, 13_824, method="ia3", reference=f"ref{i}") for i in range(2)]
+    searched = [record(i, 0.6 + 0.01 * i, 1000 + i) for i in range(2, 16)]
+    spec = {"sampler": {"name": "mobo", "options": {"n_initial": 4}}}
+    assert not [f for f in check_study(view(refs + searched, spec)) if f.check == "method_share"]

@@ -142,7 +142,7 @@ def _noise(view: StudyView, confirmations: Mapping[int, Confirmation]) -> Findin
     ]
     source = "confirm"
     if not stds:
-        stds, source = _repeat_spread(view.complete(), primary.name), "repeated points"
+        stds, source = _repeat_spread(_searched_complete(view), primary.name), "repeated points"
     if not stds or not gaps:
         return None
     noise, gap = statistics.median(stds), statistics.median(gaps)
@@ -169,12 +169,13 @@ def _repeat_spread(records: Sequence[TrialRecord], metric: str) -> list[float]:
 
 def _method_share(view: StudyView) -> Finding | None:
     n_initial = int((view.spec.get("sampler") or {}).get("options", {}).get("n_initial", 10))
+    searched = view.searched()  # references are no proposals
     later = [
         r.method
-        for r in view.records
+        for r in searched
         if r.number >= n_initial and r.state.is_finished() and r.method and not r.rung
     ]
-    methods = Counter(r.method for r in view.records if r.method)
+    methods = Counter(r.method for r in searched if r.method)
     if len(methods) < 2 or len(later) < MIN_MODEL_BASED:
         return None
     counts = Counter(later)
@@ -240,7 +241,7 @@ def _failures(view: StudyView) -> Finding | None:
 
 def _saturated(view: StudyView, majority: float | None) -> Finding | None:
     primary = primary_objective(view.objectives)
-    values = [r.values[primary.name] for r in view.complete() if primary.name in r.values]
+    values = [r.values[primary.name] for r in _searched_complete(view) if primary.name in r.values]
     if len(values) < MIN_TRIALS:
         return None
     best = max(values) if primary.direction == "maximize" else min(values)
@@ -299,6 +300,11 @@ def stored_bounds(view: StudyView) -> dict[str, tuple[Any, ...]]:
             else:
                 bounds[name] = (dist.low, dist.high)  # type: ignore[attr-defined]
     return bounds
+
+
+def _searched_complete(view: StudyView) -> list[TrialRecord]:
+    """The complete trials the search proposed (references are compared, not judged)."""
+    return [r for r in view.complete() if r.reference is None]
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

@@ -100,7 +100,7 @@ def _figures(
     drawers = {
         "front": lambda p: plot_front(view.records, view.objectives, p, title=view.name),
         "history": lambda p: plot_history(
-            view.records, view.objectives, p, hypervolume=view.hypervolume()
+            view.searched(), view.objectives, p, hypervolume=view.hypervolume()
         ),
         "placement": lambda p: plot_placements(grids, p),
     }

@@ -57,14 +57,21 @@ def _placement(record: TrialRecord) -> dict[int, dict[str, int]]:
     return {int(layer): cells for layer, cells in record.placement.items()}
 
 
+# Module types in the order a transformer block has them (attention, then the MLP); others after,
+# alphabetically, so every grid of a study puts its columns in the same order.
+_ORDER = ("q", "k", "v", "qkv", "o", "gate", "up", "gate_up", "down")
+
+
 def _axes_of(records: Sequence[TrialRecord]) -> tuple[tuple[int, ...], tuple[str, ...]]:
     layers: set[int] = set()
-    modules: list[str] = []
+    modules: set[str] = set()
     for r in records:
         for layer, cells in _placement(r).items():
             layers.add(layer)
-            modules += [m for m in cells if m not in modules]
-    return tuple(sorted(layers)), tuple(modules)
+            modules.update(cells)
+    rank = {m: i for i, m in enumerate(_ORDER)}
+    ordered = sorted(modules, key=lambda m: (rank.get(m, len(_ORDER)), m))
+    return tuple(sorted(layers)), tuple(ordered)
 
 
 def trial_grid(
