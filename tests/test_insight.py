@@ -121,6 +121,46 @@ def test_saturated_fires_on_ties_and_on_the_majority_answer() -> None:
     assert finding.check == "saturated" and "majority-answer share 0.9500" in finding.evidence
 
 
+def test_the_majority_answer_share_is_measured_from_the_data() -> None:
+    from autopeft.data import CompletionDataset, TextDataset
+    from autopeft.spec import EvaluationSpec
+    from autopeft.tasks import get_task
+
+    labels = (0, 1, 1, 2, 1)
+    texts = TextDataset("t", tuple("abcde"), labels, ("x", "y", "z"))
+    seq_cls, causal = get_task("seq_cls"), get_task("causal_lm")
+    assert seq_cls.majority_share(texts, "accuracy", EvaluationSpec()) == 0.6
+    assert seq_cls.majority_share(texts, "f1", EvaluationSpec()) is None  # no such floor
+    answers = ("Yes.", " yes", "No", "the answer is yes", "no")
+    data = CompletionDataset("c", ("q",) * 5, answers, ("row",) * 5)
+    # normalised as exact_match compares: "yes", "yes", "no", "the answer is yes", "no"
+    assert causal.majority_share(data, "exact_match", EvaluationSpec()) == 0.4
+    pattern = EvaluationSpec(answer_pattern="yes|no")  # the last match is the answer
+    assert causal.majority_share(data, "exact_match", pattern) == 0.6
+    assert causal.majority_share(data, "eval_loss", EvaluationSpec()) is None
+
+
+def test_a_prepared_study_stores_its_majority_share_and_health_reads_it(study_dir: Path) -> None:
+    from collections import Counter
+
+    from autopeft.results.views import load_view
+    from autopeft.run.prepare import prepare_study, register_study
+    from autopeft.storage.store import Store
+
+    p = prepare_study(study_dir / "study.yaml")
+    rows = p.splits.validation.labels[: p.files.spec.fidelity.eval_examples]
+    share = max(Counter(rows).values()) / len(rows)
+    assert p.majority == share
+    register_study(Store(p.url), p)
+    stored = load_view("tiny", p.url)
+    assert stored.majority == share
+    at_floor = [record(i, share - 0.01 * i, 1000 * (i + 1)) for i in range(6)]
+    (finding,) = check_study(replace(stored, records=at_floor), bounds=BOUNDS)
+    assert finding.check == "saturated" and f"majority-answer share {share:.4f}" in (
+        finding.evidence
+    )
+
+
 def test_memory_fires_when_predictions_are_far_off() -> None:
     metrics = {"predicted_peak_memory_mb": 100.0, "peak_memory_mb": 160.0}
     records = [replace(r, metrics=dict(metrics)) for r in healthy()]

@@ -81,7 +81,8 @@ def check_study(
         bounds: Searched dimension -> its allowed values in order (or ``(low, high)``), for the
             edge check; without it, the edge check reads only the budget.
         majority: The share of validation rows that the most common answer gets right (a
-            metric any configuration reaches by always giving that answer), if known.
+            metric any configuration reaches by always giving that answer); defaults to the
+            one stored with the study (``view.majority``, measured when it was prepared).
     """
     checks = [
         _edge(view, bounds or {}),
@@ -89,7 +90,7 @@ def check_study(
         _method_share(view),
         _fidelity(view),
         _failures(view),
-        _saturated(view, majority),
+        _saturated(view, view.majority if majority is None else majority),
         _memory(view),
     ]
     return [f for f in checks if f is not None]

@@ -19,8 +19,9 @@ from autopeft.storage.urls import resolve_storage
 
 @dataclass(frozen=True)
 class StudyView:
-    """A stored study: its spec, objectives and trials, and why its last driver failed
-    (``driver_error``; None when it did not)."""
+    """A stored study: its spec, objectives and trials, why its last driver failed
+    (``driver_error``; None when it did not), and the metric of always giving the most common
+    validation answer (``majority``; None where unknown)."""
 
     name: str
     url: str
@@ -33,6 +34,7 @@ class StudyView:
     fingerprint: str = ""
     hidden_size: int = 0
     sites: tuple[str, ...] = ()
+    majority: float | None = None
 
     def counts(self) -> dict[str, int]:
         """Trials by state; interrupted trials (re-run later) are counted apart."""
@@ -165,6 +167,7 @@ def view_of(store: Store, name: str) -> StudyView:
         fingerprint=row.fingerprint,
         hidden_size=int(layout.get("hidden_size", 0)),
         sites=tuple(str(site["name"]) for site in layout.get("sites", ())),
+        majority=store.majority_share(name),
     )
 
 

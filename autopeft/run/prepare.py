@@ -47,6 +47,8 @@ class PreparedStudy:
         warm: The warm-start design of a new study with ``warm_start`` sources (None for a
             cold start, and for a study that exists already: it keeps its stored design).
         references: The spec's ``references:``, compiled for the model.
+        majority: The study's metric when always giving the most common answer of the
+            validation rows the trials are scored on (None where the metric has no such floor).
     """
 
     files: StudyFiles
@@ -58,6 +60,7 @@ class PreparedStudy:
     objectives: list[Objective]
     warm: WarmDesign | None = None
     references: list[Reference] = field(default_factory=list)
+    majority: float | None = None
 
     @property
     def task_type(self) -> str:
@@ -119,7 +122,18 @@ def prepare_study(
 
         warm = plan_warm_start(url, study, spec.warm_start, bound, design_size(sampler))
     references = _references(files, layout, bound)
-    return PreparedStudy(files, study, url, splits, model_path, bound, objectives, warm, references)
+    majority = _majority(task, splits, spec)
+    return PreparedStudy(
+        files, study, url, splits, model_path, bound, objectives, warm, references, majority
+    )
+
+
+def _majority(task: Any, splits: Splits[Any], spec: StudySpec) -> float | None:
+    """The metric of always giving the most common answer on the trials' validation rows."""
+    from autopeft.spec import EvaluationSpec
+
+    rows = splits.validation.subset(range(min(spec.fidelity.eval_examples, len(splits.validation))))
+    return task.majority_share(rows, spec.metric, spec.evaluation or EvaluationSpec())
 
 
 def _references(files: StudyFiles, layout: Any, bound: BoundSpace) -> list[Reference]:
@@ -230,6 +244,8 @@ def register_study(store: Store, p: PreparedStudy) -> None:
                 "(model, data, space, fidelity, objectives or sampler differ); resume it with the "
                 "same files, or start a new study with --name"
             )
+        if p.majority is not None and store.majority_share(p.name) is None:
+            store.set_majority_share(p.name, p.majority)  # a study stored before it was kept
         return
     store.create_study(
         p.name,
@@ -244,6 +260,8 @@ def register_study(store: Store, p: PreparedStudy) -> None:
             "objectives_json": json.dumps([o.__dict__ for o in p.objectives]),
         },
     )
+    if p.majority is not None:
+        store.set_majority_share(p.name, p.majority)
     if p.warm is not None:
         from autopeft.search.warm_start import store_design
 

@@ -53,6 +53,10 @@ START_KEY = "autopeft_start"
 DRIVER_ERROR = "autopeft_driver_error"
 """The Optuna study attribute holding the last driver error (:meth:`Store.set_driver_error`)."""
 
+MAJORITY_SHARE = "autopeft_majority_share"
+"""The Optuna study attribute holding the metric of always giving the most common answer
+(:meth:`Store.set_majority_share`)."""
+
 
 class Store:
     """Open ``url`` (any SQLAlchemy URL; ``sqlite:///file.db`` by default).
@@ -202,6 +206,20 @@ class Store:
         study_id = self.optuna.get_study_id_from_name(name)
         value = self.optuna.get_study_user_attrs(study_id).get(DRIVER_ERROR)
         return str(value) if value else None
+
+    @retried("record the majority answer's share")
+    def set_majority_share(self, name: str, share: float) -> None:
+        """Record the study's metric when always giving the most common validation answer
+        (measured from the data when the study is prepared)."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        self.optuna.set_study_user_attr(study_id, MAJORITY_SHARE, float(share))
+
+    @retried("read a study")
+    def majority_share(self, name: str) -> float | None:
+        """The study's majority-answer share; None if it was never recorded."""
+        study_id = self.optuna.get_study_id_from_name(name)
+        value = self.optuna.get_study_user_attrs(study_id).get(MAJORITY_SHARE)
+        return None if value is None else float(value)
 
     @retried("read a study")
     def optuna_study(self, name: str) -> optuna.Study:

@@ -136,6 +136,14 @@ class Task(ABC):
     ) -> dict[str, float]:
         """Every metric of the task that ``data`` allows (the study's metric among them)."""
 
+    def majority_share(self, part: Any, metric: str, evaluation: EvaluationLike) -> float | None:
+        """The ``metric`` a model reaches on ``part`` by always giving the most common answer.
+
+        The floor a trained configuration must clear to have learnt anything beyond the answer
+        distribution (the ``saturated`` health check, :mod:`autopeft.results.health`). None when
+        the metric has no such floor (losses) or the task does not define one."""
+        return None
+
     def describe(self, data: Any) -> str:
         """A short description of a loaded dataset, for ``autopeft validate``."""
         return f"{len(data)} examples"

@@ -18,6 +18,8 @@ computed when it is the study's metric or ``evaluation.generate`` is true.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from autopeft.exceptions import DatasetError
-from autopeft.tasks.answers import exact_match
+from autopeft.tasks.answers import exact_match, normalize
 from autopeft.tasks.base import (
     Autocast,
     DatasetLike,
@@ -167,6 +169,17 @@ class CausalLanguageModeling(Task):
             predictions = generate_answers(model, data, device, autocast)
             metrics["exact_match"] = exact_match(predictions, data.answers, data.answer_pattern)
         return metrics
+
+    def majority_share(
+        self, part: CompletionDataset, metric: str, evaluation: EvaluationLike
+    ) -> float | None:
+        """Exact match of always answering ``part``'s most common answer (after the
+        normalisation of :mod:`autopeft.tasks.answers`); None for the loss metrics."""
+        if metric != "exact_match" or not len(part):
+            return None
+        pattern = re.compile(evaluation.answer_pattern) if evaluation.answer_pattern else None
+        answers = Counter(normalize(a, pattern, gold=True) for a in part.completions)
+        return max(answers.values()) / len(part)
 
     def describe(self, data: CompletionDataset) -> str:
         chats = sum(isinstance(p, tuple) for p in data.prompts)

@@ -8,6 +8,7 @@ parameters are reported as ``head_params``, outside ``trainable_params``.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -112,6 +113,15 @@ class SequenceClassification(Task):
             "accuracy": float((pred == gold).float().mean()),
             "macro_f1": macro_f1(pred, gold, data["num_labels"]),
         }
+
+    def majority_share(
+        self, part: TextDataset, metric: str, evaluation: EvaluationLike
+    ) -> float | None:
+        """Accuracy of always predicting the most common label of ``part`` (None for macro-F1,
+        whose floor depends on the label count)."""
+        if metric != "accuracy" or not len(part):
+            return None
+        return max(Counter(part.labels).values()) / len(part)
 
     def describe(self, data: TextDataset) -> str:
         return f"{len(data)} examples, {len(data.label_names)} labels"
