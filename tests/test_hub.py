@@ -122,6 +122,36 @@ def test_a_study_on_a_missing_hub_id_is_one_error_and_writes_nothing(
     assert not (tmp_path / "studies.db").exists()
 
 
+def test_the_service_takes_a_hub_model_id(offline_hub: Path, tmp_path: Path) -> None:
+    """A submitted spec may name its model by Hub ID (the server resolves it through its own
+    Hub cache); a missing ID is one 400 naming it, and nothing is left staged or stored."""
+    from fastapi.testclient import TestClient
+
+    from autopeft.run.prepare import prepare_study
+    from autopeft.service import create_app
+    from autopeft.service.launcher import Launcher
+    from autopeft.storage.store import Store
+    from autopeft.storage.tokens import create_token
+
+    spec = _hub_study(tmp_path, BERT_ID)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    launcher = Launcher(tmp_path / "svc", url, roots=[tmp_path])
+    text, space = spec.read_text(), (tmp_path / "space.yaml").read_text()
+    _, staged = launcher.stage(text, space, name=None, n_trials=None)
+    snapshot = offline_hub / "hub" / "models--tiny-org--tiny-bert" / "snapshots" / REVISION
+    assert prepare_study(staged).model_path == snapshot
+    assert f"model: {BERT_ID}\n" in staged.read_text()  # kept as written
+
+    app = create_app(url, roots=[tmp_path], data_dir=tmp_path / "svc2")
+    headers = {"Authorization": f"Bearer {create_token(Store(url), 'write')[1]}"}
+    body = {"spec": text.replace(BERT_ID, "tiny-org/absent"), "search_space": space}
+    response = TestClient(app).post("/api/studies", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "'tiny-org/absent'" in response.json()["detail"]
+    assert not any((tmp_path / "svc2" / "staging").iterdir())
+    assert Store(url).study_names() == []
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ray_workers_resolve_the_hub_id_themselves(offline_hub: Path, tmp_path: Path) -> None:

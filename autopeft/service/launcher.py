@@ -148,7 +148,14 @@ class Launcher:
         ref = node[field]
         if ref in builtins:
             return
-        node[field] = str(self.under_roots(ref, f"{key}.{field}", builtins))
+        try:
+            node[field] = str(self.under_roots(ref, f"{key}.{field}", builtins))
+        except StudySpecError:
+            from autopeft.models.hub import looks_like_hub_id
+
+            if key != "model" or not looks_like_hub_id(ref):
+                raise
+            return  # a Hub ID: resolved through the server's Hub cache when prepared
         data[key] = node
 
     def under_roots(self, ref: str, what: str, builtins: set[str]) -> Path:
@@ -164,7 +171,7 @@ class Launcher:
         raise StudySpecError(
             f"spec.yaml: {what}: {ref!r} is neither a built-in ({names}) nor an existing path "
             "under the server's data roots (relative paths resolve against them; uploads go "
-            "to POST /api/datasets)"
+            "to POST /api/datasets)" + (", nor a Hub model ID" if what == "model.path" else "")
         )
 
     # -- drivers ---------------------------------------------------------------------------------
