@@ -1,0 +1,93 @@
+"""Every trial stores its training loss curve: bounded, from real training, continued across
+rungs (tests/test_continuation.py), readable for trials stored before curves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from autopeft.executors.worker import TrialWorker, WorkerSetup
+from autopeft.run.prepare import prepare_study
+from autopeft.search.samplers import make_sampler
+from autopeft.spec import FidelitySpec
+from autopeft.trial.curve import CURVE_KEY, MAX_POINTS, LossCurve, stored_curve
+from autopeft.trial.runner import TrialRequest
+
+LR = 3e-2  # the tiny BERT fits its 64 examples in ~100 steps at this rate
+
+
+def _fed(steps: int, limit: int = MAX_POINTS) -> LossCurve:
+    curve = LossCurve(limit=limit)
+    for step in range(1, steps + 1):
+        curve.add(step, float(step))
+    return curve
+
+
+@pytest.mark.parametrize("steps", [1, 7, 49, 50, 51, 100, 101, 999, 5000])
+def test_a_curve_has_at_most_its_limit_of_points_and_ends_at_the_last_step(steps: int) -> None:
+    points = _fed(steps).points()
+    assert 0 < len(points) <= MAX_POINTS
+    assert points[-1][0] == steps
+    xs = [s for s, _ in points]
+    assert xs == sorted(set(xs))
+    if steps >= 2 * MAX_POINTS:  # long curves stay dense: at least half the bound
+        assert len(points) >= MAX_POINTS // 2
+
+
+def test_each_point_is_the_mean_of_the_steps_in_its_window() -> None:
+    points = _fed(10, limit=4).points()  # widths 1 -> 2 -> 4: windows 1-4, 5-8, 9-10
+    assert points == [[4, 2.5], [8, 6.5], [10, 9.5]]
+
+
+def test_a_continued_curve_is_the_curve_of_one_uninterrupted_run() -> None:
+    first = _fed(37, limit=6)
+    second = LossCurve(first.state(), limit=6)
+    for step in range(38, 101):
+        second.add(step, float(step))
+    assert second.points() == _fed(100, limit=6).points()
+
+
+def test_an_odd_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="`limit` must be an even number >= 2, but got 5"):
+        LossCurve(limit=5)
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [{}, {CURVE_KEY: None}, {CURVE_KEY: "x"}, {CURVE_KEY: [[1]]}, {CURVE_KEY: [["a", 1.0]]}],
+)
+def test_trials_without_a_readable_curve_have_an_empty_one(metrics: dict) -> None:
+    assert stored_curve(metrics) == []
+
+
+def test_a_stored_curve_reads_back_as_pairs() -> None:
+    assert stored_curve({CURVE_KEY: [[2, 0.5], [4, 0.25]]}) == [(2, 0.5), (4, 0.25)]
+
+
+def test_a_real_training_stores_a_bounded_decreasing_loss_curve(study_dir: Path) -> None:
+    """120 steps on 64 examples at a high learning rate: the tiny BERT fits its data, so the
+    loss falls (0.69 -> ~0.15 when written); the curve keeps at most MAX_POINTS points and
+    ends at the last step."""
+    p = prepare_study(study_dir / "study.yaml")
+    fidelity = FidelitySpec(
+        train_examples=64, max_steps=120, eval_examples=24, seq_len=16, batch_size=16,
+        warmup_ratio=0.0,
+    )  # fmt: skip
+    setup = WorkerSetup(
+        model=p.files.spec.model.path, base_dir=p.files.base_dir, splits=p.splits,
+        fidelity=fidelity, seed=0, metric="accuracy", dataset=p.files.spec.dataset,
+        device="cpu", threads=1,
+    )  # fmt: skip
+    point = make_sampler("random", p.bound, p.objectives, 3, {}).propose([], 1)[0]
+    compiled = p.bound.compile(point)
+    compiled = replace(compiled, training={**compiled.training, "learning_rate": LR})
+    result = TrialWorker(setup).run(TrialRequest(0, compiled, seed=7))
+    assert result.ok, result.error
+    curve = stored_curve(result.metrics)
+    assert MAX_POINTS // 2 <= len(curve) <= MAX_POINTS
+    assert curve[-1][0] == 120
+    head = sum(loss for _, loss in curve[:5]) / 5
+    tail = sum(loss for _, loss in curve[-5:]) / 5
+    assert tail < 0.5 * head, curve
