@@ -91,3 +91,55 @@ def test_a_real_training_stores_a_bounded_decreasing_loss_curve(study_dir: Path)
     head = sum(loss for _, loss in curve[:5]) / 5
     tail = sum(loss for _, loss in curve[-5:]) / 5
     assert tail < 0.5 * head, curve
+
+
+def test_show_curves_prints_the_fronts_loss_curves_and_old_trials_print_none(
+    study_dir: Path, tmp_path: Path
+) -> None:
+    """``show --curves`` (table and JSON) and ``front --plot``'s curves PNG; then the same study
+    with its curves removed, as a study stored before curves were recorded reads."""
+    import json
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from autopeft.cli import app
+    from autopeft.results.views import load_view
+
+    def cli(*args: object):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    assert cli("run", study_dir / "study.yaml", "-q").exit_code == 0
+    url = f"sqlite:///{study_dir / 'studies.db'}"
+    front = [r.number for r in load_view("tiny", url).front()]
+    shown = cli("show", "tiny", "--storage", url, "--curves")
+    assert shown.exit_code == 0, shown.output
+    lines = [line.strip() for line in shown.output.splitlines()]
+    head = lines.index("learning curves (front, training loss per step):")
+    curve_lines = lines[head + 1 : head + 1 + len(front)]
+    assert [line.split()[0] for line in curve_lines] == [f"#{n}" for n in front]
+    assert all(" loss " in line and line.endswith("over 4 steps") for line in curve_lines)
+    assert all(set(line.split()[1]) <= set("▁▂▃▄▅▆▇█") for line in curve_lines)
+    data = json.loads(cli("show", "tiny", "--storage", url, "-f", "json", "--curves").stdout)
+    assert [c["trial"] for c in data["loss_curves"]] == front
+    assert all(len(c["loss"]) == 4 for c in data["loss_curves"])
+    plain = json.loads(cli("show", "tiny", "--storage", url, "-f", "json").stdout)
+    assert "loss_curves" not in plain  # only asked for
+    plotted = cli("front", "tiny", "--storage", url, "--plot", tmp_path / "f.png")
+    assert plotted.exit_code == 0 and "curves: " in plotted.output
+    assert (tmp_path / "f_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    with sqlite3.connect(study_dir / "studies.db") as con:  # as stored before curves
+        rows = con.execute("SELECT number, metrics_json FROM autopeft_trials").fetchall()
+        for row_id, text in rows:
+            metrics = json.loads(text)
+            metrics.pop(CURVE_KEY, None)
+            con.execute(
+                "UPDATE autopeft_trials SET metrics_json = ? WHERE number = ?",
+                (json.dumps(metrics), row_id),
+            )
+    old = cli("show", "tiny", "--storage", url, "--curves")
+    assert old.exit_code == 0 and "learning curves: none stored" in old.output
+    replot = cli("front", "tiny", "--storage", url, "--plot", tmp_path / "g.png")
+    assert replot.exit_code == 0 and "curves: " not in replot.output
+    assert (tmp_path / "g.png").exists() and not (tmp_path / "g_curves.png").exists()
