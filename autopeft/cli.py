@@ -477,15 +477,19 @@ def show(
     for finding in findings:
         console.print(f"[yellow]health[/yellow] {finding.line()}", highlight=False)
     if front_curves is not None:
-        _show_curves(console, front_curves)
+        _show_curves(console, front_curves, _primary(v))
+
+
+def _primary(v: Any) -> str:
+    from autopeft.results.picks import primary_objective
+
+    return primary_objective(v.objectives).name
 
 
 def _front_curves(v: Any) -> list[Any]:
     from autopeft.results.curves import curves_of
-    from autopeft.results.picks import primary_objective
 
-    metric = primary_objective(v.objectives).name
-    return curves_of(v.records, [r.number for r in v.front()], metric)
+    return curves_of(v.records, [r.number for r in v.front()], _primary(v))
 
 
 def _curves_json(found: list[Any]) -> list[dict[str, Any]]:
@@ -494,17 +498,17 @@ def _curves_json(found: list[Any]) -> list[dict[str, Any]]:
     return curves_json(found)
 
 
-def _show_curves(console: Any, found: list[Any]) -> None:
+def _show_curves(console: Any, found: list[Any], metric: str) -> None:
     """The front's training loss curves, one sparkline line per trial that stored one."""
     from autopeft.results.curves import curve_line
 
-    lines = [line for line in map(curve_line, found) if line]
+    lines = [line for line in (curve_line(c, metric) for c in found) if line]
     if not lines:
         console.print("learning curves: none stored for the front's trials", highlight=False)
         return
     console.print("learning curves (front, training loss per step):", highlight=False)
     for line in lines:
-        console.print("  " + line, highlight=False, markup=False)
+        console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_rungs(console: Any, f: dict[str, Any]) -> None:
@@ -657,11 +661,9 @@ def _print_front(
         curves = _front_curves(v)
         if any(c.loss for c in curves):
             from autopeft.results.curves import plot_curves
-            from autopeft.results.picks import primary_objective
 
             out = plot.with_name(f"{plot.stem}_curves{plot.suffix or '.png'}")
-            metric = primary_objective(v.objectives).name
-            plot_curves(curves, out, metric=metric, title=f"{name}: learning curves (front)")
+            plot_curves(curves, out, metric=_primary(v), title=f"{name}: learning curves (front)")
             typer.echo(f"curves: {out}", err=fmt is not Format.table)
 
 

@@ -299,7 +299,7 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
             low = stored_curve(source.metrics)
             assert curve[: len(low)] == low and low[-1][0] == [2, 4, 8][source.rung]
     shown = runner.invoke(app, ["show", "tiny", "--storage", url, "--curves"]).output
-    assert "over 8 steps; metric " in shown and "@2 > " in shown and "@8" in shown
+    assert "over 8 steps; accuracy " in shown and "@2 > " in shown and "@8" in shown
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
     import optuna
 

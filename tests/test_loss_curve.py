@@ -143,3 +143,16 @@ def test_show_curves_prints_the_fronts_loss_curves_and_old_trials_print_none(
     replot = cli("front", "tiny", "--storage", url, "--plot", tmp_path / "g.png")
     assert replot.exit_code == 0 and "curves: " not in replot.output
     assert (tmp_path / "g.png").exists() and not (tmp_path / "g_curves.png").exists()
+
+
+def test_sparklines_and_curve_lines() -> None:
+    from autopeft.results.curves import TrialCurves, curve_line, sparkline
+
+    assert sparkline([3.0, 2.0, 1.0]) == "█▅▁"
+    assert sparkline([1.0, 1.0]) == "▅▅" and sparkline([]) == ""
+    assert len(sparkline([float(i) for i in range(50)], width=24)) == 24
+    curves = TrialCurves(3, [(2, 0.7), (4, 0.5), (6, 0.25)], [(2, 0.6), (6, 0.75)])
+    assert curve_line(curves, "accuracy") == (
+        "#3 █▅▁ loss 0.7 -> 0.25 over 6 steps; accuracy 0.600@2 > 0.750@6"
+    )
+    assert curve_line(TrialCurves(4, [], [])) == ""  # stored before curves: nothing printed

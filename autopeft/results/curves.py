@@ -87,16 +87,17 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     return "".join(_BARS[round((v - low) / (high - low) * top)] for v in means)
 
 
-def curve_line(curves: TrialCurves) -> str:
-    """One line: ``#N ▇▅▃▂▁ loss 0.693 -> 0.147 over 120 steps`` (and the metric per rung);
-    empty when the trial stored no loss curve."""
+def curve_line(curves: TrialCurves, metric: str = "metric") -> str:
+    """One line: ``#N ▇▅▃▂▁ loss 0.693 -> 0.147 over 120 steps`` (and, after ``; metric``,
+    its value at each rung: ``0.51@20 > 0.62@60``); empty when the trial stored no loss
+    curve."""
     if not curves.loss:
         return ""
     (_, first), (last_step, last) = curves.loss[0], curves.loss[-1]
     line = f"#{curves.trial} {sparkline([v for _, v in curves.loss])} loss {first:.4g} -> "
     line += f"{last:.4g} over {last_step} steps"
     if curves.rungs:
-        line += "; metric " + " > ".join(f"{v:.3f}@{s}" for s, v in curves.rungs)
+        line += f"; {metric} " + " > ".join(f"{v:.3f}@{s}" for s, v in curves.rungs)
     return line
 
 
@@ -126,6 +127,6 @@ def plot_curves(
     ax.set_ylabel("training loss (window mean)")
     if marked is not None:
         marked.set_ylabel(f"{metric} at each rung (markers)")
-    ax.legend(fontsize=8, ncols=2 if len(drawn) > 8 else 1)
+    figure.legend(loc="outside lower center", fontsize=8, ncols=min(len(drawn), 10))
     ax.set_title(title or "learning curves")
     return _save(figure, path)
