@@ -92,3 +92,18 @@ def test_the_schedule_decays_only_above_the_second_highest_rung() -> None:
     assert factors[:2] == [1 / 3, 2 / 3]
     assert factors[2:6] == [1.0] * 4  # a rung ending at step 6 never decays
     assert factors[6:] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_a_checkpoint_without_a_curve_continues_with_the_new_steps_only(worker, tmp_path) -> None:
+    """A checkpoint written before curves were recorded: the continuation trains on and its
+    curve holds the steps it trained (6 to 11), counted from the configuration's start."""
+    w, request = worker
+    top = Continuation(top_steps=11, decay_from=5)
+    low = w.run(replace(request, steps=5, continuation=replace(top, save=str(tmp_path / "b"))))
+    state = torch.load(tmp_path / "b", weights_only=False)
+    del state["stream"]["loss_curve"]
+    torch.save(state, tmp_path / "b")
+    up = replace(top, resume=str(tmp_path / "b"))
+    continued = w.run(replace(request, number=1, steps=11, continuation=up))
+    assert low.ok and continued.ok and continued.metrics["continued_from_step"] == 5
+    assert [s for s, _ in stored_curve(continued.metrics)] == list(range(6, 12))
