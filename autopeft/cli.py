@@ -411,6 +411,14 @@ def show(
         ListFormat,
         typer.Option("--format", "-f", help="table, or json (keys: see the docs, JSON output)."),
     ] = ListFormat.table,
+    curves: Annotated[
+        bool,
+        typer.Option(
+            "--curves",
+            help="Also the front's learning curves: training loss per step (a sparkline with "
+            "first and last loss; JSON: loss_curves) and the metric at each rung.",
+        ),
+    ] = False,
 ) -> None:
     """Summarise a study: its spec, trial counts, best values, front and failures."""
     from autopeft.results import format_value
@@ -423,8 +431,10 @@ def show(
     confirmed = latest(open_store(url), v.name)
     d = show_digest(v, confirmed)
     findings = _health(v, confirmed)
+    front_curves = _front_curves(v) if curves else None
     if format is ListFormat.json:
-        typer.echo(json.dumps({**d, "health": [asdict(f) for f in findings]}, indent=2))
+        extra = {} if front_curves is None else {"loss_curves": _curves_json(front_curves)}
+        typer.echo(json.dumps({**d, "health": [asdict(f) for f in findings], **extra}, indent=2))
         return
     console = _console()
     console.print(f"[bold]{v.name}[/bold]  ({v.url})")
@@ -466,6 +476,39 @@ def show(
         console.print(f"[red]trial {r.number} failed[/red]: {r.fail_reason}")
     for finding in findings:
         console.print(f"[yellow]health[/yellow] {finding.line()}", highlight=False)
+    if front_curves is not None:
+        _show_curves(console, front_curves, _primary(v))
+
+
+def _primary(v: Any) -> str:
+    from autopeft.results.picks import primary_objective
+
+    return primary_objective(v.objectives).name
+
+
+def _front_curves(v: Any) -> list[Any]:
+    from autopeft.results.curves import curves_of
+
+    return curves_of(v.records, [r.number for r in v.front()], _primary(v))
+
+
+def _curves_json(found: list[Any]) -> list[dict[str, Any]]:
+    from autopeft.results.curves import curves_json
+
+    return curves_json(found)
+
+
+def _show_curves(console: Any, found: list[Any], metric: str) -> None:
+    """The front's training loss curves, one sparkline line per trial that stored one."""
+    from autopeft.results.curves import curve_line
+
+    lines = [line for line in (curve_line(c, metric) for c in found) if line]
+    if not lines:
+        console.print("learning curves: none stored for the front's trials", highlight=False)
+        return
+    console.print("learning curves (front, training loss per step):", highlight=False)
+    for line in lines:
+        console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _show_rungs(console: Any, f: dict[str, Any]) -> None:
@@ -615,6 +658,13 @@ def _print_front(
         history = plot.with_name(f"{plot.stem}_history{plot.suffix or '.png'}")
         plot_history(v.searched(), v.objectives, history, hypervolume=v.hypervolume())
         typer.echo(f"plot: {plot}\nhistory: {history}", err=fmt is not Format.table)
+        curves = _front_curves(v)
+        if any(c.loss for c in curves):
+            from autopeft.results.curves import plot_curves
+
+            out = plot.with_name(f"{plot.stem}_curves{plot.suffix or '.png'}")
+            plot_curves(curves, out, metric=_primary(v), title=f"{name}: learning curves (front)")
+            typer.echo(f"curves: {out}", err=fmt is not Format.table)
 
 
 @app.command()

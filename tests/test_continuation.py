@@ -13,6 +13,7 @@ from autopeft.run.prepare import prepare_study
 from autopeft.search.samplers import make_sampler
 from autopeft.spec import FidelitySpec
 from autopeft.trial.continuation import Continuation, wsd_factor
+from autopeft.trial.curve import stored_curve
 from autopeft.trial.runner import TrialRequest
 
 
@@ -60,6 +61,15 @@ def test_a_continued_trial_ends_with_the_weights_of_one_uninterrupted_run(worker
         whole.metrics["final_train_loss"], rel=1e-5
     )
     assert continued.metrics["accuracy"] == whole.metrics["accuracy"]
+    # the loss curve goes on from the source's steps: one line, that of the uninterrupted run
+    low_curve, curve = stored_curve(low.metrics), stored_curve(continued.metrics)
+    assert [s for s, _ in low_curve] == [1, 2, 3, 4, 5]
+    assert [s for s, _ in curve] == list(range(1, 12))
+    assert curve[:5] == low_curve
+    whole_curve = stored_curve(whole.metrics)
+    assert [s for s, _ in whole_curve] == [s for s, _ in curve]
+    for (_, got), (_, want) in zip(curve, whole_curve, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
     # the 5-step trial's weights differ (the test can fail): it trained less
     b = _params(tmp_path / "b")
     assert any(not torch.allclose(b[n], a[n]) for n in a)
@@ -74,6 +84,7 @@ def test_a_missing_checkpoint_trains_from_scratch_with_a_note(worker, tmp_path) 
     assert again.ok and "missing" in again.metrics["note"] and "gone.pt" in again.metrics["note"]
     assert "continued_from_step" not in again.metrics
     assert again.metrics["final_train_loss"] == whole.metrics["final_train_loss"]
+    assert stored_curve(again.metrics) == stored_curve(whole.metrics)  # from step 1, no gap
 
 
 def test_the_schedule_decays_only_above_the_second_highest_rung() -> None:
@@ -81,3 +92,18 @@ def test_the_schedule_decays_only_above_the_second_highest_rung() -> None:
     assert factors[:2] == [1 / 3, 2 / 3]
     assert factors[2:6] == [1.0] * 4  # a rung ending at step 6 never decays
     assert factors[6:] == [1.0, 0.75, 0.5, 0.25]
+
+
+def test_a_checkpoint_without_a_curve_continues_with_the_new_steps_only(worker, tmp_path) -> None:
+    """A checkpoint written before curves were recorded: the continuation trains on and its
+    curve holds the steps it trained (6 to 11), counted from the configuration's start."""
+    w, request = worker
+    top = Continuation(top_steps=11, decay_from=5)
+    low = w.run(replace(request, steps=5, continuation=replace(top, save=str(tmp_path / "b"))))
+    state = torch.load(tmp_path / "b", weights_only=False)
+    del state["stream"]["loss_curve"]
+    torch.save(state, tmp_path / "b")
+    up = replace(top, resume=str(tmp_path / "b"))
+    continued = w.run(replace(request, number=1, steps=11, continuation=up))
+    assert low.ok and continued.ok and continued.metrics["continued_from_step"] == 5
+    assert [s for s, _ in stored_curve(continued.metrics)] == list(range(6, 12))

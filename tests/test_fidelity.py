@@ -20,6 +20,7 @@ from autopeft.results.views import load_view
 from autopeft.search.promotion import RungEntry, promotions
 from autopeft.search.samplers.base import point_key
 from autopeft.storage.records import TrialRecord
+from autopeft.trial.curve import stored_curve
 from tests.conftest import (
     SPACE,
     assert_user_error,
@@ -288,6 +289,17 @@ def test_a_multi_fidelity_study_through_the_cli(tmp_path, tiny_bert_dir) -> None
     assert not (tmp_path / "studies.db.checkpoints" / "tiny").exists()
     shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
     assert "metric per rung (front): #" in shown
+    # a top-rung trial's loss curve is its configuration's, from step 1, through the store
+    by_number = {r.number: r for r in view.records}
+    for number in top:
+        curve, source = stored_curve(by_number[number].metrics), by_number[number]
+        assert [s for s, _ in curve] == list(range(1, 9))
+        while source.promoted_from is not None:
+            source = by_number[source.promoted_from]
+            low = stored_curve(source.metrics)
+            assert curve[: len(low)] == low and low[-1][0] == [2, 4, 8][source.rung]
+    shown = runner.invoke(app, ["show", "tiny", "--storage", url, "--curves"]).output
+    assert "over 8 steps; accuracy " in shown and "@2 > " in shown and "@8" in shown
     # Optuna's own view (optuna-dashboard, best_trials) holds only top-rung values
     import optuna
 

@@ -218,12 +218,13 @@ def test_report_html_is_self_contained_with_every_section(
         "Where the capacity went",
         "What moved the objectives",
         "Exported config of trial",
+        "Learning curves of the front",
     ):
         assert section in page
     assert "Optuna fANOVA on the stored trials" in page  # importance ran, labelled
     assert not re.search(r"(src|href)=['\"]https?:", page)  # nothing fetched from a network
     images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
-    assert len(images) == 3 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
+    assert len(images) == 4 and all(base64.b64decode(i)[:4] == b"\x89PNG" for i in images)
     assert '"peft_type": "LORA"' in page
     assert png.read_bytes()[:4] == b"\x89PNG"
     shown = runner.invoke(app, ["show", "tiny", "--storage", url])

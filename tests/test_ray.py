@@ -117,6 +117,11 @@ def test_a_multi_fidelity_study_on_two_ray_workers(ray_address, tmp_path, tiny_b
     workers = {r.metrics["worker"] for r in done.records if r.rung and r.state != "FAIL"}
     assert workers and all(":" in w for w in workers)  # promotions ran on Ray workers
     assert len({r.metrics["worker"] for r in done.records if "worker" in r.metrics}) == 2
+    # loss curves come back through Ray, and a promotion continues its source's curve
+    from autopeft.trial.curve import stored_curve
+
+    top = [r for r in ran if r.rung == 2 and r.state == "COMPLETE"]
+    assert top and all([s for s, _ in stored_curve(r.metrics)] == list(range(1, 13)) for r in top)
 
 
 @pytest.mark.ray

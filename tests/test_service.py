@@ -364,3 +364,21 @@ def test_insight_placement_and_report_endpoints(client: TestClient, served: Serv
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Where the capacity went" in report.text
     assert _get(client, served, "/api/studies/tiny/insight", token=None).status_code == 401
+
+
+def test_the_curves_endpoint_returns_the_fronts_and_a_trials_loss_curves(
+    client: TestClient, served: Served
+) -> None:
+    front = _get(client, served, "/api/studies/tiny/curves").json()
+    numbers = [row["trial"] for row in _get(client, served, "/api/studies/tiny/front").json()]
+    assert front["metric"] == "accuracy"
+    assert [c["trial"] for c in front["curves"]] == [n for n in numbers if n is not None]
+    one = _get(client, served, "/api/studies/tiny/curves?trial=1").json()["curves"]
+    assert len(one) == 1 and one[0]["trial"] == 1 and one[0]["rungs"] == []  # single fidelity
+    assert [s for s, _ in one[0]["loss"]] == [1, 2, 3, 4]  # 4 steps: every step is a point
+    assert all(isinstance(loss, float) and loss > 0 for _, loss in one[0]["loss"])
+    assert _get(client, served, "/api/studies/tiny/curves?trial=99").status_code == 404
+    assert _get(client, served, "/api/studies/tiny/curves", token=None).status_code == 401
+    # the list payloads stay lean: no curve in the trials list or the front
+    listed = _get(client, served, "/api/studies/tiny/trials").json()
+    assert listed and all("loss_curve" not in row for row in listed)

@@ -72,6 +72,12 @@ def test_client_reads_and_loads_the_peft_config(served: Served, base_url: str) -
         autopeft.Client(base_url).studies()
 
 
+def served_front(served: Served) -> list[int]:
+    from autopeft.results.views import load_view
+
+    return [r.number for r in load_view("tiny", served.url).front()]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
 def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -> None:
@@ -100,6 +106,18 @@ def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -
             page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
             expect(page.locator("#config")).to_contain_text('"peft_type": "LORA"', timeout=10_000)
             expect(page.locator("#snippet")).to_contain_text('load_peft_config("tiny"')
+            # learning curves: the front's and the selected trial's, drawn as SVG polylines
+            front_lines = page.locator("#front-curves svg.curve-chart polyline.curve-line")
+            expect(front_lines.first).to_be_attached(timeout=10_000)
+            front_size = len(served_front(served))
+            assert front_lines.count() == front_size
+            trial_line = page.locator("#trial-curve svg.curve-chart polyline.curve-line")
+            expect(trial_line).to_have_count(1, timeout=10_000)
+            points = (trial_line.get_attribute("points") or "").split()
+            assert len(points) == 4  # 4 training steps, one point each
+            assert len({p.split(",")[1] for p in points}) > 1  # the loss moved: not a flat line
+            box = page.locator("#trial-curve svg.curve-chart").bounding_box()
+            assert box is not None and box["width"] > 100 and box["height"] > 100
             href = page.locator("#download").get_attribute("href")
             assert href is not None and "/api/studies/tiny/export?trial=" in href
             shot = tmp_path / "study_page.png"

@@ -3,7 +3,8 @@ card.
 
 It holds the front in both projections (the metric against trainable parameters and against
 peak memory), the search history, placement maps of the chosen trial and of the front, the
-importance of the search dimensions, the health checks, reference configurations when the study
+importance of the search dimensions, the front's learning curves (where its trials stored
+them), the health checks, reference configurations when the study
 has them, and the exported peft config of the chosen trial. Figures are PNGs embedded as
 ``data:`` URIs and the style is inline: the file needs no network and no other file.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft.core.files import write_atomic
 from autopeft.exceptions import StudyError
+from autopeft.results.curves import curves_of, plot_curves
 from autopeft.results.health import Finding, check_study, stored_bounds
 from autopeft.results.importance import Importance, importances
 from autopeft.results.picks import pick_trial, primary_objective
@@ -76,6 +78,8 @@ def build_report(view: StudyView, *, pick: str = "knee") -> str:
         _img(figures.get("history"), "search history"),
         f"<h2>Where the capacity went (trial {chosen.number}, picked by {_e(pick)})</h2>",
         _img(figures.get("placement"), "placement maps"),
+        "<h2>Learning curves of the front</h2>" if "curves" in figures else "",
+        _img(figures.get("curves"), "learning curves"),
         "<h2>What moved the objectives</h2>",
         _importances(importances(view)),
         f"<h2>Exported config of trial {chosen.number}</h2>",
@@ -94,6 +98,7 @@ def _figures(
 ) -> dict[str, str]:
     """PNG figures as base64 strings; a figure that cannot be drawn is left out."""
     out: dict[str, str] = {}
+    metric = primary_objective(view.objectives).name
     layers_modules = front_usage(view.complete())[0]  # axes: every cell any trial used
     grids = [trial_grid(chosen, layers_modules.layers, layers_modules.modules)]
     grids += list(front_usage(front))
@@ -103,6 +108,9 @@ def _figures(
             view.searched(), view.objectives, p, hypervolume=view.hypervolume()
         ),
         "placement": lambda p: plot_placements(grids, p),
+        "curves": lambda p: plot_curves(
+            curves_of(view.records, [r.number for r in front], metric), p, metric=metric
+        ),
     }
     for key, draw in drawers.items():
         path = tmp / f"{key}.png"

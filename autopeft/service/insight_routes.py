@@ -1,5 +1,5 @@
-"""What a study learned, over HTTP: health findings, importance, placement grids and the
-self-contained HTML report (``autopeft report``)."""
+"""What a study learned, over HTTP: health findings, importance, placement grids, learning
+curves and the self-contained HTML report (``autopeft report``)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,23 @@ def get_placement(request: Request, name: StudyName, trial: TrialNumber = None) 
         raise HTTPException(404, f"study {name!r} has no trial {trial}")
     axes = front_usage(view.complete() or [record])[0]
     return asdict(trial_grid(record, axes.layers, axes.modules))
+
+
+@router.get("/api/studies/{name}/curves", tags=["studies"], dependencies=[Read])
+def get_curves(request: Request, name: StudyName, trial: TrialNumber = None) -> dict[str, Any]:
+    """Learning curves (:mod:`autopeft.results.curves`) of one trial, or of the Pareto front's
+    trials without ``trial``: ``{metric, curves: [{trial, loss: [[step, loss], ...], rungs:
+    [[steps, value], ...]}]}``. Trials stored before curves were recorded have empty lists."""
+    from autopeft.results.curves import curves_json, curves_of
+    from autopeft.results.picks import primary_objective
+
+    view = _view(_service(request), name)
+    metric = primary_objective(view.objectives).name
+    numbers = [r.number for r in view.front()] if trial is None else [trial]
+    found = curves_of(view.records, numbers, metric)
+    if trial is not None and not found:
+        raise HTTPException(404, f"study {name!r} has no trial {trial}")
+    return {"metric": metric, "curves": curves_json(found)}
 
 
 @router.get(

@@ -16,6 +16,7 @@ _STATIC = {
     "app.js": "text/javascript",
     "insight.js": "text/javascript",
     "cockpit.js": "text/javascript",
+    "curves.js": "text/javascript",
     "style.css": "text/css",
 }
 

@@ -22,7 +22,8 @@ class TrialRecord:
         method: The PEFT method name (``lora``, ...).
         placement: Layer index -> {module type -> size}; only cells with size > 0.
         metrics: Every other measurement: ``head_params``, ``train_seconds``, ``eval_seconds``,
-            ``setup_seconds``, ``peak_memory_bytes``, ...
+            ``setup_seconds``, ``peak_memory_bytes``, ``loss_curve`` (``[[step, loss], ...]``,
+            see :mod:`autopeft.trial.curve`; absent in trials stored before it), ...
         peft_config: The compiled peft config as a JSON-able dict (what export writes).
         fail_reason: Why a failed trial failed; None otherwise.
         infeasible: The failure came from the configuration itself (out of memory, ...).

@@ -21,6 +21,7 @@ from autopeft.methods.base import config_from_json
 from autopeft.methods.builtin import get_method
 from autopeft.trial.context import TrialContext, device_label
 from autopeft.trial.continuation import Continuation
+from autopeft.trial.curve import CURVE_KEY, LossCurve
 from autopeft.trial.memory import MemoryCapExceeded, PeakMemoryMeter, model_state_tensors
 
 StepCallback = Callable[[int, int], None]
@@ -124,7 +125,7 @@ def _train_and_evaluate(
     t1 = time.perf_counter()
     after_step = functools.partial(method.after_optimizer_step, model)
     try:
-        loss, peak, how = _train(
+        loss, peak, how, curve = _train(
             ctx, model, optimizer, schedule, (request.seed, steps), on_step, after_step, stream
         )
     finally:
@@ -147,6 +148,7 @@ def _train_and_evaluate(
         "peak_memory_mb": peak / 2**20,
         "memory_method": how,
         "final_train_loss": loss,
+        CURVE_KEY: curve,
         "steps": steps,
         **({"continued_from_step": start} if start else {}),
         **({"note": note} if note else {}),
@@ -209,11 +211,14 @@ def _train(
     on_step: StepCallback | None,
     after_step: Callable[[int], None] | None = None,
     stream: dict | None = None,
-) -> tuple[float, int, str]:
+) -> tuple[float, int, str, list[list[float]]]:
     """Train up to ``steps`` steps (``seed_steps``: the seed and the steps); peak memory is
     measured over the first ``memory_steps`` (shapes are fixed, so later steps repeat the
-    profile). ``stream``: the data order and random state to continue from (empty: start at
-    step 0), updated in place with the state at the end."""
+    profile). ``stream``: the data order, random state and loss curve to continue from
+    (empty: start at step 0), updated in place with the state at the end.
+
+    Returns the last step's loss, the peak memory in bytes and how it was measured, and the
+    loss curve (:mod:`autopeft.trial.curve`) from the configuration's first step."""
     fid = ctx.fidelity
     seed, steps = seed_steps
     n = ctx.n_train
@@ -229,6 +234,7 @@ def _train(
             scaler.load_state_dict(stream["scaler"])
     else:
         order, cursor = torch.randperm(n, generator=generator), 0
+    curve = LossCurve(stream.get("loss_curve") if first else None)
     model.train()
     meter = PeakMemoryMeter(
         ctx.device, seed=model_state_tensors(model, optimizer), cap_bytes=ctx.memory_cap_bytes
@@ -262,6 +268,7 @@ def _train(
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TrialError(f"training diverged: loss is {loss_value} at step {step}")
+            curve.add(step + 1, loss_value)
             if on_step is not None:
                 on_step(step + 1, steps)
     finally:
@@ -269,6 +276,7 @@ def _train(
             meter.__exit__(None, None, None)
     stream.update(step=steps, generator=generator.get_state(), order=order, cursor=cursor)
     stream["rng"] = torch.get_rng_state()
+    stream["loss_curve"] = curve.state()
     if scaler.is_enabled():
         stream["scaler"] = scaler.state_dict()
-    return loss_value, meter.peak_bytes, meter.method
+    return loss_value, meter.peak_bytes, meter.method, curve.points()

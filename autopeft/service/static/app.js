@@ -85,6 +85,7 @@ async function showStudy(name) {
   renderHypervolume(trials);
   renderTrials(summary, trials);
   if (window.autopeftInsight) await window.autopeftInsight.study(current);
+  if (window.autopeftCurves) await window.autopeftCurves.study(current);
   if (current.selected !== null) await select(current.selected, false);
   return summary.state === "running";
 }
@@ -204,6 +205,7 @@ async function select(number, scroll) {
     "# model = peft.get_peft_model(base_model, config)",
   ].join("\n");
   if (window.autopeftInsight) await window.autopeftInsight.select(current, number);
+  if (window.autopeftCurves) await window.autopeftCurves.select(current, number);
   if (scroll) document.getElementById("selected").scrollIntoView({ block: "nearest" });
 }
 
