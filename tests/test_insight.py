@@ -63,6 +63,17 @@ def test_edge_fires_when_most_of_the_front_uses_the_largest_rank() -> None:
     assert "4 of 6 front members at 16" in finding.evidence and "above 16" in finding.action
 
 
+def test_edge_ignores_on_off_switches() -> None:
+    """IA3's per-cell ``active`` flags: most of the front "on" is no edge of the space (the LLM
+    demo's front had 2 of 3 members with ia3.active.10 = 1)."""
+    records = [
+        record(i, 0.5 + 0.08 * i, 1000 * (i + 1), params={"ia3.active.10": 1, "lr": i})
+        for i in range(6)
+    ]
+    assert check_study(view(records), bounds={"ia3.active.10": (0, 1)}) == []
+    assert check_study(view(records), bounds={"ia3.active.10": (False, True)}) == []
+
+
 def test_edge_fires_when_the_best_trial_uses_the_whole_budget() -> None:
     (finding,) = check_study(view(healthy(), budget=6100), bounds=BOUNDS)
     assert finding.check == "edge" and "6,000 of 6,100" in finding.evidence

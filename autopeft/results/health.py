@@ -102,8 +102,8 @@ def _edge(view: StudyView, bounds: Mapping[str, Sequence[Any]]) -> Finding | Non
         return None
     for dim, values in sorted(bounds.items()):
         numeric = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        if len(numeric) < 2:
-            continue
+        if len(numeric) < 2 or set(numeric) <= {0, 1}:
+            continue  # an on/off switch (IA3's per-cell ``active``) has no larger value to allow
         top = max(numeric)
         at_top = [r.number for r in front if r.params.get(dim) == top]
         if len(at_top) > EDGE_SHARE * len(front):
