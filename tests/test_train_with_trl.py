@@ -63,22 +63,29 @@ def _rows(task: str) -> list[dict[str, Any]]:
     if task == "seq_cls":
         words = ("bad", "good")
         return [{"text": f"a {words[i % 2]} film", "label": str(i % 2)} for i in range(40)]
+    if task == "chat":  # what `export --with-data` writes for a chat study
+        system = {"role": "system", "content": "Answer in one word."}
+        return [
+            {
+                "prompt": [system, {"role": "user", "content": f"capital {i % 4}?"}],
+                "completion": "paris",
+            }
+            for i in range(40)
+        ]
     return [{"prompt": f"capital of country {i % 4} is", "completion": "paris"} for i in range(40)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["causal_lm", "seq_cls"])
+@pytest.mark.parametrize("task", ["causal_lm", "chat", "seq_cls"])
 def test_trl_script_builds_the_exported_adapter_and_the_loss_falls(
     task: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from peft import LoraConfig
 
-    model_dir = request.getfixturevalue(
-        "tiny_causal_dir" if task == "causal_lm" else "tiny_bert_dir"
-    )
-    if task == "causal_lm":
+    model_dir = request.getfixturevalue("tiny_bert_dir" if task == "seq_cls" else "tiny_causal_dir")
+    if task in ("causal_lm", "chat"):  # chat rows are scored by greedy exact match
         stem, names = "model.layers.{}.self_attn.", ("q_proj", "v_proj")
-        kind, metric = "CAUSAL_LM", "eval_loss"
+        kind, metric = "CAUSAL_LM", "eval_loss" if task == "causal_lm" else "exact_match"
     else:
         stem, names = "bert.encoder.layer.{}.attention.self.", ("query", "value")
         kind, metric = "SEQ_CLS", "accuracy"
@@ -92,7 +99,10 @@ def test_trl_script_builds_the_exported_adapter_and_the_loss_falls(
     peft_config = json.loads(json.dumps(config.to_dict(), default=sorted))
     export = tmp_path / "export"
     (export / "data").mkdir(parents=True)
-    view = _view(task, peft_config, model_dir, metric)
+    view = _view("seq_cls" if task == "seq_cls" else "causal_lm", peft_config, model_dir, metric)
+    if task == "chat":
+        view.spec["dataset"]["chat_template"] = True
+        view.spec["evaluation"] = {"max_new_tokens": 3, "answer_pattern": None}
     for name, data in render(view, view.records[0], "trl").files.items():
         (export / name).write_bytes(data)
     rows = "".join(json.dumps(r) + "\n" for r in _rows(task))
@@ -107,6 +117,7 @@ def test_trl_script_builds_the_exported_adapter_and_the_loss_falls(
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["module_sizes"] == sizes
     assert report["metric"] == metric and report["stored"] == 0.5
+    assert 0.0 <= report["value"] <= 1.0 if metric == "exact_match" else report["value"] > 0
     losses = report["losses"]  # logged every 2 steps
     assert len(losses) == 10 and sum(losses[-3:]) < sum(losses[:3]), losses
 

@@ -251,9 +251,9 @@ def exact_match(
     for row in rows:
         prompt, gold = row["prompt"], row["completion"]
         if isinstance(prompt, list):
-            ids = tokenizer.apply_chat_template(
-                prompt, add_generation_prompt=True, return_tensors="pt"
-            )
+            ids = tokenizer.apply_chat_template(  # a dict on transformers 5, asked for on 4
+                prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
             gold = gold[-1]["content"]
         else:
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
