@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from autopeft.service.client import Client
 
@@ -166,6 +167,7 @@ def table(latencies: dict[str, list[float]], errors: list[str], seconds: float) 
 
 def ui(base: str, token: str, study: str) -> dict[str, float]:
     """First contentful paint, front drawn and one poll cycle of the study page, in ms."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
@@ -178,11 +180,12 @@ def ui(base: str, token: str, study: str) -> dict[str, float]:
             start = time.perf_counter()
             page.goto(f"{base}/#/study/{study}")
             page.reload()  # a fresh load of the study page, with the token in place
-            page.locator("#front .scatterlayer .point").first.wait_for(timeout=120_000)
+            try:
+                page.locator("#front .scatterlayer .point").first.wait_for(timeout=120_000)
+            except PlaywrightTimeout:
+                return {"first_paint_ms": _paint(page), "front_drawn_ms": -1.0, "points": 0}
             drawn = (time.perf_counter() - start) * 1000
-            paint = page.evaluate(
-                "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1"
-            )
+            paint = _paint(page)
             # the page's own poll: fetch the summary and every trial, redraw everything
             cycle = page.evaluate(
                 "async () => { const t = performance.now(); await route();"
@@ -197,6 +200,12 @@ def ui(base: str, token: str, study: str) -> dict[str, float]:
         "poll_cycle_ms": cycle,
         "points": points,
     }
+
+
+def _paint(page: Any) -> float:
+    """The page's first contentful paint (ms after navigation start); -1 if none yet."""
+    script = "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? -1"
+    return float(page.evaluate(script))
 
 
 def main() -> None:
@@ -252,7 +261,7 @@ def main() -> None:
             else:
                 print(f"UI during the load, {measured.pop('points'):.0f} points drawn:")
                 for key, value in measured.items():
-                    verdict = "within" if 0 <= value < BOUNDS[key] else "OVER"
+                    verdict = "within" if 0 <= value < BOUNDS[key] else "OVER (or never)"
                     bound = f"{verdict} the bound < {BOUNDS[key]:.0f} ms"
                     print(f"  {key:<15} {value:>8.0f} ms  ({bound})")
 
