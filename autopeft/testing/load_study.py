@@ -195,8 +195,11 @@ def _write(
                 trial_table.c.study_id == study_id, trial_table.c.number >= first
             )
         )
-        ids = dict(found.tuples().all())
-        params, values_rows, attrs_rows, ours = [], [], [], []
+        ids: dict[int, int] = dict(found.tuples().all())
+        params: list[dict[str, Any]] = []
+        values_rows: list[dict[str, Any]] = []
+        attrs_rows: list[dict[str, Any]] = []
+        ours: list[dict[str, Any]] = []
         for i, t in enumerate(trials):
             point, compiled, values, interrupted = t.point, t.compiled, t.values, t.interrupted
             number = first + i
@@ -210,16 +213,19 @@ def _write(
                 }
                 for key, value in point.items()
             ]
-            for index, objective in enumerate(objectives if values else ()):
-                value, kind = models.TrialValueModel.value_to_stored_repr(values[objective.name])
-                values_rows.append(
-                    {
-                        "trial_id": trial_id,
-                        "objective": index,
-                        "value": value,
-                        "value_type": kind.name,
-                    }
-                )
+            if values is not None:
+                for index, objective in enumerate(objectives):
+                    value, kind = models.TrialValueModel.value_to_stored_repr(
+                        values[objective.name]
+                    )
+                    values_rows.append(
+                        {
+                            "trial_id": trial_id,
+                            "objective": index,
+                            "value": value,
+                            "value_type": kind.name,
+                        }
+                    )
             metrics, reason, attrs = _outcome(compiled, values, interrupted)
             attrs_rows += [
                 {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
@@ -242,10 +248,10 @@ def _write(
                     "heartbeat_at": time.time(),
                 }
             )
-        s.execute(insert(models.TrialParamModel.__table__), params)
-        s.execute(insert(models.TrialValueModel.__table__), values_rows)
-        s.execute(insert(models.TrialUserAttributeModel.__table__), attrs_rows)
-        s.execute(insert(TrialRow.__table__), ours)
+        s.execute(insert(models.TrialParamModel), params)
+        s.execute(insert(models.TrialValueModel), values_rows)
+        s.execute(insert(models.TrialUserAttributeModel), attrs_rows)
+        s.execute(insert(TrialRow), ours)
 
 
 def _outcome(
