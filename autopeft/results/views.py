@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import yaml
@@ -129,9 +130,15 @@ class StudyView:
     def front(self) -> list[TrialRecord]:
         """Non-dominated complete searched trials, best first by the first objective
         (references are shown beside it, never in it: see :meth:`references`)."""
+        return list(self._front)
+
+    @cached_property
+    def _front(self) -> tuple[TrialRecord, ...]:
+        # computed once per view: a server keeps views (results.view_cache) and reads the
+        # front on every status, front and trials request
         from autopeft.results import pareto_front
 
-        return pareto_front(self.searched(), self.objectives)
+        return tuple(pareto_front(self.searched(), self.objectives))
 
 
 def open_store(storage: str | None) -> Store:

@@ -1,7 +1,8 @@
 """The FastAPI application of ``autopeft serve``: the HTTP API, the web UI and error mapping.
 
-The database stays the source of truth: every request reads it afresh through one open
-:class:`~autopeft.storage.store.Store`, a study runs while its driver holds its lease, and each
+The database stays the source of truth: every request reads it through one open
+:class:`~autopeft.storage.store.Store` (a study is loaded again only when its change marker
+moved: :mod:`autopeft.results.view_cache`), a study runs while its driver holds its lease, and each
 submitted study runs in a driver of its own, a local process or a detached Ray actor
 (:mod:`autopeft.service.launcher`).
 """
@@ -9,10 +10,8 @@ submitted study runs in a driver of its own, a local process or a detached Ray a
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -20,15 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from autopeft.exceptions import StorageError, UserInputError
 from autopeft.service.launcher import Launcher
+from autopeft.service.responses import SafeJSONResponse
 from autopeft.service.state import MAX_SPEC_BYTES, MAX_UPLOAD_BYTES, ServiceState
 from autopeft.storage.store import Store
-
-
-class SafeJSONResponse(JSONResponse):
-    """JSON where NaN and infinities (a diverged trial's loss) become null, not an error."""
-
-    def render(self, content: Any) -> bytes:
-        return super().render(_finite(content))
 
 
 def create_app(
@@ -123,16 +116,6 @@ class BodyLimit:
 def _line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _version() -> str:

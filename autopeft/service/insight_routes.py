@@ -31,11 +31,19 @@ def get_insight(request: Request, name: StudyName) -> dict[str, Any]:
     view = _view(service, name)
     with service.lock:
         confirmed = latest(service.store, name)
-    findings = check_study(view, confirmations=confirmed, bounds=stored_bounds(view))
+    # what depends on the study alone is made once per version of it (a fANOVA over
+    # thousands of trials takes minutes); confirmations live beside it, so findings do not
+    bounds = service.views.derived(view, "bounds", lambda: stored_bounds(view))
+    findings = check_study(view, confirmations=confirmed, bounds=bounds)
     share, mean = front_usage(view.front())
+    importance = service.views.derived(
+        view,
+        "importance",
+        lambda: [asdict(i) for i in importances(view)] if view.complete() else [],
+    )
     return {
         "health": [asdict(f) for f in findings],
-        "importance": [asdict(i) for i in importances(view)] if view.complete() else [],
+        "importance": importance,
         "front_usage": {"share": asdict(share), "mean": asdict(mean)},
     }
 

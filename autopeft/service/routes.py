@@ -14,10 +14,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from autopeft.core.objectives import Pick
-from autopeft.results.views import StudyView, view_of
+from autopeft.results.digest import study_digest
+from autopeft.results.views import StudyView
 from autopeft.service import summary
 from autopeft.service.auth import Read, Write
 from autopeft.service.launcher import check_name
+from autopeft.service.responses import SafeJSONResponse
 from autopeft.service.state import ServiceState
 from autopeft.storage.lease import LeaseInfo, live_lease, request_stop
 from autopeft.storage.liveness import STALE_AFTER_SECONDS
@@ -59,7 +61,7 @@ def _view(service: ServiceState, name: str) -> StudyView:
     with service.lock:
         if name not in service.store.study_names():
             raise HTTPException(404, f"no study named {name!r}")
-        return view_of(service.store, name)
+        return service.views.view(service.store, name)
 
 
 def _state(service: ServiceState, view: StudyView) -> str:
@@ -71,6 +73,12 @@ def _state(service: ServiceState, view: StudyView) -> str:
     return summary.study_state(
         view, driver_running=running, exit_code=launcher.exit_code(view.name)
     )
+
+
+def _summary(service: ServiceState, view: StudyView) -> dict[str, Any]:
+    """A study's summary; all but its state made once per version of the study."""
+    digest = service.views.derived(view, "digest", lambda: study_digest(view))
+    return summary.summary(view, _state(service, view), digest)
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
@@ -89,22 +97,35 @@ def list_studies(request: Request) -> list[dict[str, Any]]:
     """Every study in the database, oldest first, summarised."""
     service = _service(request)
     with service.lock:
-        views = [view_of(service.store, n) for n in service.store.study_names()]
-    return [summary.summary(v, _state(service, v)) for v in views]
+        views = [service.views.view(service.store, n) for n in service.store.study_names()]
+    return [_summary(service, v) for v in views]
 
 
 @router.get("/api/studies/{name}", tags=["studies"], dependencies=[Read])
 def get_study(request: Request, name: StudyName) -> dict[str, Any]:
     """State, trial counts, hypervolume, best values, ETA."""
     service = _service(request)
+    return _summary(service, _view(service, name))
+
+
+@router.get(
+    "/api/studies/{name}/trials",
+    tags=["studies"],
+    dependencies=[Read],
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+def get_trials(request: Request, name: StudyName) -> Response:
+    """Every trial: objectives, placement, parameters, state, hypervolume, front membership
+    (a JSON list of objects, one per trial, by trial number)."""
+    service = _service(request)
     view = _view(service, name)
-    return summary.summary(view, _state(service, view))
-
-
-@router.get("/api/studies/{name}/trials", tags=["studies"], dependencies=[Read])
-def get_trials(request: Request, name: StudyName) -> list[dict[str, Any]]:
-    """Every trial: objectives, placement, parameters, state, hypervolume, front membership."""
-    return summary.trials(_view(_service(request), name))
+    # the whole body, rendered once per version of the study: thousands of trials are
+    # megabytes of JSON, and the web UI fetches them on every poll
+    body = service.views.derived(
+        view, "trials", lambda: SafeJSONResponse(summary.trials(view)).body
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/api/studies/{name}/trials/{number}", tags=["studies"], dependencies=[Read])
@@ -128,8 +149,13 @@ def get_front(request: Request, name: StudyName, format: FrontFormat = FrontForm
     """The Pareto front (``autopeft front --format json|csv``)."""
     from autopeft.results import front_rows, write_csv
 
-    view = _view(_service(request), name)
-    rows = front_rows(view.front() + view.references(), view.objectives, view.budget)
+    service = _service(request)
+    view = _view(service, name)
+    rows = service.views.derived(
+        view,
+        "front",
+        lambda: front_rows(view.front() + view.references(), view.objectives, view.budget),
+    )
     if format is FrontFormat.json:
         return rows
     out = io.StringIO()

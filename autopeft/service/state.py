@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from autopeft.results.view_cache import ViewCache
 from autopeft.service.launcher import Launcher
 from autopeft.storage.store import Store
 
@@ -16,7 +17,8 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 @dataclass
 class ServiceState:
-    """What the request handlers share; :attr:`lock` serialises use of :attr:`store`."""
+    """What the request handlers share; :attr:`lock` serialises use of :attr:`store`;
+    :attr:`views` keeps the studies read, reloaded when their change marker moves."""
 
     store: Store
     launcher: Launcher
@@ -25,3 +27,4 @@ class ServiceState:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     lock: threading.RLock = field(default_factory=threading.RLock)
     submit_lock: threading.Lock = field(default_factory=threading.Lock)
+    views: ViewCache = field(default_factory=ViewCache)

@@ -27,11 +27,12 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
 _STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
 
 
-def summary(view: StudyView, state: str) -> dict[str, Any]:
+def summary(view: StudyView, state: str, digest: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body of ``GET /api/studies/{name}``: :func:`~autopeft.results.digest.study_digest`
-    with the study's ``state`` and ``eta_seconds``."""
+    (``digest``: that of ``view``, computed already) with the study's ``state`` and
+    ``eta_seconds``."""
     return {
-        **study_digest(view),
+        **(study_digest(view) if digest is None else digest),
         "state": state,
         "eta_seconds": _eta(view) if state == "running" else None,
         "error": view.driver_error if state == "failed" else None,
