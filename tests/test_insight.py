@@ -287,3 +287,25 @@ def test_references_are_not_proposals_for_the_method_share() -> None:
     searched = [record(i, 0.6 + 0.01 * i, 1000 + i) for i in range(2, 16)]
     spec = {"sampler": {"name": "mobo", "options": {"n_initial": 4}}}
     assert not [f for f in check_study(view(refs + searched, spec)) if f.check == "method_share"]
+
+
+def test_importance_of_a_large_study_is_estimated_on_a_labelled_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over MAX_TRIALS complete trials, fANOVA runs on a seeded sample of that many (it took
+    minutes on 5,000 trials) and says so; the same sample (and estimate) on every call."""
+    from autopeft.results import importance
+    from autopeft.results.views import load_view
+    from autopeft.testing.load_study import seed_study
+
+    seeded = seed_study(f"sqlite:///{tmp_path / 'big.db'}", 40, name="big")
+    view = load_view(seeded.name, seeded.url)
+    monkeypatch.setattr(importance, "MAX_TRIALS", 12)
+    first = importance.importances(view)
+    assert [i.trials for i in first] == [12] * len(view.objectives)
+    assert all(f"a random 12 of {len(view.complete())} complete" in i.method for i in first)
+    assert importance.importances(view) == first
+    assert first[0].dims and abs(sum(first[0].dims.values()) - 1) < 1e-6
+    monkeypatch.setattr(importance, "MAX_TRIALS", 500)
+    whole = importance.importances(view)
+    assert whole[0].trials == len(view.complete()) and whole[0].method == importance.METHOD
