@@ -329,6 +329,8 @@ class StudyRunner:
         promoted."""
         if self._pending_references():
             return True
+        if self.multi_fidelity and self.mirror.retries_waiting:  # a re-run is never refused
+            return True
         if self.multi_fidelity and (running or self._promotions(target)):
             return True
         if not self.multi_fidelity and target is not None and self._finished() >= target:

@@ -169,6 +169,11 @@ class TrialMirror:
             self._retries.clear()
         return retry
 
+    @property
+    def retries_waiting(self) -> bool:
+        """Whether an interrupted trial may be waiting for its re-run."""
+        return bool(self._retries)
+
     def retried(self, number: int) -> None:
         """Interrupted trial ``number`` has been started again (under a new number)."""
         if number in self._retries:
