@@ -167,6 +167,20 @@ def test_auto_on_a_low_correlation_problem_ends_like_plain_search() -> None:
     assert result["per_rung"][3] >= 2000 // 100 - 4  # nearly the whole budget at the top
 
 
+def test_the_status_line_shows_spent_and_budget_steps() -> None:
+    from autopeft.run.progress import StudyStatus
+
+    status = StudyStatus.at(
+        3, running=1, failed=0, target=None, elapsed=61.0, done_before=0, best={},
+        hypervolume=None, steps=(1234, 4000),
+    )  # fmt: skip
+    assert status.line() == "3 done, 1 running, 0 failed, 1,234/4,000 steps | 1m01s"
+    status = StudyStatus.at(
+        3, running=0, failed=0, target=5, elapsed=60.0, done_before=0, best={}, hypervolume=None
+    )
+    assert status.line().startswith("3/5 done, 0 running, 0 failed | 1m00s, ~")
+
+
 # -- spec validation -----------------------------------------------------------------------------
 def _study(d: Path, model: Path, fidelity: str, n_trials: str = "") -> Path:
     write_tiny_csv(d / "data.csv")
@@ -206,6 +220,11 @@ def test_a_single_fidelity_budget_stops_before_it_is_passed_and_resumes_from_sto
     assert view.finished() == 3 and view.steps_spent() == 12 and view.budget_steps() == 14
     shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
     assert "14 steps (12 spent)" in shown
+    from autopeft.service.summary import study_state, summary
+
+    state = study_state(view, driver_running=False, exit_code=None)
+    assert state == "complete"  # 2 steps left: less than a trial
+    assert summary(view, state)["steps_spent"] == 12
     again = runner.invoke(app, ["run", str(spec), "-q"])  # nothing left to spend
     assert again.exit_code == 0 and load_view("tiny", url).finished() == 3
     spec.write_text(spec.read_text().replace("budget_steps: 14", "budget_steps: 22"))
