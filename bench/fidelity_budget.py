@@ -298,7 +298,10 @@ def _cached_budget(cache: Path | None, job: dict, cached_only: bool) -> dict | N
 def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
           budget: int) -> None:  # fmt: skip
     print(f"\nHV at {budget} steps, median [IQR] over seeds (* = fewer seeds); steps spent")
-    print(f"{'class':13} " + " ".join(f"{a:>30}" for a in arms) + "  rungs-mobo  verdict")
+    print(
+        f"{'class':13} " + " ".join(f"{a:>30}" for a in arms) + "  rungs-mobo   auto-mobo  "
+        "verdict (mobo+rungs)"
+    )
     wins, close = 0, 0
     measured = 0
     for c in classes:
@@ -317,6 +320,7 @@ def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
             if "mobo+rungs" in medians and "mobo" in medians
             else math.nan
         )
+        auto = medians.get("mobo+auto", math.nan) - medians.get("mobo", math.nan)
         verdict = "-"
         if not math.isnan(delta):
             if c == LOWCORR:
@@ -328,7 +332,7 @@ def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
                 verdict = (
                     "won" if delta >= 0 else ("behind <= 0.02" if delta >= -0.02 else "MISSED")
                 )
-        print(f"{c:13} " + " ".join(cells) + f"  {delta:+10.3f}  {verdict}")
+        print(f"{c:13} " + " ".join(cells) + f"  {delta:+10.3f}  {auto:+10.3f}  {verdict}")
     if measured:
         print(
             f"\nmobo+rungs >= mobo on {wins} of {measured} synthetic classes measured (target: >= "

@@ -256,3 +256,30 @@ def test_a_multi_fidelity_budget_is_respected_within_ten_percent(tmp_path, tiny_
     assert spent > 40 - 8  # not stopped early: less than one top-rung trial's steps left
     assert any(r.rung == 2 and r.state == TrialState.COMPLETE for r in view.records)
     assert view.finished() >= 4  # more configurations than 40 / 8 full trials
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_with_the_steps_its_stored_trials_spent(
+    tmp_path, tiny_bert_dir
+) -> None:
+    """SIGKILL while the second of two affordable trials trains (max_steps 30, budget 70):
+    the resumed driver counts the finished trial's 30 steps, re-runs the interrupted one (which
+    is not charged) and stops at 60 steps: two trials, not two more."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import kill_driver_mid_trial
+
+    spec = _study(tmp_path, tiny_bert_dir, "max_steps: 30, budget_steps: 70,")
+    db = tmp_path / "studies.db"
+    before, running = kill_driver_mid_trial(["run", str(spec), "-q"], db, timeout=240)
+    assert len(before) == 1 and len(running) == 1
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q"]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    view = load_view("tiny", f"sqlite:///{db}")
+    interrupted = [r for r in view.records if r.interrupted]
+    assert [r.number for r in interrupted] == [running[0].number]
+    assert view.finished() == 2 and view.steps_spent() == 60
+    assert sum(1 for r in view.records if r.state == TrialState.COMPLETE) == 2
