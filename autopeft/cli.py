@@ -440,7 +440,7 @@ def show(
     console.print(f"[bold]{v.name}[/bold]  ({v.url})")
     console.print(
         f"model {d['model']} | dataset {d['dataset']} | space {d['search_space']} | sampler "
-        f"{d['sampler']} | spec budget {d['target']} trials"
+        f"{d['sampler']} | spec budget {_budget_text(d)}"
     )
     console.print("objectives: " + ", ".join(f"{o.name} ({o.direction})" for o in v.objectives))
     if d["warm_start"]:
@@ -509,6 +509,14 @@ def _show_curves(console: Any, found: list[Any], metric: str) -> None:
     console.print("learning curves (front, training loss per step):", highlight=False)
     for line in lines:
         console.print("  " + line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _budget_text(d: dict) -> str:
+    """``20 trials``, ``4,000 steps (1,234 spent)`` or both (``show``)."""
+    parts = [] if d["target"] is None else [f"{d['target']} trials"]
+    if d["budget_steps"] is not None:
+        parts.append(f"{d['budget_steps']:,} steps ({d['steps_spent']:,} spent)")
+    return ", ".join(parts)
 
 
 def _show_rungs(console: Any, f: dict[str, Any]) -> None:

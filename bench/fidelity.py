@@ -2,6 +2,7 @@
 
     python bench/fidelity.py --quick                  # a few minutes: base, 1 seed, N = 12
     python bench/fidelity.py --classes base,tight,two_obj --seeds 3 --configs 40 --cache runs/fid
+    python bench/fidelity.py --budget --classes base,lowcorr --seeds 1, --cache runs/fid-budget
 
 Four arms on the same seeded problems (:mod:`autopeft.testing.synthetic_classes`), driven like
 a study by a simulated asynchronous executor:
@@ -238,6 +239,11 @@ def steps_to(curve: Curve, target: float) -> float:
 
 def main() -> None:
     args = _parse()
+    if args.budget:
+        from bench.fidelity_budget import main as budget_main
+
+        budget_main(args)
+        return
     classes = args.classes.split(",")
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
@@ -387,6 +393,11 @@ def _parse() -> argparse.Namespace:
         "--rule", default="crowding", choices=["crowding", "metric", "tolerance2"],
         help="the promotion order (fidelity.promotion_order): crowding (default) or metric; "
         "tolerance2: metric with COST_TOLERANCE 2, for comparison"
+    )  # fmt: skip
+    parser.add_argument(
+        "--budget", action="store_true", help="equal steps under fidelity.budget_steps "
+        "(--configs x top steps): mobo, mobo+rungs, mobo+auto; classes may include lowcorr "
+        "(bench/fidelity_budget.py)"
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:

@@ -73,7 +73,7 @@ def test_counts_and_best_values_follow_the_records_rules() -> None:
     from autopeft.run.progress import StudyTally
 
     skipped = TrialRecord(1, "FAIL", infeasible=True, metrics={"skipped": True})
-    promoted_failed = TrialRecord(2, "FAIL", rung=1)
+    promoted_failed = TrialRecord(2, "FAIL", rung=1, promoted_from=0)
     partial = TrialRecord(3, "PRUNED", values={"accuracy": 0.99, "trainable_params": 10}, rung=0)
     failed = TrialRecord(4, "FAIL", fail_reason="boom")
     interrupted = TrialRecord(5, "FAIL", interrupted=True)
@@ -87,18 +87,22 @@ def test_counts_and_best_values_follow_the_records_rules() -> None:
     assert s.best == {"accuracy": 0.6, "trainable_params": 1000}
     tally = StudyTally(OBJECTIVES)  # record by record, as the driver's mirror keeps it
     for r in records:
-        tally.swap(None, TrialRecord(r.number, "RUNNING", rung=r.rung))
-        tally.swap(TrialRecord(r.number, "RUNNING", rung=r.rung), r)
+        running = TrialRecord(r.number, "RUNNING", rung=r.rung, promoted_from=r.promoted_from)
+        tally.swap(None, running)
+        tally.swap(running, r)
         tally.swap(r, r)  # read again unchanged: nothing counts twice
     assert (tally.finished, tally.failed, tally.best) == (s.done, s.failed, s.best)
 
 
 def test_what_samplers_and_the_promotion_rule_see_of_a_record() -> None:
     rungs = (10, 30, 90)
-    partial = TrialRecord(0, "PRUNED", values={"accuracy": 0.7}, rung=1)
+    partial = TrialRecord(0, "PRUNED", values={"accuracy": 0.7}, rung=1, promoted_from=5)
     assert partial.seen_by_samplers and partial.sampler_state == "COMPLETE"
     assert partial.rung_values == {"accuracy": 0.7} and partial.fidelity(rungs) == 30 / 90
     assert partial.ranked_for_promotion and not partial.new_configuration
+    # a configuration started above dropped rungs (rungs: auto) is new: no source
+    entry = TrialRecord(6, "PRUNED", values={"accuracy": 0.7}, rung=1)
+    assert entry.new_configuration and entry.counts_for_budget
     skipped = TrialRecord(1, "FAIL", infeasible=True, metrics={"skipped": True}, rung=0)
     assert skipped.seen_by_samplers and not skipped.ranked_for_promotion  # learnt, not ranked
     assert skipped.sampler_state == "FAIL" and skipped.rung_values == {}

@@ -13,9 +13,11 @@ from autopeft.results.views import StudyView
 from autopeft.storage.confirmations import Confirmation
 
 
-def target(view: StudyView) -> int:
-    """Finished trials the study's last run asked for (its stored spec's ``n_trials``)."""
-    return int(view.spec["n_trials"])
+def target(view: StudyView) -> int | None:
+    """Finished trials the study's last run asked for (its stored spec's ``n_trials``; None:
+    no trial limit, its ``fidelity.budget_steps`` ends it)."""
+    value = view.spec.get("n_trials")
+    return None if value is None else int(value)
 
 
 def counts(view: StudyView) -> dict[str, int]:
@@ -29,11 +31,13 @@ def counts(view: StudyView) -> dict[str, int]:
 def study_digest(view: StudyView) -> dict[str, Any]:
     """One study in brief (a row of ``autopeft studies --format json``).
 
-    Keys: ``name``; ``target`` (the spec's ``n_trials``); ``finished`` (trials the budget
-    counts); ``counts`` (state -> trials, see :func:`counts`); ``hypervolume`` (normalised,
-    after the last complete trial, or null); ``best`` (objective -> best value over complete
-    trials); ``front_size``; ``objectives`` (``[{name, direction}]``); ``metric``; ``model``;
-    ``dataset``; ``sampler``; ``search_space``.
+    Keys: ``name``; ``target`` (the spec's ``n_trials``, null when only ``budget_steps``
+    limits the study); ``finished`` (trials the budget counts); ``budget_steps`` (the spec's
+    ``fidelity.budget_steps`` or null); ``steps_spent`` (training steps charged against it,
+    :mod:`autopeft.search.budget`); ``counts`` (state -> trials, see :func:`counts`);
+    ``hypervolume`` (normalised, after the last complete trial, or null); ``best``
+    (objective -> best value over complete trials); ``front_size``; ``objectives``
+    (``[{name, direction}]``); ``metric``; ``model``; ``dataset``; ``sampler``; ``search_space``.
     """
     curve = view.hypervolume() if view.complete() else []
     spec = view.spec
@@ -41,6 +45,8 @@ def study_digest(view: StudyView) -> dict[str, Any]:
         "name": view.name,
         "target": target(view),
         "finished": view.finished(),
+        "budget_steps": view.budget_steps(),
+        "steps_spent": view.steps_spent(),
         "counts": counts(view),
         "hypervolume": curve[-1] if curve else None,
         "best": view.best_values(),

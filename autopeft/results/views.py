@@ -70,7 +70,22 @@ class StudyView:
 
     def rung_steps(self) -> list[int]:
         """Training steps per rung of a multi-fidelity study; empty otherwise."""
-        return list(self.spec.get("fidelity", {}).get("rungs") or [])
+        rungs = self.spec.get("fidelity", {}).get("rungs")
+        if rungs == "auto":
+            from autopeft.spec import FidelitySpec
+
+            return list(FidelitySpec.model_validate(self.spec["fidelity"]).rung_steps)
+        return list(rungs or [])
+
+    def budget_steps(self) -> int | None:
+        """The study's ``fidelity.budget_steps`` (None: no step budget)."""
+        value = self.spec.get("fidelity", {}).get("budget_steps")
+        return None if value is None else int(value)
+
+    def steps_spent(self) -> int:
+        """Training steps charged against ``budget_steps`` (:mod:`autopeft.search.budget`)."""
+        rungs = self.rung_steps() or [int(self.spec.get("fidelity", {}).get("max_steps", 100))]
+        return sum(r.charged_steps(rungs) for r in self.records)
 
     def rung_counts(self) -> list[int]:
         """Trials finished at each rung (interrupted and skipped ones left out)."""

@@ -31,6 +31,7 @@ from autopeft.run.prepare import (
     worker_setup,
 )
 from autopeft.run.progress import Reporter
+from autopeft.search.budget import AUTO_MIN_PAIRS, StepBudget, entry_rung, unmeasured_rungs
 from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
@@ -73,11 +74,13 @@ def run_study(
     executor_options: dict[str, Any] | None = None,
     warm_start: Sequence[str] = (),
 ) -> StudyOutcome:
-    """Create the study (or resume it) and run trials until it has ``trials`` finished ones.
+    """Create the study (or resume it) and run trials until it has ``trials`` finished ones,
+    or its ``fidelity.budget_steps`` are spent (:mod:`autopeft.search.budget`).
 
     Args:
         path: The study spec file.
-        trials: Total finished trials wanted (default: the spec's ``n_trials``).
+        trials: Total finished trials wanted (default: the spec's ``n_trials``; None there: the
+            step budget alone ends the study).
         storage: Database URL (default: spec, ``$AUTOPEFT_STORAGE``, ``sqlite:///autopeft.db``).
         name: Study name (default: the spec's ``name``).
         reporter: Progress hooks (default: silent).
@@ -186,7 +189,15 @@ class StudyRunner:
     have finished the lowest rung and no trial is running or can be promoted. Each decision is
     a function of the stored trials, so a restarted driver resumes the promotions exactly: a
     promotion left running is re-run at its rung, none is started twice.
+
+    With ``fidelity.budget_steps`` a trial starts only while the steps charged so far leave
+    room for it (:class:`~autopeft.search.budget.StepBudget`); ``target`` None: the steps alone
+    end the study. The spent steps are read from the stored trials, so a resumed study goes on
+    from them.
     """
+
+    auto_rungs = False  # rungs: auto (set from the spec)
+    _entry = 0  # rungs: auto: the rung new configurations start at
 
     def __init__(
         self,
@@ -222,9 +233,14 @@ class StudyRunner:
         self.rungs = spec.fidelity.rung_steps
         self.multi_fidelity = len(self.rungs) > 1
         self._noted_distrust: frozenset[int] = frozenset()
+        fidelity = spec.fidelity
+        self.budget = StepBudget(fidelity.budget_steps, self.rungs, fidelity.reduction_factor)
+        self.auto_rungs = fidelity.auto_rungs
+        self._entry = 0  # rungs: auto: the rung new configurations start at
+        self._pairs: dict[int, int] = {}  # rungs: auto: rung -> configurations measured
         self.checkpoints = StudyCheckpoints(checkpoint_dir(prepared.url, prepared.name), self.rungs)
 
-    def run(self, target: int) -> StudyOutcome:
+    def run(self, target: int | None) -> StudyOutcome:
         name = self.p.name
         for number in self.store.recover_stale(name, STALE_AFTER_SECONDS):
             self.reporter.message(f"trial {number} was left running by a stopped driver: re-queued")
@@ -239,7 +255,7 @@ class StudyRunner:
         executor = self._executor or self._default_executor()
         if executor.on_step is None:
             executor.on_step = self._on_step
-        self._clock = (time.monotonic(), min(self._finished(), target))
+        self._clock = (time.monotonic(), self._capped(self._finished(), target))
         self.reporter.study_started(name, self._clock[1], target)
         self._report_status(target, executor)
         try:
@@ -295,30 +311,63 @@ class StudyRunner:
     def _finished(self) -> int:
         return self.mirror.finished
 
-    def _more_work(self, running: list[int], target: int) -> bool:
-        """Whether the study goes on: fewer than ``target`` finished trials (configurations,
-        in a multi-fidelity study, which also goes on while a trial runs or can be promoted)."""
-        if self._finished() < target or self._pending_references():
-            return True
-        return self.multi_fidelity and bool(running or self._promotions(target))
+    @staticmethod
+    def _capped(done: int, target: int | None) -> int:
+        return done if target is None else min(done, target)
 
-    def _promotions(self, target: int) -> list[int]:
-        draining = self.mirror.configurations_started() >= target
+    def _new_allowed(self, target: int | None) -> bool:
+        """Whether another new configuration may start: under ``target`` configurations and
+        within the step budget (room left for the promotions the rungs owe)."""
+        if target is not None and self.mirror.configurations_started() >= target:
+            return False
+        entries = self.mirror.rung_entries() if self.multi_fidelity else []
+        return self.budget.admits_new(self.mirror.steps_spent, entries, self._entry)
+
+    def _more_work(self, running: list[int], target: int | None) -> bool:
+        """Whether the study goes on: a new configuration may start (fewer than ``target``
+        finished, steps left), a reference waits, or (multi-fidelity) a trial runs or can be
+        promoted."""
+        if self._pending_references():
+            return True
+        if self.multi_fidelity and self.mirror.retries_waiting:  # a re-run is never refused
+            return True
+        if self.multi_fidelity and (running or self._promotions(target)):
+            return True
+        if not self.multi_fidelity and target is not None and self._finished() >= target:
+            return False
+        return bool(running) or self._new_allowed(target)
+
+    def _promotions(self, target: int | None) -> list[int]:
+        """Trials to promote now, those the step budget cannot carry to the top left out."""
+        draining = not self._new_allowed(target)
         fidelity = self.p.files.spec.fidelity
         cap = fidelity.promotion == "quota"
         distrusted = self._distrusted()
-        return self.mirror.promotions(
+        chosen = self.mirror.promotions(
             draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
         )
+        if self.budget.budget is None:
+            return chosen
+        out, spent = [], self.mirror.steps_spent
+        for number in chosen:
+            rung = self.mirror.record(number).rung or 0
+            if self.budget.admits_promotion(spent, rung):
+                out.append(number)
+                spent += self.rungs[rung + 1] - self.rungs[rung]
+        return out
 
     def _distrusted(self) -> frozenset[int]:
         """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);
-        one ``note:`` line each time that changes."""
+        one ``note:`` line each time that changes. ``rungs: auto``: also the rungs not yet
+        measured, and it moves the entry rung above the lowest measured, distrusted ones
+        (:func:`~autopeft.search.budget.entry_rung`)."""
         from autopeft.results.rungs import distrusted_rungs, rung_correlations
 
         records = self.mirror.records()
         metric = self.p.files.spec.metric
         distrusted = distrusted_rungs(records, metric, len(self.rungs))
+        if self.auto_rungs:
+            distrusted = self._auto_rungs(records, metric, distrusted)
         if distrusted != self._noted_distrust:
             for c in rung_correlations(records, metric, len(self.rungs)):
                 if c.distrusted != (c.rung in self._noted_distrust):
@@ -334,10 +383,31 @@ class StudyRunner:
                         f"over {c.pairs} configurations)"
                     )
             self._noted_distrust = distrusted
+        if self.auto_rungs:
+            return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
         return distrusted
 
-    def _wanted(self, executor: Executor, target: int) -> int:
-        if self.multi_fidelity:  # promotions as well as new configurations fill free slots
+    def _auto_rungs(
+        self, records: list[TrialRecord], metric: str, distrusted: frozenset[int]
+    ) -> frozenset[int]:
+        """``rungs: auto``: only measured rungs are distrusted; the entry rung moves above the
+        lowest of them (one ``note:`` line when it does)."""
+        from autopeft.results.rungs import rung_correlations
+
+        self._pairs = {c.rung: c.pairs for c in rung_correlations(records, metric, len(self.rungs))}
+        measured = frozenset(k for k in distrusted if self._pairs.get(k, 0) >= AUTO_MIN_PAIRS)
+        entry = entry_rung(self._pairs, measured, len(self.rungs))
+        if entry != self._entry:
+            self.reporter.message(
+                f"note: rungs: auto: new configurations now start at rung {entry} "
+                f"({self.rungs[entry]} steps): the rungs below rank configurations unlike the "
+                "top rung"
+            )
+            self._entry = entry
+        return measured
+
+    def _wanted(self, executor: Executor, target: int | None) -> int:
+        if self.multi_fidelity or target is None:  # the budget decides trial by trial
             return executor.capacity
         searched = [n for n in executor.running() if self.mirror.record(n).reference is None]
         pending = len(self._pending_references())
@@ -391,24 +461,24 @@ class StudyRunner:
             requests.append(self._start_reference(ref))
         while len(requests) < n and (retry := self.mirror.next_retry()) is not None:
             requests.append(self._start(retry[1], retry_of=retry[0]))
-        if self.multi_fidelity and target is not None:
+        if self.multi_fidelity:
             for number in self._promotions(target)[: n - len(requests)]:
                 requests.append(self._promote(number))
-            n = len(requests) + min(
-                n - len(requests), max(0, target - self.mirror.configurations_started())
-            )
-        while len(requests) < n:
+        while len(requests) < n and self._new_allowed(target):
             points = self._propose(n - len(requests))
             if not points:
                 break
             for point in points:
+                if not self._new_allowed(target):  # the steps ran out within the batch
+                    break
                 compiled = self.p.bound.compile(point, self.p.task_type)
                 predicted = self._predict_mb(compiled)
                 if self._over_cap(predicted):
                     self._skip(point, compiled, predicted)
                 else:
                     self._skips = 0
-                    requests.append(self._start(point, compiled=compiled))
+                    rung = self._entry if self.multi_fidelity else None
+                    requests.append(self._start(point, compiled=compiled, rung=rung))
         return requests
 
     def _predict_mb(self, compiled: CompiledConfig) -> float:
@@ -528,7 +598,7 @@ class StudyRunner:
             self._beats[number] = time.monotonic()
         self._last_beat = time.monotonic()
 
-    def _record(self, result: TrialResult, target: int) -> None:
+    def _record(self, result: TrialResult, target: int | None) -> None:
         name = self.p.name
         self._beats.pop(result.number, None)
         predicted = self._predicted.pop(result.number, None)
@@ -571,7 +641,7 @@ class StudyRunner:
             self.mirror.refresh(result.number)
             kind = "infeasible" if result.infeasible else "lost" if result.lost else "error"
             line = f"FAILED ({kind}): {result.error}"
-        self.reporter.trial_finished(result.number, line, min(self._finished(), target))
+        self.reporter.trial_finished(result.number, line, self._capped(self._finished(), target))
         if result.metrics.get("note"):
             self.reporter.message(f"note: trial {result.number}: {result.metrics['note']}")
         record = self.mirror.record(result.number)
@@ -587,9 +657,10 @@ class StudyRunner:
         """A trial lost with its worker is re-run until its chain has ``max_retries`` re-runs."""
         return self.store.retries_before(self.p.name, number) < self.executor_spec.max_retries
 
-    def _report_status(self, target: int, executor: Executor) -> None:
+    def _report_status(self, target: int | None, executor: Executor) -> None:
         if not self.reporter.wants_status:
             return
         start, done_before = self._clock
         running, elapsed = len(executor.running()), time.monotonic() - start
-        self.reporter.status(self.mirror.status(target, running, elapsed, done_before))
+        budget = self.budget.budget
+        self.reporter.status(self.mirror.status(target, running, elapsed, done_before, budget))

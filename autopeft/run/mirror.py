@@ -28,6 +28,7 @@ from autopeft.core.hypervolume import (
 from autopeft.core.objectives import Objective
 from autopeft.core.states import TrialState
 from autopeft.run.progress import StudyStatus, StudyTally
+from autopeft.search.budget import charged_steps
 from autopeft.search.promotion import RungEntry, promotions
 from autopeft.search.samplers import Observation
 from autopeft.storage.records import TrialRecord
@@ -68,6 +69,7 @@ class TrialMirror:
         self._complete: list[int] = []  # numbers of complete trials, ascending
         self._curve: HypervolumeCurve | None = None
         self._hypervolume: float | None = None
+        self._charged: dict[int, int] = {}  # trial number -> steps charged to budget_steps
         for record in store.records(name):
             self._put(record)
         self._retries = store.retry_queue(name)
@@ -97,6 +99,23 @@ class TrialMirror:
             return list(self._history.values())
         return [h for n, h in self._history.items() if self._records[n].new_configuration]
 
+    @property
+    def steps_spent(self) -> int:
+        """Training steps charged to finished and running trials
+        (:func:`~autopeft.search.budget.charged_steps`): what ``budget_steps`` counts."""
+        return sum(self._charged.values())
+
+    def rung_entries(self) -> list[RungEntry]:
+        """Every trial the promotion rule sees, as it sees them."""
+        promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
+        return [
+            RungEntry(
+                r.number, r.rung or 0, r.state.is_finished(), r.rung_values, r.number in promoted
+            )
+            for r in self._records.values()
+            if r.ranked_for_promotion
+        ]
+
     def configurations_started(self) -> int:
         """Configurations finished or running at the lowest rung (multi-fidelity studies);
         what the trial budget counts."""
@@ -118,16 +137,8 @@ class TrialMirror:
         key = (self._version, draining, reduction_factor, cap, distrusted, order)
         if self._promotions is not None and self._promotions[0] == key:
             return list(self._promotions[1])
-        promoted = {r.promoted_from for r in self._records.values() if r.promoted_from is not None}
-        entries = [
-            RungEntry(
-                r.number, r.rung or 0, r.state.is_finished(), r.rung_values, r.number in promoted
-            )
-            for r in self._records.values()
-            if r.ranked_for_promotion
-        ]
         chosen = promotions(
-            entries,
+            self.rung_entries(),
             self.objectives,
             len(self.rungs),
             reduction_factor,
@@ -158,6 +169,11 @@ class TrialMirror:
             self._retries.clear()
         return retry
 
+    @property
+    def retries_waiting(self) -> bool:
+        """Whether an interrupted trial may be waiting for its re-run."""
+        return bool(self._retries)
+
     def retried(self, number: int) -> None:
         """Interrupted trial ``number`` has been started again (under a new number)."""
         if number in self._retries:
@@ -168,7 +184,14 @@ class TrialMirror:
         for number, value in values.items():
             self._records[number] = replace(self._records[number], hypervolume=value)
 
-    def status(self, target: int, running: int, elapsed: float, done_before: int) -> StudyStatus:
+    def status(
+        self,
+        target: int | None,
+        running: int,
+        elapsed: float,
+        done_before: int,
+        budget_steps: int | None = None,
+    ) -> StudyStatus:
         """:func:`~autopeft.run.progress.study_status` of the records, from the tally kept here;
         the hypervolume is folded from the complete trials once when a run starts, and kept by
         :meth:`hypervolume_updates` after that."""
@@ -181,6 +204,7 @@ class TrialMirror:
             running=running,
             elapsed=elapsed,
             done_before=done_before,
+            steps=None if budget_steps is None else (self.steps_spent, budget_steps),
         )
 
     def hypervolume_updates(self) -> dict[int, float]:
@@ -210,6 +234,7 @@ class TrialMirror:
         old = self._records.get(n)
         self._records[n] = record
         self._tally.swap(old, record)
+        self._charged[n] = charged_steps(record, self.rungs or (0,))
         if record.seen_by_samplers:
             self._history[n] = Observation(
                 record.params,

@@ -24,21 +24,23 @@ class StudyStatus:
         done: Finished trials (complete or failed; interrupted ones do not count).
         running: Trials running or queued on the executor.
         failed: Finished trials that failed.
-        target: Finished trials wanted.
+        target: Finished trials wanted (None: no trial limit, ``budget_steps`` ends the study).
         elapsed: Seconds since this run started.
         eta: Estimated seconds left (None before the first trial of this run finishes).
         best: Best value of each objective over complete trials.
         hypervolume: Normalised hypervolume of the complete trials (None when there are none).
+        steps: (training steps spent, ``budget_steps``) of a study with a step budget, else None.
     """
 
     done: int
     running: int
     failed: int
-    target: int
+    target: int | None
     elapsed: float
     eta: float | None
     best: dict[str, float] = field(default_factory=dict)
     hypervolume: float | None = None
+    steps: tuple[int, int] | None = None
 
     @classmethod
     def at(
@@ -47,23 +49,29 @@ class StudyStatus:
         *,
         running: int,
         failed: int,
-        target: int,
+        target: int | None,
         elapsed: float,
         done_before: int,
         best: dict[str, float],
         hypervolume: float | None,
+        steps: tuple[int, int] | None = None,
     ) -> StudyStatus:
         """The status with ``finished`` trials done; the ETA extrapolates this run's pace
-        (``done_before`` trials were done when it started, ``elapsed`` seconds ago)."""
-        done = min(finished, target)
+        (``done_before`` trials were done when it started, ``elapsed`` seconds ago); none
+        without a trial target."""
+        done = finished if target is None else min(finished, target)
         eta = None
-        if done > done_before:
+        if target is not None and done > done_before:
             eta = elapsed / (done - done_before) * max(0, target - done)
-        return cls(done, running, failed, target, elapsed, eta, best, hypervolume)
+        return cls(done, running, failed, target, elapsed, eta, best, hypervolume, steps)
 
     def line(self) -> str:
-        """One line: ``7/12 done, 2 running, 1 failed | 3m10s, ~2m left | best ... | HV ...``."""
-        head = f"{self.done}/{self.target} done, {self.running} running, {self.failed} failed"
+        """One line: ``7/12 done, 2 running, 1 failed, 850/4,000 steps | 3m10s, ~2m left |
+        best ... | HV ...`` (the steps only with ``budget_steps``)."""
+        done = f"{self.done}" if self.target is None else f"{self.done}/{self.target}"
+        head = f"{done} done, {self.running} running, {self.failed} failed"
+        if self.steps is not None:
+            head += f", {self.steps[0]:,}/{self.steps[1]:,} steps"
         clock = _duration(self.elapsed) + (
             "" if self.eta is None else f", ~{_duration(self.eta)} left"
         )
@@ -105,8 +113,8 @@ class StudyTally:
                 self.best[o.name] = o.best((self.best.get(o.name, value), value))
 
     def status(
-        self, hypervolume: float | None, *, target: int, running: int, elapsed: float,
-        done_before: int,
+        self, hypervolume: float | None, *, target: int | None, running: int, elapsed: float,
+        done_before: int, steps: tuple[int, int] | None = None,
     ) -> StudyStatus:  # fmt: skip
         """The status line of these counts (see :meth:`StudyStatus.at`)."""
         return StudyStatus.at(
@@ -118,6 +126,7 @@ class StudyTally:
             done_before=done_before,
             best=dict(self.best),
             hypervolume=hypervolume,
+            steps=steps,
         )
 
 
@@ -160,7 +169,7 @@ class Reporter:
 
     wants_status = False
 
-    def study_started(self, name: str, done: int, total: int) -> None: ...
+    def study_started(self, name: str, done: int, total: int | None) -> None: ...
     def trial_started(self, number: int, summary: str, steps: int) -> None: ...
     def step(self, number: int, step: int, total: int) -> None: ...
     def trial_finished(self, number: int, line: str, done: int) -> None: ...
@@ -197,7 +206,7 @@ class RichReporter(Reporter):
         self._study: Any = None
         self._trials: dict[int, Any] = {}
 
-    def study_started(self, name: str, done: int, total: int) -> None:
+    def study_started(self, name: str, done: int, total: int | None) -> None:
         self._study = self.progress.add_task(f"study {name}", total=total, completed=done, note="")
 
     def trial_started(self, number: int, summary: str, steps: int) -> None:

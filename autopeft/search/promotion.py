@@ -35,7 +35,8 @@ sampler that keeps improving most new trials are, so a rung can end with far mor
 4 rungs, factor 3: 1.4-3.2 times the expected steps under ``mobo``). ``cap=True`` (the spec's
 ``fidelity.promotion: quota``) never lets a rung have more than ``floor(m / reduction_factor)``
 trials promoted, so the steps are what the schedule promises, at the price of fewer
-top-rung trials for the front.
+top-rung trials for the front. ``fidelity.budget_steps`` (:mod:`autopeft.search.budget`) bounds
+the steps under either rule: the driver starts nothing the budget cannot pay for.
 
 Once no new configuration will be started (the study's trial budget is spent), a rung whose
 trials have all finished, with nothing running or being promoted below it, promotes at least

@@ -19,9 +19,22 @@ def study_state(view: StudyView, *, driver_running: bool, exit_code: int | None)
     """One of :data:`STATES`."""
     if driver_running:
         return "running"
-    if view.finished() >= target(view):
+    if _done(view, exit_code):
         return "complete"
     return "failed" if exit_code not in _STOPPED or view.driver_error else "stopped"
+
+
+def _done(view: StudyView, exit_code: int | None) -> bool:
+    """Its ``n_trials`` finished, or its ``budget_steps`` spent: less left than the cheapest
+    trial, or its driver ended on its own (exit 0) with a step budget set."""
+    wanted = target(view)
+    if wanted is not None and view.finished() >= wanted:
+        return True
+    budget = view.budget_steps()
+    if budget is None:
+        return False
+    cheapest = min(view.rung_steps() or [int(view.spec["fidelity"].get("max_steps", 100))])
+    return exit_code == 0 or budget - view.steps_spent() < cheapest
 
 
 _STOPPED = (None, 0, 130, -2)  # unknown, done, SIGINT handled by the CLI, SIGINT unhandled
@@ -76,5 +89,15 @@ def _eta(view: StudyView) -> float | None:
     if not seconds:
         return None
     workers = int(view.spec.get("executor", {}).get("workers", 1) or 1)
-    left = max(0, target(view) - view.finished())
-    return sum(seconds) / len(seconds) * left / workers
+    wanted, budget = target(view), view.budget_steps()
+    estimates = []
+    if wanted is not None:
+        estimates.append(sum(seconds) / len(seconds) * max(0, wanted - view.finished()))
+    steps = sum(  # what the timed trials trained (a continued promotion: above its source)
+        int(r.metrics.get("steps", 0)) - int(r.metrics.get("continued_from_step", 0))
+        for r in view.complete()
+        if "train_seconds" in r.metrics
+    )
+    if budget is not None and steps:
+        estimates.append(sum(seconds) / steps * max(0, budget - view.steps_spent()))
+    return min(estimates) / workers if estimates else None

@@ -159,6 +159,10 @@ class SplitSpec(StrictModel):
     """Seed of the stratified split."""
 
 
+#: Rungs of ``fidelity.rungs: auto`` (fewer when ``max_steps`` is small).
+AUTO_RUNGS = 4
+
+
 class FidelitySpec(StrictModel):
     """How much training each trial gets.
 
@@ -201,14 +205,31 @@ class FidelitySpec(StrictModel):
     promotion: Literal["asha", "quota"] = "asha"
     """Multi-fidelity promotion rule: ``asha`` promotes any trial in its rung's best fraction when
     a worker is free; ``quota`` also caps each rung's promotions at that fraction of its trials."""
+    budget_steps: int | None = Field(default=None, ge=1)
+    """The study's budget in training steps (:mod:`autopeft.search.budget`); unset: no step
+    budget (``n_trials`` alone ends the study). A trial is charged the steps it trains: a
+    single-fidelity trial ``max_steps``; a new configuration starting at rung ``b`` the steps of
+    rung ``b``; a promotion from rung ``a`` to ``b`` the steps between them (``b - a``) when it
+    continues its source's checkpoint, all of ``b`` when it trains from scratch. Finished
+    trials are charged what they report, running ones what they are scheduled; interrupted
+    trials (their re-run is charged), trials skipped before launch and references are not. The
+    driver starts a trial only while the charged steps plus its cost stay within the budget: a
+    new configuration also leaves room for the promotions the rungs still owe, a promotion for
+    its way to the top rung. With ``n_trials`` too, the study ends at whichever comes first. A
+    resumed study counts the steps its stored trials were charged. At least the top rung
+    (``max_steps``)."""
     promotion_order: Literal["crowding", "metric"] = "crowding"
     """The order a rung's trials are promoted in: ``crowding`` (the default) ranks by
     non-dominated sorting on every objective with a crowding-distance tie-break; ``metric`` ranks
     the cost objectives as they will be at the top rung and breaks ties by the metric (see
     :mod:`autopeft.search.promotion`)."""
-    rungs: tuple[int, ...] | None = None
-    """Multi-fidelity: training steps per rung, increasing (``[12, 25, 50, 100]``), or a count of
-    rungs (2 to 10) spaced by ``reduction_factor`` below ``max_steps``. Unset: one fidelity."""
+    rungs: tuple[int, ...] | Literal["auto"] | None = None
+    """Multi-fidelity: training steps per rung, increasing (``[12, 25, 50, 100]``), a count of
+    rungs (2 to 10) spaced by ``reduction_factor`` below ``max_steps``, or ``auto``: up to
+    :data:`AUTO_RUNGS` rungs spaced by ``reduction_factor`` below ``max_steps``, no selection at
+    a rung until its rank correlation with the top rung is measured, and new configurations
+    start above the lowest rungs once they are measured to rank configurations unlike the top
+    rung (:func:`autopeft.search.budget.entry_rung`). Unset: one fidelity."""
 
     @field_validator("rungs", mode="before")
     @classmethod
@@ -228,8 +249,8 @@ class FidelitySpec(StrictModel):
 
     @field_validator("rungs")
     @classmethod
-    def _increasing(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if value is None:
+    def _increasing(cls, value: tuple[int, ...] | str | None) -> tuple[int, ...] | str | None:
+        if value is None or isinstance(value, str):
             return value
         if len(value) < 2:
             raise ValueError(f"rungs needs at least 2 step counts, got {list(value)}")
@@ -241,7 +262,19 @@ class FidelitySpec(StrictModel):
 
     @model_validator(mode="after")
     def _top_rung(self) -> FidelitySpec:
+        if self.budget_steps is not None and self.budget_steps < self.rung_steps[-1]:
+            raise ValueError(
+                f"budget_steps ({self.budget_steps}) must be at least the top rung's training "
+                f"(max_steps {self.rung_steps[-1]}): no configuration could be trained in full"
+            )
         if self.rungs is None:
+            return self
+        if self.rungs == "auto":
+            if len(self.rung_steps) < 2:
+                raise ValueError(
+                    f"rungs: auto with max_steps {self.max_steps} and reduction_factor "
+                    f"{self.reduction_factor:g} gives one rung; raise max_steps"
+                )
             return self
         if "max_steps" not in self.model_fields_set:
             object.__setattr__(self, "max_steps", self.rungs[-1])
@@ -255,8 +288,18 @@ class FidelitySpec(StrictModel):
     @property
     def rung_steps(self) -> tuple[int, ...]:
         """Training steps per rung; one rung (``max_steps``) when the search is not
-        multi-fidelity."""
+        multi-fidelity; ``auto``: ``max_steps / reduction_factor ** k`` (rounded) for ``k``
+        below :data:`AUTO_RUNGS`, repeats and steps below 1 left out."""
+        if self.rungs == "auto":
+            top, factor = self.max_steps, self.reduction_factor
+            steps = {round(top / factor**k) for k in range(AUTO_RUNGS)}
+            return tuple(sorted(s for s in steps if s >= 1))
         return self.rungs or (self.max_steps,)
+
+    @property
+    def auto_rungs(self) -> bool:
+        """``rungs: auto``: the study drops rungs it measures as untrustworthy."""
+        return self.rungs == "auto"
 
 
 class EvaluationSpec(StrictModel):
@@ -417,8 +460,11 @@ class StudySpec(StrictModel):
     include the metric. Empty: the metric, ``trainable_params`` and ``peak_memory_mb``."""
     search_space: str
     """Path of the search-space file, relative to this spec file."""
-    n_trials: int = Field(default=20, ge=1)
-    """Trials to run (a resumed study runs up to this many in all)."""
+    n_trials: int | None = Field(default=20, ge=1)
+    """Trials to run (a resumed study runs up to this many in all): new configurations in a
+    multi-fidelity study. Default 20, or no limit when ``fidelity.budget_steps`` is set (the
+    study then ends when the steps are spent); with both, at whichever comes first. ``null``
+    needs ``fidelity.budget_steps``."""
     fidelity: FidelitySpec = FidelitySpec()
     """How much training each trial gets, and multi-fidelity rungs."""
     evaluation: EvaluationSpec | None = None
@@ -474,6 +520,17 @@ class StudySpec(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError(f"warm_start studies must be unique, got {list(names)}")
         return names
+
+    @model_validator(mode="after")
+    def _budget(self) -> StudySpec:
+        if self.fidelity.budget_steps is not None and "n_trials" not in self.model_fields_set:
+            object.__setattr__(self, "n_trials", None)  # the step budget alone ends the study
+        if self.n_trials is None and self.fidelity.budget_steps is None:
+            raise ValueError(
+                "n_trials is null and fidelity.budget_steps is unset: set at least one, so "
+                "the study has a budget"
+            )
+        return self
 
     @model_validator(mode="after")
     def _task_fields(self) -> StudySpec:
@@ -532,6 +589,7 @@ class StudySpec(StrictModel):
         left out: it only chooses the first proposals, which a study stores when it is created."""
         exclude = {"n_trials", "storage", "name", "description", "executor", "warm_start"}
         data = self.model_dump(exclude=exclude)
+        data["fidelity"].pop("budget_steps", None)  # a budget, like n_trials
         for path, default in _LATER_FIELDS.items():
             *parents, key = path
             node = data

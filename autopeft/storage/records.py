@@ -64,9 +64,10 @@ class TrialRecord:
 
     @property
     def new_configuration(self) -> bool:
-        """Whether the trial trains a configuration for the first time (the lowest rung, or a
-        single-fidelity study), not a multi-fidelity promotion."""
-        return not self.rung
+        """Whether the trial trains a configuration for the first time (a single-fidelity
+        trial, or a multi-fidelity one at its entry rung: the lowest, or above rungs that
+        ``rungs: auto`` dropped), not a multi-fidelity promotion."""
+        return self.promoted_from is None
 
     @property
     def searched_new(self) -> bool:
@@ -124,6 +125,21 @@ class TrialRecord:
     def rung_values(self) -> dict[str, float]:
         """Its rung's results: the values of a COMPLETE or PRUNED trial, else empty."""
         return dict(self.values) if self.state in (TrialState.COMPLETE, TrialState.PRUNED) else {}
+
+    def charged_steps(self, rungs: Sequence[int]) -> int:
+        """Training steps the trial is charged against ``fidelity.budget_steps``, given the
+        study's steps per rung (one entry: single fidelity): what it reports having trained
+        once finished (``steps - continued_from_step``), else what it was scheduled (a
+        promotion continuing its source). Interrupted and skipped trials and references: 0
+        (rules: :mod:`autopeft.search.budget`)."""
+        if self.reference is not None or self.interrupted or self.metrics.get("skipped"):
+            return 0
+        if self.state.is_finished() and "steps" in self.metrics:
+            return int(self.metrics["steps"]) - int(self.metrics.get("continued_from_step", 0))
+        if self.rung is None or len(rungs) < 2:
+            return int(rungs[-1])
+        below = rungs[self.rung - 1] if self.promoted_from is not None and self.rung > 0 else 0
+        return int(rungs[self.rung] - below)
 
     def fidelity(self, rungs: Sequence[int]) -> float:
         """The share of the top rung's training steps the trial had, given the study's

@@ -1,0 +1,144 @@
+"""A study's budget in training steps (``fidelity.budget_steps``), and ``rungs: auto``.
+
+**What a trial costs** (:func:`scheduled_steps`, :func:`charged_steps`): the optimizer steps it
+trains. A single-fidelity trial: ``max_steps``. A new configuration starting at rung ``b``:
+``rungs[b]``. A promotion from rung ``a`` to rung ``b``: ``rungs[b] - rungs[a]`` when it
+continues its source's checkpoint (:mod:`autopeft.trial.continuation`), ``rungs[b]`` when it
+trains from scratch (no checkpoint, or a method whose configuration depends on the step count).
+A finished trial is charged what it reports (``steps - continued_from_step``), a running one (or
+a failed one that reported nothing) what it was scheduled. Not charged: interrupted trials
+(their re-run is), trials skipped before launch (never trained) and references (as they do not
+count against ``n_trials``). The spent steps are therefore a function of the stored trials: a
+resumed driver goes on from them.
+
+**When the driver may start a trial** (:class:`StepBudget`), with ``spent`` the steps charged
+to finished and running trials:
+
+* a new configuration at rung ``e`` while ``spent + rungs[e] + owed <= budget``, where ``owed``
+  (:func:`owed_steps`) is what the promotions the rungs still owe under the schedule would
+  cost: at each rung ``k`` below the top, ``m_k / reduction_factor`` of its ``m_k`` trials
+  (those expected up from below included) move up, less those already promoted;
+* a promotion from rung ``a`` while ``spent + cost + (rungs[top] - rungs[a + 1]) <= budget``:
+  only if the steps left would also carry it to the top rung, where its result counts.
+
+So scheduled steps never exceed the budget; a promotion whose checkpoint turns out to be missing
+trains from scratch and is charged that when it reports, the one way the charged steps can pass
+the budget (by at most one rung's steps per such promotion).
+
+**``rungs: auto``** (:func:`entry_rung`, :func:`unmeasured_rungs`): the rungs are a geometric
+ladder below ``max_steps`` (:attr:`autopeft.spec.FidelitySpec.rung_steps`). A rung selects
+nothing (every trial finished there moves up, which with continuation costs no extra steps)
+until it has :data:`AUTO_MIN_PAIRS` configurations whose top-rung result gives its rank
+correlation (:mod:`autopeft.results.rungs`); then it selects if the correlation is at least the
+threshold, and if not it is distrusted, as in any multi-fidelity study. The lowest rungs, as
+long as each is measured and distrusted, are *dropped*: new configurations start at the first
+rung above them, so no steps go on measurements that do not rank configurations. A dropped rung
+gets no new pairs, so it stays dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autopeft.search.promotion import RungEntry
+
+if TYPE_CHECKING:
+    from autopeft.storage.records import TrialRecord
+
+#: ``rungs: auto``: configurations whose chain reached the top rung before a rung is judged.
+AUTO_MIN_PAIRS = 6
+
+
+def scheduled_steps(rungs: Sequence[int], rung: int | None, continued: bool = True) -> int:
+    """Steps a trial at ``rung`` trains (``rung`` None: single fidelity, the top rung's);
+    ``continued``: a promotion that continues its source from the rung below."""
+    if rung is None:
+        return int(rungs[-1])
+    below = rungs[rung - 1] if continued and rung > 0 else 0
+    return int(rungs[rung] - below)
+
+
+def charged_steps(record: TrialRecord, rungs: Sequence[int]) -> int:
+    """Steps ``record`` is charged against ``budget_steps`` (see the module docstring;
+    :meth:`~autopeft.storage.records.TrialRecord.charged_steps`)."""
+    return record.charged_steps(rungs)
+
+
+def owed_steps(
+    entries: Sequence[RungEntry], rungs: Sequence[int], reduction_factor: float
+) -> float:
+    """Expected steps of the promotions the rungs still owe (promotions continue their source):
+    at each rung below the top, ``1 / reduction_factor`` of its trials (finished or running,
+    plus those expected up from below) less the ones already promoted."""
+    coming = 0.0
+    owed = 0.0
+    for k in range(len(rungs) - 1):
+        here = [e for e in entries if e.rung == k]
+        promoted = sum(1 for e in here if e.promoted)
+        coming = max(0.0, (len(here) + coming) / reduction_factor - promoted)
+        owed += coming * (rungs[k + 1] - rungs[k])
+    return owed
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """The start rules of a study with ``budget_steps`` (None: no step budget).
+
+    Attributes:
+        budget: ``fidelity.budget_steps``, or None.
+        rungs: Training steps per rung (one entry: single fidelity).
+        reduction_factor: ``fidelity.reduction_factor``.
+    """
+
+    budget: int | None
+    rungs: tuple[int, ...]
+    reduction_factor: float = 3.0
+
+    def admits_new(self, spent: float, entries: Sequence[RungEntry], entry: int = 0) -> bool:
+        """Whether a new configuration starting at rung ``entry`` fits (``entries``: the
+        trials the promotion rule sees, running ones included)."""
+        if self.budget is None:
+            return True
+        cost = self.rungs[entry] if len(self.rungs) > 1 else self.rungs[-1]
+        owed = 0.0
+        if len(self.rungs) > 1:
+            newcomer = RungEntry(-1, entry, False)
+            owed = owed_steps([*entries, newcomer], self.rungs, self.reduction_factor)
+        return spent + cost + owed <= self.budget + 1e-9
+
+    def admits_promotion(self, spent: float, source_rung: int, continued: bool = True) -> bool:
+        """Whether a promotion from ``source_rung`` fits, with the steps on to the top rung."""
+        if self.budget is None:
+            return True
+        cost = scheduled_steps(self.rungs, source_rung + 1, continued)
+        onward = self.rungs[-1] - self.rungs[source_rung + 1]
+        return spent + cost + onward <= self.budget + 1e-9
+
+
+def unmeasured_rungs(pairs: dict[int, int], rungs: int) -> frozenset[int]:
+    """``rungs: auto``: rungs below the top with fewer than :data:`AUTO_MIN_PAIRS` pairs
+    (``pairs``: rung -> configurations measured there and at the top)."""
+    return frozenset(k for k in range(rungs - 1) if pairs.get(k, 0) < AUTO_MIN_PAIRS)
+
+
+def entry_rung(pairs: dict[int, int], distrusted: frozenset[int], rungs: int) -> int:
+    """``rungs: auto``: the rung new configurations start at: above the lowest rungs that are
+    measured (:data:`AUTO_MIN_PAIRS` pairs) and distrusted (the top rung itself when every
+    rung below is)."""
+    entry = 0
+    while entry < rungs - 1 and entry in distrusted and pairs.get(entry, 0) >= AUTO_MIN_PAIRS:
+        entry += 1
+    return entry
+
+
+__all__ = [
+    "AUTO_MIN_PAIRS",
+    "StepBudget",
+    "charged_steps",
+    "entry_rung",
+    "owed_steps",
+    "scheduled_steps",
+    "unmeasured_rungs",
+]

@@ -1,0 +1,285 @@
+"""``fidelity.budget_steps`` (a study's budget in training steps) and ``rungs: auto``: the
+counting and start rules, validation, real tiny studies held to the budget, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autopeft.cli import app
+from autopeft.core.states import TrialState
+from autopeft.results.views import load_view
+from autopeft.search.budget import (
+    AUTO_MIN_PAIRS,
+    StepBudget,
+    entry_rung,
+    owed_steps,
+    scheduled_steps,
+    unmeasured_rungs,
+)
+from autopeft.search.promotion import RungEntry
+from autopeft.spec import FidelitySpec
+from autopeft.storage.records import TrialRecord
+from tests.conftest import SPACE, assert_user_error, write_study, write_tiny_csv
+
+runner = CliRunner()
+RUNGS = (12, 25, 50, 100)
+
+
+# -- counting ------------------------------------------------------------------------------------
+def test_a_promotion_costs_the_steps_between_rungs_with_continuation_all_without() -> None:
+    assert scheduled_steps(RUNGS, 0) == 12
+    assert scheduled_steps(RUNGS, 2) == 25  # 50 - 25: continues rung 1's checkpoint
+    assert scheduled_steps(RUNGS, 2, continued=False) == 50
+    assert scheduled_steps((100,), None) == 100  # single fidelity: max_steps
+    # finished trials are charged what they report; running ones what they are scheduled
+    done = TrialRecord(
+        1, TrialState.PRUNED, rung=2, promoted_from=0, metrics={"steps": 50}
+    )  # a promotion whose checkpoint was missing: trained all 50
+    assert done.charged_steps(RUNGS) == 50
+    cont = TrialRecord(
+        2, TrialState.COMPLETE, rung=3, promoted_from=1,
+        metrics={"steps": 100, "continued_from_step": 50},
+    )  # fmt: skip
+    assert cont.charged_steps(RUNGS) == 50
+    assert TrialRecord(3, TrialState.RUNNING, rung=1, promoted_from=0).charged_steps(RUNGS) == 13
+    assert TrialRecord(4, TrialState.RUNNING, rung=1).charged_steps(RUNGS) == 25  # auto entry
+    # not charged: interrupted (the re-run is), skipped before launch, references
+    assert TrialRecord(5, TrialState.FAIL, rung=0, interrupted=True).charged_steps(RUNGS) == 0
+    skipped = TrialRecord(6, TrialState.FAIL, rung=0, metrics={"skipped": True})
+    assert skipped.charged_steps(RUNGS) == 0
+    ref = TrialRecord(7, TrialState.COMPLETE, reference="lora-r8-qv", metrics={"steps": 100})
+    assert ref.charged_steps(RUNGS) == 0
+
+
+def test_new_configurations_leave_room_for_the_promotions_owed() -> None:
+    rules = StepBudget(1000, RUNGS, 3.0)
+    # nine finished rung-0 trials, none promoted: 3 owed to rung 1, 1 to rung 2, 1/3 to rung 3
+    nine = [RungEntry(i, 0, True, {"accuracy": 0.5}) for i in range(9)]
+    owed = owed_steps(nine, RUNGS, 3.0)
+    assert owed == pytest.approx(3 * 13 + 1 * 25 + 50 / 3)
+    spent = 9 * 12
+    # a tenth configuration raises the owed promotions too
+    with_tenth = owed_steps([*nine, RungEntry(9, 0, False)], RUNGS, 3.0)
+    assert rules.admits_new(1000 - 12 - with_tenth, nine)
+    assert not rules.admits_new(1000 - 12 - with_tenth + 1, nine)
+    assert rules.admits_new(spent, nine)
+    # promoted trials are paid for: nothing owed at a rung that has had its share
+    paid = [RungEntry(i, 0, True, {"accuracy": 0.5}, promoted=i < 3) for i in range(9)]
+    paid += [RungEntry(9 + i, 1, True, {"accuracy": 0.5}) for i in range(3)]
+    assert owed_steps(paid, RUNGS, 3.0) == pytest.approx(25 + 50 / 3)
+
+
+def test_a_promotion_starts_only_if_the_steps_left_carry_it_to_the_top() -> None:
+    rules = StepBudget(1000, RUNGS, 3.0)
+    assert rules.admits_promotion(1000 - 88, 0)  # 13 to rung 1, then 25 + 50 to the top
+    assert not rules.admits_promotion(1000 - 87, 0)
+    assert rules.admits_promotion(1000 - 50, 2)  # the top rung's 50
+    assert not rules.admits_promotion(1000 - 49, 2)
+    assert StepBudget(None, RUNGS).admits_promotion(10**9, 0)  # no step budget: always
+
+
+# -- rungs: auto ---------------------------------------------------------------------------------
+def test_auto_rungs_are_a_geometric_ladder_below_max_steps() -> None:
+    spec = FidelitySpec(rungs="auto", max_steps=100, reduction_factor=3)
+    assert spec.rung_steps == (4, 11, 33, 100) and spec.auto_rungs
+    assert FidelitySpec(rungs="auto", max_steps=8, reduction_factor=2).rung_steps == (1, 2, 4, 8)
+
+
+def test_auto_drops_the_lowest_measured_distrusted_rungs_only() -> None:
+    enough = AUTO_MIN_PAIRS
+    # rung 0 measured and distrusted: new configurations start at rung 1
+    assert entry_rung({0: enough, 1: enough, 2: enough}, frozenset({0}), 4) == 1
+    # rungs 0 and 1 both: at rung 2; every rung below the top: at the top (plain search)
+    assert entry_rung({0: enough, 1: enough}, frozenset({0, 1}), 4) == 2
+    assert entry_rung({0: enough, 1: enough, 2: enough}, frozenset({0, 1, 2}), 4) == 3
+    # a distrusted rung above a trusted one is not dropped (it just selects nothing)
+    assert entry_rung({0: enough, 1: enough}, frozenset({1}), 4) == 0
+    # too few pairs to judge: not dropped, and it selects nothing until it has them
+    assert entry_rung({0: enough - 1}, frozenset({0}), 4) == 0
+    assert unmeasured_rungs({0: enough - 1, 1: enough}, 4) == {0, 2}
+
+
+def _chains(low: list[float], top: list[float]) -> list[TrialRecord]:
+    out = []
+    for i, (a, b) in enumerate(zip(low, top, strict=True)):
+        out.append(TrialRecord(2 * i, TrialState.PRUNED, {"accuracy": a}, rung=0))
+        out.append(
+            TrialRecord(
+                2 * i + 1, TrialState.COMPLETE, {"accuracy": b}, rung=1, promoted_from=2 * i
+            )
+        )
+    return out
+
+
+def test_the_driver_moves_auto_entry_above_a_rung_that_ranks_backwards() -> None:
+    """On a constructed problem whose low rung ranks configurations backwards: before enough
+    pairs the rung selects nothing (unmeasured); with them it is dropped and new
+    configurations start at the top; one note line."""
+    from types import SimpleNamespace
+
+    from autopeft.run.driver import StudyRunner
+    from autopeft.run.progress import Reporter
+
+    class Notes(Reporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    n = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(n)]
+    records = _chains(low[:2], low[::-1][:2])  # two pairs: not measured yet
+    runner_ = object.__new__(StudyRunner)
+    runner_.reporter = Notes()
+    runner_.rungs = (4, 8)
+    runner_.auto_rungs = True
+    runner_._entry, runner_._pairs = 0, {}
+    runner_._noted_distrust = frozenset()
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=SimpleNamespace(metric="accuracy")))
+    runner_.mirror = SimpleNamespace(records=lambda: records)
+    assert runner_._distrusted() == {0} and runner_._entry == 0  # unmeasured: no selection
+    records = _chains(low, low[::-1])  # backwards over AUTO_MIN_PAIRS configurations
+    assert runner_._distrusted() == {0} and runner_._entry == 1
+    assert [line for line in runner_.reporter.lines if "rungs: auto" in line] == [
+        "note: rungs: auto: new configurations now start at rung 1 (8 steps): the rungs "
+        "below rank configurations unlike the top rung"
+    ]
+    records = _chains(low, low)  # a rung that agrees: selects, new configurations at rung 0
+    runner_._entry = 0
+    assert runner_._distrusted() == frozenset() and runner_._entry == 0
+
+
+def test_auto_on_a_low_correlation_problem_ends_like_plain_search() -> None:
+    """End to end on the constructed low-correlation problem of ``bench/fidelity_budget.py``
+    (random sampler, simulated workers, the driver's rules): the low rungs are measured,
+    dropped, and the budget is spent on top-rung trials, within 10 %."""
+    from bench.fidelity_budget import rung_spearman, simulate_budget
+
+    assert max(rung_spearman("lowcorr", [4, 11, 33, 100], n=80)) < 0.3
+    result = simulate_budget("random+auto", "lowcorr", 0, 2000, [4, 11, 33, 100], 3.0, 4, {}, True)
+    assert result["entry"] == 3  # every lower rung dropped: plain search from then on
+    steps = result["curve"][-1][0]
+    assert 2000 - 100 < steps <= 2000 * 1.1
+    assert result["per_rung"][3] >= 2000 // 100 - 4  # nearly the whole budget at the top
+
+
+def test_the_status_line_shows_spent_and_budget_steps() -> None:
+    from autopeft.run.progress import StudyStatus
+
+    status = StudyStatus.at(
+        3, running=1, failed=0, target=None, elapsed=61.0, done_before=0, best={},
+        hypervolume=None, steps=(1234, 4000),
+    )  # fmt: skip
+    assert status.line() == "3 done, 1 running, 0 failed, 1,234/4,000 steps | 1m01s"
+    status = StudyStatus.at(
+        3, running=0, failed=0, target=5, elapsed=60.0, done_before=0, best={}, hypervolume=None
+    )
+    assert status.line().startswith("3/5 done, 0 running, 0 failed | 1m00s, ~")
+
+
+# -- spec validation -----------------------------------------------------------------------------
+def _study(d: Path, model: Path, fidelity: str, n_trials: str = "") -> Path:
+    write_tiny_csv(d / "data.csv")
+    (d / "space.yaml").write_text(SPACE.format(budget=4000))
+    spec = write_study(d, model=str(model), n_trials=3)
+    text = spec.read_text().replace("max_steps: 4,", fidelity)
+    text = text.replace("n_trials: 3\n", n_trials)
+    spec.write_text(text + "objectives: [accuracy, trainable_params]\n")
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("fidelity", "n_trials", "fragments"),
+    [
+        ("rungs: [2, 4, 8], budget_steps: 6,", "", ("budget_steps (6)", "top rung", "8")),
+        ("max_steps: 4, budget_steps: 0,", "", ("fidelity.budget_steps", "greater than")),
+        ("max_steps: 4,", "n_trials: null\n", ("n_trials", "fidelity.budget_steps")),
+        ("rungs: auto, max_steps: 1,", "", ("rungs: auto", "max_steps")),
+    ],
+)
+def test_bad_budgets_are_one_error_line(tmp_path, tiny_bert_dir, fidelity, n_trials, fragments):
+    spec = _study(tmp_path, tiny_bert_dir, fidelity, n_trials)
+    assert_user_error(runner.invoke(app, ["validate", str(spec)]), "study.yaml", *fragments)
+
+
+# -- studies -------------------------------------------------------------------------------------
+def test_a_single_fidelity_budget_stops_before_it_is_passed_and_resumes_from_stored_steps(
+    tmp_path, tiny_bert_dir
+) -> None:
+    """max_steps 4 and budget_steps 14: three trials (12 steps; a fourth would make 16). A
+    resumed run with a larger budget counts the 12 spent: 22 allows two more, not five."""
+    spec = _study(tmp_path, tiny_bert_dir, "max_steps: 4, budget_steps: 14,")
+    result = runner.invoke(app, ["run", str(spec), "-q"])
+    assert result.exit_code == 0, result.output
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    view = load_view("tiny", url)
+    assert view.finished() == 3 and view.steps_spent() == 12 and view.budget_steps() == 14
+    shown = runner.invoke(app, ["show", "tiny", "--storage", url]).output
+    assert "14 steps (12 spent)" in shown
+    from autopeft.service.summary import study_state, summary
+
+    state = study_state(view, driver_running=False, exit_code=None)
+    assert state == "complete"  # 2 steps left: less than a trial
+    assert summary(view, state)["steps_spent"] == 12
+    again = runner.invoke(app, ["run", str(spec), "-q"])  # nothing left to spend
+    assert again.exit_code == 0 and load_view("tiny", url).finished() == 3
+    spec.write_text(spec.read_text().replace("budget_steps: 14", "budget_steps: 22"))
+    assert runner.invoke(app, ["run", str(spec), "-q"]).exit_code == 0
+    view = load_view("tiny", url)
+    assert view.finished() == 5 and view.steps_spent() == 20
+
+
+def test_n_trials_and_budget_steps_end_the_study_at_whichever_comes_first(
+    tmp_path, tiny_bert_dir
+) -> None:
+    spec = _study(tmp_path, tiny_bert_dir, "max_steps: 4, budget_steps: 400,", "n_trials: 2\n")
+    assert runner.invoke(app, ["run", str(spec), "-q"]).exit_code == 0
+    view = load_view("tiny", f"sqlite:///{tmp_path / 'studies.db'}")
+    assert view.finished() == 2 and view.steps_spent() == 8
+
+
+def test_a_multi_fidelity_budget_is_respected_within_ten_percent(tmp_path, tiny_bert_dir):
+    """Rungs 2/4/8 under 40 steps, no n_trials: new configurations and promotions stop so
+    that the charged steps stay within the budget, and the top rung is reached."""
+    spec = _study(
+        tmp_path, tiny_bert_dir, "rungs: [2, 4, 8], reduction_factor: 2, budget_steps: 40,"
+    )
+    result = runner.invoke(app, ["run", str(spec), "-q"])
+    assert result.exit_code == 0, result.output
+    view = load_view("tiny", f"sqlite:///{tmp_path / 'studies.db'}")
+    spent = view.steps_spent()
+    assert spent <= 40 * 1.1 and spent == view.training_steps()
+    assert spent > 40 - 8  # not stopped early: less than one top-rung trial's steps left
+    assert any(r.rung == 2 and r.state == TrialState.COMPLETE for r in view.records)
+    assert view.finished() >= 4  # more configurations than 40 / 8 full trials
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_with_the_steps_its_stored_trials_spent(
+    tmp_path, tiny_bert_dir
+) -> None:
+    """SIGKILL while the second of two affordable trials trains (max_steps 30, budget 70):
+    the resumed driver counts the finished trial's 30 steps, re-runs the interrupted one (which
+    is not charged) and stops at 60 steps: two trials, not two more."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import kill_driver_mid_trial
+
+    spec = _study(tmp_path, tiny_bert_dir, "max_steps: 30, budget_steps: 70,")
+    db = tmp_path / "studies.db"
+    before, running = kill_driver_mid_trial(["run", str(spec), "-q"], db, timeout=240)
+    assert len(before) == 1 and len(running) == 1
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, "-m", "autopeft.cli", "run", str(spec), "-q"]
+    subprocess.run(run, env=env, check=True, capture_output=True)
+    view = load_view("tiny", f"sqlite:///{db}")
+    interrupted = [r for r in view.records if r.interrupted]
+    assert [r.number for r in interrupted] == [running[0].number]
+    assert view.finished() == 2 and view.steps_spent() == 60
+    assert sum(1 for r in view.records if r.state == TrialState.COMPLETE) == 2
