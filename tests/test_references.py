@@ -176,6 +176,8 @@ def test_a_killed_driver_resumes_without_training_a_reference_twice(study_dir: P
     """SIGKILL while the second reference trains: after the resume every reference has exactly
     one finished run, the first one's result is kept, the searched budget is intact."""
     spec = _with_references(study_dir, REFERENCES + "  - lora-r8-qv\n", n_trials=2)
+    # trials of 4 steps can start and finish between two polls of the kill condition
+    spec.write_text(spec.read_text().replace("max_steps: 4,", "max_steps: 120,"))
     db = study_dir / "studies.db"
     before, running = kill_driver_mid_trial(
         ["run", str(spec), "-q"], db, timeout=180, ready=_reference_running(3)

@@ -518,13 +518,18 @@ class Store:
     @retried("read a study's trials")
     def records(self, name: str) -> list[TrialRecord]:
         """Every trial of study ``name`` joined with our details, by trial number."""
-        study = self.optuna_study(name)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from autopeft.storage.optuna_rows import read_trials
+
         objectives = self.objectives(name)
+        try:  # Optuna's tables read directly: a 5,000-trial study in well under a second
+            trials: list[Any] = read_trials(self.engine, name)
+        except SQLAlchemyError:  # not the schema it expects: Optuna's own (slower) reader
+            trials = self.optuna_study(name).get_trials(deepcopy=False)
         with self.session() as s:
             rows = {r.number: r for r in s.query(TrialRow).filter_by(study_name=name)}
-            return [
-                _record(t, rows.get(t.number), objectives) for t in study.get_trials(deepcopy=False)
-            ]
+            return [_record(t, rows.get(t.number), objectives) for t in trials]
 
     @retried("read a trial")
     def record(
