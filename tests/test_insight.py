@@ -306,6 +306,6 @@ def test_importance_of_a_large_study_is_estimated_on_a_labelled_sample(
     assert all(f"a random 12 of {len(view.complete())} complete" in i.method for i in first)
     assert importance.importances(view) == first
     assert first[0].dims and abs(sum(first[0].dims.values()) - 1) < 1e-6
-    monkeypatch.setattr(importance, "MAX_TRIALS", 500)
+    monkeypatch.setattr(importance, "MAX_TRIALS", 500)  # above the 40 trials: all of them
     whole = importance.importances(view)
     assert whole[0].trials == len(view.complete()) and whole[0].method == importance.METHOD

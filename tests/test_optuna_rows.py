@@ -23,7 +23,7 @@ def test_every_state_value_kind_and_distribution_reads_as_optuna_has_it(storage_
     )
     from optuna.trial import TrialState, create_trial
 
-    from autopeft.storage.optuna_rows import read_trials
+    from autopeft.storage.optuna_rows import read_distributions, read_trials
     from autopeft.storage.store import Store
 
     store = Store(storage_url)  # our tables beside Optuna's, as in every study database
@@ -64,6 +64,11 @@ def test_every_state_value_kind_and_distribution_reads_as_optuna_has_it(storage_
     assert ours[1].values == [-math.inf, math.inf] and ours[0].params["rank.0.q"] == 8
     assert "other" not in ours[2].user_attrs  # only the attributes records() reads
     assert read_trials(store.engine, "absent") == []
+    first: dict = {}
+    for trial in theirs:
+        for name, dist in trial.distributions.items():
+            first.setdefault(name, dist)
+    assert read_distributions(store.engine, "raw") == first == dists
 
 
 @pytest.mark.parametrize("n", [30])

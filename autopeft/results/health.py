@@ -287,19 +287,25 @@ def stored_bounds(view: StudyView) -> dict[str, tuple[Any, ...]]:
     """Each searched dimension's allowed values as the stored Optuna study knows them:
     the choices of a categorical, ``(low, high)`` of a numeric dimension."""
     from optuna.distributions import CategoricalDistribution
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from autopeft.storage.optuna_rows import read_distributions
     from autopeft.storage.store import Store
 
-    study = Store(view.url, create=False).optuna_study(view.name)
+    store = Store(view.url, create=False)
+    try:  # one query over Optuna's parameter rows (get_trials: 8 s on 5,000 trials)
+        dists = read_distributions(store.engine, view.name)
+    except SQLAlchemyError:
+        dists = {}
+        for trial in store.optuna_study(view.name).get_trials(deepcopy=False):
+            for name, dist in trial.distributions.items():
+                dists.setdefault(name, dist)
     bounds: dict[str, tuple[Any, ...]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        for name, dist in trial.distributions.items():
-            if name in bounds:
-                continue
-            if isinstance(dist, CategoricalDistribution):
-                bounds[name] = tuple(dist.choices)
-            else:
-                bounds[name] = (dist.low, dist.high)  # type: ignore[attr-defined]
+    for name, dist in dists.items():
+        if isinstance(dist, CategoricalDistribution):
+            bounds[name] = tuple(dist.choices)
+        else:
+            bounds[name] = (dist.low, dist.high)
     return bounds
 
 

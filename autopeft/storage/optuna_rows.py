@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["USER_ATTRS", "OptunaTrial", "read_trials"]
+__all__ = ["USER_ATTRS", "OptunaTrial", "read_distributions", "read_trials"]
 
 USER_ATTRS = ("fail_reason", "rung", "promoted_from", "reference")
 """The trial user attributes :meth:`Store.records` reads (for trials without a row of ours)."""
@@ -96,3 +96,28 @@ def read_trials(engine: Engine, study: str) -> list[OptunaTrial]:
     for trial_id, by_objective in values.items():
         trials[trial_id].values = [by_objective[k] for k in sorted(by_objective)]
     return sorted(trials.values(), key=lambda t: t.number)
+
+
+def read_distributions(engine: Engine, study: str) -> dict[str, Any]:
+    """Each parameter of Optuna study ``study`` -> its distribution (the first one stored,
+    as a walk over ``study.get_trials`` finds it), decoded once."""
+    from optuna.distributions import json_to_distribution
+    from sqlalchemy import text
+
+    out: dict[str, Any] = {}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.param_name, p.distribution_json FROM trial_params p "
+                "JOIN trials t ON t.trial_id = p.trial_id "
+                "JOIN studies s ON s.study_id = t.study_id "
+                "WHERE s.study_name = :name ORDER BY t.number, p.param_id"
+            ),
+            {"name": study},
+        )
+        seen: dict[str, str] = {}
+        for name, dist in rows:
+            seen.setdefault(name, dist)
+    for name, dist in seen.items():
+        out[name] = json_to_distribution(dist)
+    return out
