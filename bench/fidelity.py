@@ -62,6 +62,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -210,16 +211,24 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
     return {"curve": curve, "per_rung": counts, "time": clock}
 
 
-def cached(cache: Path | None, job: dict, cached_only: bool) -> dict | None:
-    """:func:`simulate` of ``job`` (+ ``seconds``), or its stored result from an earlier run."""
-    key = json.dumps(job, sort_keys=True)
-    path = cache / f"fid-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json" if cache else None
+def cached(
+    cache: Path | None,
+    job: dict,
+    cached_only: bool,
+    run: Callable[..., dict] | None = None,
+    prefix: str = "fid",
+    salt: dict | None = None,
+) -> dict | None:
+    """``run(**job)`` (default :func:`simulate`; + ``seconds``), or its stored result from an
+    earlier run; ``prefix`` and ``salt`` keep another runner's results apart in the cache."""
+    key = json.dumps({**(salt or {}), **job}, sort_keys=True)
+    path = cache / f"{prefix}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json" if cache else None
     if path is not None and path.exists():
         return json.loads(path.read_text())
     if cached_only:
         return None
     t0 = time.perf_counter()
-    result = simulate(**job)
+    result = (run or simulate)(**job)
     result["seconds"] = time.perf_counter() - t0
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

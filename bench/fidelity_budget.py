@@ -36,12 +36,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import heapq
-import json
 import math
 import statistics
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -276,23 +273,9 @@ def _run(arm: str, c: str, s: int, args: argparse.Namespace, budget: int, rungs:
     job = {"arm": arm, "cls": c, "seed": s, "budget": budget, "eta": args.eta,
            "workers": args.workers, "options": options, "auto": arm == "mobo+auto",
            "rungs": arm_rungs}  # fmt: skip
-    return _cached_budget(args.cache, job, args.cached_only)
-
-
-def _cached_budget(cache: Path | None, job: dict, cached_only: bool) -> dict | None:
-    key = json.dumps({"budget_run": 1, **job}, sort_keys=True)
-    path = cache / f"fidb-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json" if cache else None
-    if path is not None and path.exists():
-        return json.loads(path.read_text())
-    if cached_only:
-        return None
-    t0 = time.perf_counter()
-    result = simulate_budget(**job)
-    result["seconds"] = time.perf_counter() - t0
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, **result}))
-    return result
+    return cached(
+        args.cache, job, args.cached_only, simulate_budget, prefix="fidb", salt={"budget_run": 1}
+    )
 
 
 def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
