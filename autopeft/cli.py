@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,10 +161,18 @@ def _friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Width of tables written to a file or a pipe (make demo's log, CI) when COLUMNS is unset:
+#: rich's 80-column default wraps the front's seven columns into unreadable cells.
+PIPE_WIDTH = 160
+
+
 def _console() -> Any:
+    """A rich console; PIPE_WIDTH wide when stdout is not a terminal and COLUMNS is unset."""
     from rich.console import Console
 
-    return Console()
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPE_WIDTH)
 
 
 class FileKind(StrEnum):

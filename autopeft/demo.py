@@ -40,9 +40,7 @@ SHOWN_ANSWERS = 4
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
-
-    from autopeft.cli import _print_front
+    from autopeft.cli import _console, _print_front
     from autopeft.results.export import export_config
     from autopeft.results.views import load_view
     from autopeft.run.driver import run_study
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm", action="store_true", help="run the decoder-LLM demo")
     llm = parser.parse_args(argv).llm
     study = LLM_STUDY if llm else STUDY
-    console = Console()
+    console = _console()
     RUNS.mkdir(exist_ok=True)
     console.rule(f"1. search: autopeft run {study.relative_to(ROOT)}")
     reporter = RichReporter()

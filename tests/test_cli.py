@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,13 @@ def test_export_needs_exactly_one_selector(ran: Path, tmp_path: Path) -> None:
     assert_user_error(
         cli("export", "tiny", "--storage", url, "--out", tmp_path, "--trial", "99"), "no trial 99"
     )
+
+
+def test_tables_written_to_a_pipe_are_not_wrapped_at_80_columns(monkeypatch):
+    from autopeft import cli
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert cli._console().width == cli.PIPE_WIDTH
+    monkeypatch.setenv("COLUMNS", "100")
+    assert cli._console().width == 100  # the user's width wins
