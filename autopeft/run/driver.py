@@ -31,7 +31,13 @@ from autopeft.run.prepare import (
     worker_setup,
 )
 from autopeft.run.progress import Reporter
-from autopeft.search.budget import AUTO_MIN_PAIRS, StepBudget, entry_rung, unmeasured_rungs
+from autopeft.search.budget import (
+    AUTO_MIN_PAIRS,
+    StepBudget,
+    calibration,
+    entry_rung,
+    unmeasured_rungs,
+)
 from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
@@ -346,6 +352,9 @@ class StudyRunner:
         chosen = self.mirror.promotions(
             draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
         )
+        if not self.auto_rungs:  # fixed rungs: calibration configurations go up whatever they rank
+            pending = calibration(self.mirror.records(), len(self.rungs)).pending
+            chosen = [*pending, *(n for n in chosen if n not in pending)]
         if self.budget.budget is None:
             return chosen
         out, spent = [], self.mirror.steps_spent
@@ -365,9 +374,10 @@ class StudyRunner:
 
         records = self.mirror.records()
         metric = self.p.files.spec.metric
+        if not self.auto_rungs:
+            return self._calibrated(records, metric)
         distrusted = distrusted_rungs(records, metric, len(self.rungs))
-        if self.auto_rungs:
-            distrusted = self._auto_rungs(records, metric, distrusted)
+        distrusted = self._auto_rungs(records, metric, distrusted)
         if distrusted != self._noted_distrust:
             for c in rung_correlations(records, metric, len(self.rungs)):
                 if c.distrusted != (c.rung in self._noted_distrust):
@@ -383,8 +393,44 @@ class StudyRunner:
                         f"over {c.pairs} configurations)"
                     )
             self._noted_distrust = distrusted
-        if self.auto_rungs:
-            return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
+        return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
+
+    def _calibrated(self, records: list[TrialRecord], metric: str) -> frozenset[int]:
+        """Fixed rungs: the rungs distrusted on the calibration configurations
+        (:func:`~autopeft.search.budget.calibration`), nothing before they are all measured;
+        the lowest distrusted rungs are skipped by new configurations, one ``note:`` line each
+        time that changes."""
+        from autopeft.results.rungs import rung_correlations
+
+        calib = calibration(records, len(self.rungs))
+        if not calib.done:
+            return frozenset()
+        correlations = rung_correlations(records, metric, len(self.rungs), calib.roots)
+        distrusted = frozenset(c.rung for c in correlations if c.distrusted)
+        if distrusted == self._noted_distrust:
+            return distrusted
+        pairs = {c.rung: c.pairs for c in correlations}
+        entry = entry_rung(pairs, distrusted, len(self.rungs), min_pairs=1)
+        measured = "; ".join(
+            f"rung {c.rung} ({self.rungs[c.rung]} steps) Spearman {c.rho:.2f} over {c.pairs}"
+            for c in correlations
+            if c.distrusted
+        )
+        if not distrusted:
+            what = "every rung ranks configurations as the top rung does again: selecting there"
+        elif entry == len(self.rungs) - 1:
+            what = f"{measured} rank configurations unlike the top rung: new configurations now "
+            what += "train at the top rung only"
+        else:
+            what = f"{measured} rank configurations unlike the top rung: new configurations now "
+            what += f"start at rung {entry} ({self.rungs[entry]} steps)"
+            if distrusted - set(range(entry)):
+                what += "; no selection at the distrusted rungs above it"
+        self.reporter.message(
+            f"note: calibration on {len(calib.roots)} configurations trained to the top rung: "
+            + what
+        )
+        self._entry, self._noted_distrust = entry, distrusted
         return distrusted
 
     def _auto_rungs(
