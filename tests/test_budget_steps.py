@@ -426,3 +426,88 @@ def test_fixed_rungs_on_the_low_correlation_problem_skip_to_the_top() -> None:
     steps = result["curve"][-1][0]
     assert 2000 - 100 < steps <= 2000
     assert result["per_rung"][3] >= 2000 // 100 - 6
+
+
+def _replay(promotion: str, rungs: tuple[int, ...], factor: float, low: list[float]) -> list[int]:
+    """The driver's promotion decisions replayed to the end over configurations that finished
+    rung 0 measuring ``low`` (every one started, as when ``n_trials`` is reached; a promoted
+    trial finishes at once measuring what its source did): how many trials ran at each rung."""
+    from types import SimpleNamespace
+
+    from autopeft.core.objectives import Objective
+    from autopeft.search.promotion import promotions
+
+    objectives = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+    records = [
+        TrialRecord(i, TrialState.PRUNED, {"accuracy": v, "trainable_params": 100.0}, rung=0)
+        for i, v in enumerate(low)
+    ]
+
+    def rule(
+        draining: bool, rf: float, cap: bool, distrusted: frozenset[int], order: str
+    ) -> list[int]:
+        promoted = {r.promoted_from for r in records}
+        entries = [
+            RungEntry(r.number, r.rung or 0, True, r.rung_values, r.number in promoted)
+            for r in records
+        ]
+        return promotions(
+            entries, objectives, len(rungs), rf, draining=draining, cap=cap,
+            distrusted=distrusted, order=order,
+        )  # fmt: skip
+
+    runner_ = _fixed_runner(records)
+    runner_.rungs = rungs
+    runner_.p.files.spec.fidelity = SimpleNamespace(
+        reduction_factor=factor, promotion=promotion, promotion_order="crowding"
+    )
+    runner_.mirror.promotions = rule
+    runner_._new_allowed = lambda target: False
+    while chosen := runner_._promotions(None):
+        source = runner_.mirror.record(chosen[0])
+        top = source.rung + 1 == len(rungs) - 1
+        state = TrialState.COMPLETE if top else TrialState.PRUNED
+        records.append(
+            TrialRecord(
+                len(records), state, dict(source.values), rung=source.rung + 1,
+                promoted_from=source.number,
+            )
+        )  # fmt: skip
+    return [sum(1 for r in records if r.rung == k) for k in range(len(rungs))]
+
+
+def test_calibration_does_not_promote_past_the_quota() -> None:
+    """``promotion: quota`` is an explicit cap that calibration does not override: on the Ray
+    test's schedule (6 configurations, rungs 3/6/12, factor 2) rung 1 gets floor(6 / 2) = 3
+    trials and the top floor(3 / 2) = 1, as under the plain quota rule, where ``asha``
+    calibrates (the first AUTO_MIN_PAIRS configurations to the top, whatever they rank)."""
+    low = [0.9 - 0.05 * i for i in range(AUTO_MIN_PAIRS)]  # the later ones rank last
+    assert _replay("quota", (3, 6, 12), 2.0, low) == [6, 3, 1]
+    assert _replay("asha", (3, 6, 12), 2.0, low) == [6, 6, 6]
+    # more configurations than the calibration: the quota still holds at every rung
+    many = [0.3 + 0.01 * ((7 * i) % 20) for i in range(20)]
+    assert _replay("quota", (4, 8, 16), 3.0, many) == [20, 6, 2]
+
+
+def test_under_the_quota_fixed_rungs_are_judged_as_without_calibration() -> None:
+    """No calibration under ``promotion: quota``: a rung is distrusted on every configuration
+    that reached the top rung (the note names the rung, not a calibration), no rung is
+    skipped, and nothing is forced up."""
+    from types import SimpleNamespace
+
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    records = _chains(low, low[::-1])
+    runner_ = _fixed_runner(records)
+    runner_.p.files.spec.fidelity = SimpleNamespace(
+        reduction_factor=3.0, promotion="quota", promotion_order="crowding"
+    )
+    assert not runner_._calibrates()
+    assert runner_._distrusted() == {0} and runner_._entry == 0
+    (line,) = runner_.reporter.lines
+    assert line.startswith("note: rung 0 (4 steps) does not rank") and f"over {k}" in line
+    half = [TrialRecord(i, TrialState.PRUNED, {"accuracy": 0.5}, rung=0) for i in range(k)]
+    assert _fixed_runner(half)._promotions(None) == list(range(k))  # asha: calibration
+    quota = _fixed_runner(half)
+    quota.p.files.spec.fidelity = runner_.p.files.spec.fidelity
+    assert quota._promotions(None) == []  # the stub rule chose none, and nothing is forced

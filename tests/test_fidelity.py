@@ -169,6 +169,12 @@ def test_a_rung_that_ranks_unlike_the_top_rung_is_distrusted_and_selects_nothing
     assert len(promotions(entries, [ACC, PARAMS], 2, 3.0)) == 3  # selects floor(9 / 3)
     everything = promotions(entries, [ACC, PARAMS], 2, 3.0, distrusted=frozenset({0}))
     assert sorted(everything) == list(range(9))
+    # under the quota a distrusted rung still promotes floor(9 / 3), in trial order, not by rank
+    capped = promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True, distrusted=frozenset({0}))
+    assert capped == [0, 1, 2]
+    entries = [RungEntry(e.number, 0, True, e.values, e.number in (1, 5)) for e in entries]
+    capped = promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True, distrusted=frozenset({0}))
+    assert capped == [0]  # two of the three already promoted
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:
@@ -421,7 +427,9 @@ def test_the_driver_notes_a_distrusted_rung_once_and_stops_selecting_there() -> 
     runner_.reporter = Notes()
     runner_.rungs = (4, 8)
     runner_._noted_distrust = frozenset()
-    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=SimpleNamespace(metric="accuracy")))
+    fidelity = SimpleNamespace(promotion="asha")
+    spec = SimpleNamespace(metric="accuracy", fidelity=fidelity)
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=spec))
     runner_.mirror = SimpleNamespace(records=lambda: records)
     assert runner_._distrusted() == {0} and runner_._distrusted() == {0}
     assert runner_._entry == 1  # new configurations start above the distrusted rung

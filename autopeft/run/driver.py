@@ -203,7 +203,7 @@ class StudyRunner:
     """
 
     auto_rungs = False  # rungs: auto (set from the spec)
-    _entry = 0  # rungs: auto: the rung new configurations start at
+    _entry = 0  # the rung new configurations start at (rungs: auto, calibration)
 
     def __init__(
         self,
@@ -242,7 +242,7 @@ class StudyRunner:
         fidelity = spec.fidelity
         self.budget = StepBudget(fidelity.budget_steps, self.rungs, fidelity.reduction_factor)
         self.auto_rungs = fidelity.auto_rungs
-        self._entry = 0  # rungs: auto: the rung new configurations start at
+        self._entry = 0  # the rung new configurations start at (rungs: auto, calibration)
         self._pairs: dict[int, int] = {}  # rungs: auto: rung -> configurations measured
         self.checkpoints = StudyCheckpoints(checkpoint_dir(prepared.url, prepared.name), self.rungs)
 
@@ -352,7 +352,7 @@ class StudyRunner:
         chosen = self.mirror.promotions(
             draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
         )
-        if not self.auto_rungs:  # fixed rungs: calibration configurations go up whatever they rank
+        if self._calibrates():  # calibration configurations go up whatever they rank
             pending = calibration(self.mirror.records(), len(self.rungs)).pending
             chosen = [*pending, *(n for n in chosen if n not in pending)]
         if self.budget.budget is None:
@@ -365,19 +365,29 @@ class StudyRunner:
                 spent += self.rungs[rung + 1] - self.rungs[rung]
         return out
 
+    def _calibrates(self) -> bool:
+        """Whether the rungs are judged on calibration configurations trained to the top rung
+        whatever they rank (:func:`~autopeft.search.budget.calibration`): fixed rungs under
+        ``promotion: asha``. Not under ``promotion: quota``, whose cap on each rung's promotions
+        nothing overrides, nor under ``rungs: auto``, which measures its rungs itself."""
+        return not self.auto_rungs and self.p.files.spec.fidelity.promotion != "quota"
+
     def _distrusted(self) -> frozenset[int]:
         """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);
-        one ``note:`` line each time that changes. ``rungs: auto``: also the rungs not yet
+        one ``note:`` line each time that changes. Fixed rungs under ``promotion: asha``: judged
+        on the calibration configurations (:meth:`_calibrated`); under ``quota``: on every
+        configuration that reached the top rung. ``rungs: auto``: also the rungs not yet
         measured, and it moves the entry rung above the lowest measured, distrusted ones
         (:func:`~autopeft.search.budget.entry_rung`)."""
         from autopeft.results.rungs import distrusted_rungs, rung_correlations
 
         records = self.mirror.records()
         metric = self.p.files.spec.metric
-        if not self.auto_rungs:
+        if self._calibrates():
             return self._calibrated(records, metric)
         distrusted = distrusted_rungs(records, metric, len(self.rungs))
-        distrusted = self._auto_rungs(records, metric, distrusted)
+        if self.auto_rungs:
+            distrusted = self._auto_rungs(records, metric, distrusted)
         if distrusted != self._noted_distrust:
             for c in rung_correlations(records, metric, len(self.rungs)):
                 if c.distrusted != (c.rung in self._noted_distrust):
@@ -393,7 +403,9 @@ class StudyRunner:
                         f"over {c.pairs} configurations)"
                     )
             self._noted_distrust = distrusted
-        return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
+        if self.auto_rungs:
+            return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
+        return distrusted
 
     def _calibrated(self, records: list[TrialRecord], metric: str) -> frozenset[int]:
         """Fixed rungs: the rungs distrusted on the calibration configurations

@@ -48,6 +48,16 @@ has reached the top rung or stopped (failed, or its promotion refused by the bud
 ``rungs: auto``, the lowest rungs that are distrusted are then skipped: new configurations start
 at the first rung above them. The calibration configurations are read from the stored trials,
 so a resumed study neither repeats nor forgets them.
+
+Calibration is the default promotion rule's (``promotion: asha``) only. ``promotion: quota`` is
+an explicit cap on how many of a rung's trials move up, and calibration would exceed it (six
+configurations forced to the top where a rung of six may promote two): under it fixed rungs do
+not calibrate, and a rung is distrusted, as before calibration existed, on every configuration
+that reached the top rung (the promoted, biased sample); a distrusted rung then promotes up to
+its quota in trial order instead of by rank (:mod:`autopeft.search.promotion`), and no rung is
+skipped. ``rungs: auto`` under ``quota`` measures its rungs the same way: an unmeasured rung
+promotes up to its quota in trial order, so its pairs are not selected by its own ranking but
+accumulate only as fast as the quota lets configurations through to the top.
 """
 
 from __future__ import annotations
