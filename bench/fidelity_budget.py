@@ -10,8 +10,10 @@ equivalents by default):
 * ``mobo``: plain mobo, ``--configs`` configurations at the top rung (``bench/fidelity.py``'s
   arm, exactly its budget);
 * ``mobo+rungs``: mobo through the rungs ``--rungs`` (default 12,25,50,100, factor ``--eta``),
-  promotions continuing their source (cost: the steps between the rungs), distrusted rungs
-  (:mod:`autopeft.results.rungs`) selecting nothing, new configurations and promotions started
+  promotions continuing their source (cost: the steps between the rungs), the first
+  configurations trained to the top rung and the rungs judged on them
+  (:func:`autopeft.search.budget.calibration`), distrusted rungs (:mod:`autopeft.results.rungs`)
+  selecting nothing and the lowest of them skipped, new configurations and promotions started
   under :class:`autopeft.search.budget.StepBudget`: the driver's rules, replayed here;
 * ``mobo+auto``: as ``mobo+rungs`` with ``rungs: auto`` (the ladder ``max_steps / eta ** k``,
   ``4, 11, 33, 100`` at eta 3; :func:`autopeft.search.budget.entry_rung`).
@@ -49,6 +51,7 @@ from autopeft.results.rungs import distrusted_rungs, rung_correlations
 from autopeft.search.budget import (
     AUTO_MIN_PAIRS,
     StepBudget,
+    calibration,
     entry_rung,
     unmeasured_rungs,
 )
@@ -106,6 +109,8 @@ class Trial:
         state = TrialState.FAIL if not self.values else TrialState.PRUNED
         if self.values and self.rung == top:
             state = TrialState.COMPLETE
+        if not self.finished:
+            state = TrialState.RUNNING
         return TrialRecord(
             self.number, state, self.values, rung=self.rung, promoted_from=self.promoted_from
         )
@@ -148,12 +153,21 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
 
     while True:
         while len(events) < workers:
-            distrusted = distrusted_rungs(done, "accuracy", len(rungs))
+            calib = None
             if auto:
+                distrusted = distrusted_rungs(done, "accuracy", len(rungs))
                 pairs = {c.rung: c.pairs for c in rung_correlations(done, "accuracy", len(rungs))}
                 measured = frozenset(k for k in distrusted if pairs.get(k, 0) >= AUTO_MIN_PAIRS)
                 entry = entry_rung(pairs, measured, len(rungs))
                 distrusted = measured | unmeasured_rungs(pairs, len(rungs))
+            else:  # fixed rungs: judged on the calibration configurations (the driver's rule)
+                calib = calibration([t.record(top) for t in trials], len(rungs))
+                distrusted = frozenset()
+                if calib.done:
+                    judged = rung_correlations(done, "accuracy", len(rungs), calib.roots)
+                    distrusted = frozenset(c.rung for c in judged if c.distrusted)
+                    pairs = {c.rung: c.pairs for c in judged}
+                    entry = entry_rung(pairs, distrusted, len(rungs), min_pairs=1)
             entries = [
                 RungEntry(t.number, t.rung, t.finished, t.values, t.promoted) for t in trials
             ]
@@ -162,6 +176,8 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
                 entries, problem.objectives, len(rungs), eta, draining=not new_ok,
                 distrusted=distrusted,
             )  # fmt: skip
+            if calib is not None:
+                up = [*calib.pending, *(n for n in up if n not in calib.pending)]
             up = [n for n in up if rules.admits_promotion(spent, trials[n].rung)]
             if up:
                 source = trials[up[0]]
@@ -187,8 +203,9 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
             hv = hypervolume(frame, front)
         curve.append((finished_steps, hv))
     counts = [sum(t.rung == r for t in trials) for r in range(len(rungs))]
+    roots = None if auto else calibration(done, len(rungs)).roots
     correlations = {
-        c.rung: [c.rho, c.pairs] for c in rung_correlations(done, "accuracy", len(rungs))
+        c.rung: [c.rho, c.pairs] for c in rung_correlations(done, "accuracy", len(rungs), roots)
     }
     return {
         "curve": curve,
@@ -273,8 +290,8 @@ def _run(arm: str, c: str, s: int, args: argparse.Namespace, budget: int, rungs:
     job = {"arm": arm, "cls": c, "seed": s, "budget": budget, "eta": args.eta,
            "workers": args.workers, "options": options, "auto": arm == "mobo+auto",
            "rungs": arm_rungs}  # fmt: skip
-    return cached(
-        args.cache, job, args.cached_only, simulate_budget, prefix="fidb", salt={"budget_run": 1}
+    return cached(  # budget_run 2: fixed rungs calibrate
+        args.cache, job, args.cached_only, simulate_budget, prefix="fidb", salt={"budget_run": 2}
     )
 
 

@@ -283,3 +283,231 @@ def test_a_killed_driver_resumes_with_the_steps_its_stored_trials_spent(
     assert [r.number for r in interrupted] == [running[0].number]
     assert view.finished() == 2 and view.steps_spent() == 60
     assert sum(1 for r in view.records if r.state == TrialState.COMPLETE) == 2
+
+
+# -- fixed rungs: calibration --------------------------------------------------------------------
+def _fixed_runner(records: list[TrialRecord]):  # type: ignore[no-untyped-def]
+    """A driver over ``records`` (fixed rungs 4, 8), recording its ``note:`` lines."""
+    from types import SimpleNamespace
+
+    from autopeft.run.driver import StudyRunner
+    from autopeft.run.progress import Reporter
+
+    class Notes(Reporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    runner_ = object.__new__(StudyRunner)
+    runner_.reporter = Notes()
+    runner_.rungs = (4, 8)
+    runner_._noted_distrust = frozenset()
+    fidelity = SimpleNamespace(reduction_factor=3.0, promotion="asha", promotion_order="crowding")
+    spec = SimpleNamespace(metric="accuracy", fidelity=fidelity)
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=spec))
+    runner_.mirror = SimpleNamespace(
+        records=lambda: records,
+        promotions=lambda *args: [],
+        steps_spent=0,
+        record=lambda n: next(r for r in records if r.number == n),
+    )
+    runner_.budget = StepBudget(None, (4, 8))
+    runner_._new_allowed = lambda target: True
+    return runner_
+
+
+def test_the_first_configurations_go_to_the_top_rung_whatever_they_measure() -> None:
+    """Calibration: the first AUTO_MIN_PAIRS searched configurations (references, skipped and
+    interrupted trials left out, a re-run standing in) are promoted whatever their rank,
+    highest rung first; charged like any promotion (the step budget can refuse them)."""
+    from autopeft.search.budget import calibration
+
+    k = AUTO_MIN_PAIRS
+    records = [TrialRecord(i, TrialState.PRUNED, {"accuracy": 0.1 * i}, rung=0) for i in range(k)]
+    records[2] = TrialRecord(2, TrialState.FAIL, rung=0, interrupted=True)
+    records += [
+        TrialRecord(k, TrialState.FAIL, rung=0, metrics={"skipped": True}),
+        TrialRecord(k + 1, TrialState.COMPLETE, {"accuracy": 0.9}, reference="lora-r8-qv", rung=1),
+        TrialRecord(k + 2, TrialState.PRUNED, {"accuracy": 0.05}, rung=0),  # in for trial 2
+        TrialRecord(k + 3, TrialState.PRUNED, {"accuracy": 0.99}, rung=0),  # the k+1-th: not
+        TrialRecord(k + 4, TrialState.PRUNED, {"accuracy": 0.5}, rung=1, promoted_from=0),
+    ]
+    state = calibration(records, 2)
+    roots = {0, 1, 3, 4, 5, k + 2}
+    assert state.roots == roots and not state.done
+    assert set(state.pending) == roots - {0}  # trial 0 is promoted already (to trial k+4)
+    assert k + 3 not in state.pending  # the best at rung 0, but not a calibration configuration
+    runner_ = _fixed_runner(records)
+    assert runner_._promotions(None) == list(state.pending)  # the ASHA rule chose none here
+    runner_.budget = StepBudget(k * 8 + 4, (4, 8))  # room for one promotion (4 steps) more
+    runner_.mirror.steps_spent = k * 8
+    assert runner_._promotions(None) == list(state.pending)[:1]
+
+
+def test_fixed_rungs_judged_on_calibration_skip_a_rung_that_ranks_backwards() -> None:
+    """The constructed low-correlation case: the calibration configurations rank backwards at
+    rung 0, the configurations the rung later selected agree (the biased sample that hid it
+    before): the rung is distrusted, new configurations start above it, one note line."""
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    records = _chains(low[:-1], low[::-1][:-1])  # calibration not finished: nothing judged
+    runner_ = _fixed_runner(records)
+    assert runner_._distrusted() == frozenset() and runner_._entry == 0
+    records[:] = _chains(low, low[::-1]) + _later_chains(100, [0.6, 0.7, 0.8, 0.9, 0.95])
+    assert runner_._distrusted() == {0} and runner_._entry == 1
+    assert runner_._distrusted() == {0}
+    (line,) = runner_.reporter.lines
+    assert line.startswith(f"note: calibration on {k} configurations trained to the top rung")
+    assert "rung 0 (4 steps) Spearman -1.00 over 6" in line
+
+
+def _later_chains(start: int, values: list[float]) -> list[TrialRecord]:
+    """Configurations numbered from ``start`` that agree between the rungs."""
+    out = []
+    for i, v in enumerate(values):
+        out.append(TrialRecord(start + 2 * i, TrialState.PRUNED, {"accuracy": v}, rung=0))
+        out.append(
+            TrialRecord(
+                start + 2 * i + 1, TrialState.COMPLETE, {"accuracy": v}, rung=1,
+                promoted_from=start + 2 * i,
+            )
+        )  # fmt: skip
+    return out
+
+
+def test_fixed_rungs_on_a_well_correlated_problem_keep_every_rung_silently() -> None:
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    runner_ = _fixed_runner(_chains(low, [v + 0.2 for v in low]))
+    assert runner_._distrusted() == frozenset() and runner_._entry == 0
+    assert runner_.reporter.lines == []
+
+
+def test_a_resumed_fixed_rung_study_does_not_redo_calibration() -> None:
+    """A killed driver's stored trials: a fresh driver finds the calibration done (no trial
+    forced up again, the rung still skipped), or half done (exactly the calibration trials
+    that finished unpromoted go up; an interrupted one's re-run takes its place)."""
+    from autopeft.search.budget import calibration
+
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    done = _chains(low, low[::-1]) + [
+        TrialRecord(100 + i, TrialState.PRUNED, {"accuracy": 0.6}, rung=1) for i in range(3)
+    ]  # three configurations started at rung 1 after the rung-0 note
+    fresh = _fixed_runner(done)
+    assert fresh._distrusted() == {0} and fresh._entry == 1
+    state = calibration(done, 2)
+    assert state.done and state.pending == () and state.roots == {2 * i for i in range(k)}
+    assert fresh._promotions(None) == []
+    # killed mid-calibration: chain 0 complete, 2 and 4 finished at rung 0, 6 was running
+    half = [
+        *_chains(low[:1], low[:1]),
+        TrialRecord(2, TrialState.PRUNED, {"accuracy": 0.4}, rung=0),
+        TrialRecord(4, TrialState.PRUNED, {"accuracy": 0.3}, rung=0),
+        TrialRecord(6, TrialState.FAIL, rung=0, interrupted=True),
+        TrialRecord(7, TrialState.RUNNING, rung=0),  # the re-run of 6
+    ]
+    state = calibration(half, 2)
+    assert state.roots == {0, 2, 4, 7} and state.pending == (2, 4) and not state.done
+    assert _fixed_runner(half)._promotions(None) == [2, 4]
+
+
+def test_fixed_rungs_on_the_low_correlation_problem_skip_to_the_top() -> None:
+    """End to end on ``bench/fidelity_budget.py``'s constructed low-correlation problem (random
+    sampler, simulated workers, the driver's rules): calibration distrusts every rung below the
+    top and the budget is spent on top-rung trials."""
+    from bench.fidelity_budget import simulate_budget
+
+    result = simulate_budget("random+rungs", "lowcorr", 0, 2000, [12, 25, 50, 100], 3.0, 4, {})
+    assert result["entry"] == 3
+    assert all(pairs == AUTO_MIN_PAIRS for _, pairs in result["correlations"].values())
+    steps = result["curve"][-1][0]
+    assert 2000 - 100 < steps <= 2000
+    assert result["per_rung"][3] >= 2000 // 100 - 6
+
+
+def _replay(promotion: str, rungs: tuple[int, ...], factor: float, low: list[float]) -> list[int]:
+    """The driver's promotion decisions replayed to the end over configurations that finished
+    rung 0 measuring ``low`` (every one started, as when ``n_trials`` is reached; a promoted
+    trial finishes at once measuring what its source did): how many trials ran at each rung."""
+    from types import SimpleNamespace
+
+    from autopeft.core.objectives import Objective
+    from autopeft.search.promotion import promotions
+
+    objectives = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
+    records = [
+        TrialRecord(i, TrialState.PRUNED, {"accuracy": v, "trainable_params": 100.0}, rung=0)
+        for i, v in enumerate(low)
+    ]
+
+    def rule(
+        draining: bool, rf: float, cap: bool, distrusted: frozenset[int], order: str
+    ) -> list[int]:
+        promoted = {r.promoted_from for r in records}
+        entries = [
+            RungEntry(r.number, r.rung or 0, True, r.rung_values, r.number in promoted)
+            for r in records
+        ]
+        return promotions(
+            entries, objectives, len(rungs), rf, draining=draining, cap=cap,
+            distrusted=distrusted, order=order,
+        )  # fmt: skip
+
+    runner_ = _fixed_runner(records)
+    runner_.rungs = rungs
+    runner_.p.files.spec.fidelity = SimpleNamespace(
+        reduction_factor=factor, promotion=promotion, promotion_order="crowding"
+    )
+    runner_.mirror.promotions = rule
+    runner_._new_allowed = lambda target: False
+    while chosen := runner_._promotions(None):
+        source = runner_.mirror.record(chosen[0])
+        top = source.rung + 1 == len(rungs) - 1
+        state = TrialState.COMPLETE if top else TrialState.PRUNED
+        records.append(
+            TrialRecord(
+                len(records), state, dict(source.values), rung=source.rung + 1,
+                promoted_from=source.number,
+            )
+        )  # fmt: skip
+    return [sum(1 for r in records if r.rung == k) for k in range(len(rungs))]
+
+
+def test_calibration_does_not_promote_past_the_quota() -> None:
+    """``promotion: quota`` is an explicit cap that calibration does not override: on the Ray
+    test's schedule (6 configurations, rungs 3/6/12, factor 2) rung 1 gets floor(6 / 2) = 3
+    trials and the top floor(3 / 2) = 1, as under the plain quota rule, where ``asha``
+    calibrates (the first AUTO_MIN_PAIRS configurations to the top, whatever they rank)."""
+    low = [0.9 - 0.05 * i for i in range(AUTO_MIN_PAIRS)]  # the later ones rank last
+    assert _replay("quota", (3, 6, 12), 2.0, low) == [6, 3, 1]
+    assert _replay("asha", (3, 6, 12), 2.0, low) == [6, 6, 6]
+    # more configurations than the calibration: the quota still holds at every rung
+    many = [0.3 + 0.01 * ((7 * i) % 20) for i in range(20)]
+    assert _replay("quota", (4, 8, 16), 3.0, many) == [20, 6, 2]
+
+
+def test_under_the_quota_fixed_rungs_are_judged_as_without_calibration() -> None:
+    """No calibration under ``promotion: quota``: a rung is distrusted on every configuration
+    that reached the top rung (the note names the rung, not a calibration), no rung is
+    skipped, and nothing is forced up."""
+    from types import SimpleNamespace
+
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    records = _chains(low, low[::-1])
+    runner_ = _fixed_runner(records)
+    runner_.p.files.spec.fidelity = SimpleNamespace(
+        reduction_factor=3.0, promotion="quota", promotion_order="crowding"
+    )
+    assert not runner_._calibrates()
+    assert runner_._distrusted() == {0} and runner_._entry == 0
+    (line,) = runner_.reporter.lines
+    assert line.startswith("note: rung 0 (4 steps) does not rank") and f"over {k}" in line
+    half = [TrialRecord(i, TrialState.PRUNED, {"accuracy": 0.5}, rung=0) for i in range(k)]
+    assert _fixed_runner(half)._promotions(None) == list(range(k))  # asha: calibration
+    quota = _fixed_runner(half)
+    quota.p.files.spec.fidelity = runner_.p.files.spec.fidelity
+    assert quota._promotions(None) == []  # the stub rule chose none, and nothing is forced

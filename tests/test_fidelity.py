@@ -169,6 +169,12 @@ def test_a_rung_that_ranks_unlike_the_top_rung_is_distrusted_and_selects_nothing
     assert len(promotions(entries, [ACC, PARAMS], 2, 3.0)) == 3  # selects floor(9 / 3)
     everything = promotions(entries, [ACC, PARAMS], 2, 3.0, distrusted=frozenset({0}))
     assert sorted(everything) == list(range(9))
+    # under the quota a distrusted rung still promotes floor(9 / 3), in trial order, not by rank
+    capped = promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True, distrusted=frozenset({0}))
+    assert capped == [0, 1, 2]
+    entries = [RungEntry(e.number, 0, True, e.values, e.number in (1, 5)) for e in entries]
+    capped = promotions(entries, [ACC, PARAMS], 2, 3.0, cap=True, distrusted=frozenset({0}))
+    assert capped == [0]  # two of the three already promoted
 
 
 def test_units_of_an_objective_do_not_change_the_promotions() -> None:
@@ -398,12 +404,15 @@ def test_a_schema_7_database_gains_the_rung_columns(study_dir: Path) -> None:
 
 
 def test_the_driver_notes_a_distrusted_rung_once_and_stops_selecting_there() -> None:
-    """The driver's side of the fallback, on the constructed backwards problem: one ``note:``
-    line when the rung becomes distrusted, none while it stays so, one when it recovers."""
+    """The driver's side of the fallback, on the constructed backwards problem (fixed rungs,
+    judged on the calibration configurations: :func:`autopeft.search.budget.calibration`):
+    one ``note:`` line when the rung becomes distrusted and new configurations skip it, none
+    while it stays so, one when it recovers."""
     from types import SimpleNamespace
 
     from autopeft.run.driver import StudyRunner
     from autopeft.run.progress import Reporter
+    from autopeft.search.budget import AUTO_MIN_PAIRS
 
     class Notes(Reporter):
         def __init__(self) -> None:
@@ -412,16 +421,21 @@ def test_the_driver_notes_a_distrusted_rung_once_and_stops_selecting_there() -> 
         def message(self, text: str) -> None:
             self.lines.append(text)
 
-    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.9, 0.85, 0.8, 0.75, 0.7])
+    low = [0.5 + 0.05 * i for i in range(AUTO_MIN_PAIRS)]
+    records = _chains(low, low[::-1])
     runner_ = object.__new__(StudyRunner)
     runner_.reporter = Notes()
     runner_.rungs = (4, 8)
     runner_._noted_distrust = frozenset()
-    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=SimpleNamespace(metric="accuracy")))
+    fidelity = SimpleNamespace(promotion="asha")
+    spec = SimpleNamespace(metric="accuracy", fidelity=fidelity)
+    runner_.p = SimpleNamespace(files=SimpleNamespace(spec=spec))
     runner_.mirror = SimpleNamespace(records=lambda: records)
     assert runner_._distrusted() == {0} and runner_._distrusted() == {0}
+    assert runner_._entry == 1  # new configurations start above the distrusted rung
     (line,) = runner_.reporter.lines
-    assert line.startswith("note: rung 0 (4 steps) does not rank") and "-1.00 over 5" in line
-    records = _chains([0.5, 0.6, 0.7, 0.8, 0.9], [0.7, 0.75, 0.8, 0.85, 0.9])
-    assert runner_._distrusted() == frozenset()
+    assert line.startswith("note: calibration on 6 configurations") and "rung 0 (4 steps)" in line
+    assert "-1.00 over 6" in line and "train at the top rung only" in line
+    records = _chains(low, low)
+    assert runner_._distrusted() == frozenset() and runner_._entry == 0
     assert len(runner_.reporter.lines) == 2 and "again" in runner_.reporter.lines[1]

@@ -31,7 +31,13 @@ from autopeft.run.prepare import (
     worker_setup,
 )
 from autopeft.run.progress import Reporter
-from autopeft.search.budget import AUTO_MIN_PAIRS, StepBudget, entry_rung, unmeasured_rungs
+from autopeft.search.budget import (
+    AUTO_MIN_PAIRS,
+    StepBudget,
+    calibration,
+    entry_rung,
+    unmeasured_rungs,
+)
 from autopeft.search.samplers import make_sampler
 from autopeft.search.warm_start import with_warm_start
 from autopeft.space.encode import distribution
@@ -197,7 +203,7 @@ class StudyRunner:
     """
 
     auto_rungs = False  # rungs: auto (set from the spec)
-    _entry = 0  # rungs: auto: the rung new configurations start at
+    _entry = 0  # the rung new configurations start at (rungs: auto, calibration)
 
     def __init__(
         self,
@@ -236,7 +242,7 @@ class StudyRunner:
         fidelity = spec.fidelity
         self.budget = StepBudget(fidelity.budget_steps, self.rungs, fidelity.reduction_factor)
         self.auto_rungs = fidelity.auto_rungs
-        self._entry = 0  # rungs: auto: the rung new configurations start at
+        self._entry = 0  # the rung new configurations start at (rungs: auto, calibration)
         self._pairs: dict[int, int] = {}  # rungs: auto: rung -> configurations measured
         self.checkpoints = StudyCheckpoints(checkpoint_dir(prepared.url, prepared.name), self.rungs)
 
@@ -346,6 +352,9 @@ class StudyRunner:
         chosen = self.mirror.promotions(
             draining, fidelity.reduction_factor, cap, distrusted, fidelity.promotion_order
         )
+        if self._calibrates():  # calibration configurations go up whatever they rank
+            pending = calibration(self.mirror.records(), len(self.rungs)).pending
+            chosen = [*pending, *(n for n in chosen if n not in pending)]
         if self.budget.budget is None:
             return chosen
         out, spent = [], self.mirror.steps_spent
@@ -356,15 +365,26 @@ class StudyRunner:
                 spent += self.rungs[rung + 1] - self.rungs[rung]
         return out
 
+    def _calibrates(self) -> bool:
+        """Whether the rungs are judged on calibration configurations trained to the top rung
+        whatever they rank (:func:`~autopeft.search.budget.calibration`): fixed rungs under
+        ``promotion: asha``. Not under ``promotion: quota``, whose cap on each rung's promotions
+        nothing overrides, nor under ``rungs: auto``, which measures its rungs itself."""
+        return not self.auto_rungs and self.p.files.spec.fidelity.promotion != "quota"
+
     def _distrusted(self) -> frozenset[int]:
         """Rungs that rank configurations unlike the top rung (:mod:`autopeft.results.rungs`);
-        one ``note:`` line each time that changes. ``rungs: auto``: also the rungs not yet
+        one ``note:`` line each time that changes. Fixed rungs under ``promotion: asha``: judged
+        on the calibration configurations (:meth:`_calibrated`); under ``quota``: on every
+        configuration that reached the top rung. ``rungs: auto``: also the rungs not yet
         measured, and it moves the entry rung above the lowest measured, distrusted ones
         (:func:`~autopeft.search.budget.entry_rung`)."""
         from autopeft.results.rungs import distrusted_rungs, rung_correlations
 
         records = self.mirror.records()
         metric = self.p.files.spec.metric
+        if self._calibrates():
+            return self._calibrated(records, metric)
         distrusted = distrusted_rungs(records, metric, len(self.rungs))
         if self.auto_rungs:
             distrusted = self._auto_rungs(records, metric, distrusted)
@@ -385,6 +405,44 @@ class StudyRunner:
             self._noted_distrust = distrusted
         if self.auto_rungs:
             return distrusted | unmeasured_rungs(self._pairs, len(self.rungs))
+        return distrusted
+
+    def _calibrated(self, records: list[TrialRecord], metric: str) -> frozenset[int]:
+        """Fixed rungs: the rungs distrusted on the calibration configurations
+        (:func:`~autopeft.search.budget.calibration`), nothing before they are all measured;
+        the lowest distrusted rungs are skipped by new configurations, one ``note:`` line each
+        time that changes."""
+        from autopeft.results.rungs import rung_correlations
+
+        calib = calibration(records, len(self.rungs))
+        if not calib.done:
+            return frozenset()
+        correlations = rung_correlations(records, metric, len(self.rungs), calib.roots)
+        distrusted = frozenset(c.rung for c in correlations if c.distrusted)
+        if distrusted == self._noted_distrust:
+            return distrusted
+        pairs = {c.rung: c.pairs for c in correlations}
+        entry = entry_rung(pairs, distrusted, len(self.rungs), min_pairs=1)
+        measured = "; ".join(
+            f"rung {c.rung} ({self.rungs[c.rung]} steps) Spearman {c.rho:.2f} over {c.pairs}"
+            for c in correlations
+            if c.distrusted
+        )
+        if not distrusted:
+            what = "every rung ranks configurations as the top rung does again: selecting there"
+        elif entry == len(self.rungs) - 1:
+            what = f"{measured} rank configurations unlike the top rung: new configurations now "
+            what += "train at the top rung only"
+        else:
+            what = f"{measured} rank configurations unlike the top rung: new configurations now "
+            what += f"start at rung {entry} ({self.rungs[entry]} steps)"
+            if distrusted - set(range(entry)):
+                what += "; no selection at the distrusted rungs above it"
+        self.reporter.message(
+            f"note: calibration on {len(calib.roots)} configurations trained to the top rung: "
+            + what
+        )
+        self._entry, self._noted_distrust = entry, distrusted
         return distrusted
 
     def _auto_rungs(

@@ -34,6 +34,30 @@ threshold, and if not it is distrusted, as in any multi-fidelity study. The lowe
 long as each is measured and distrusted, are *dropped*: new configurations start at the first
 rung above them, so no steps go on measurements that do not rank configurations. A dropped rung
 gets no new pairs, so it stays dropped.
+
+**Calibration of fixed rungs** (``rungs: [12, 25, 50, 100]``; :func:`calibration`): a rung that
+judged its correlation only from the configurations it promoted would judge a sample it
+selected itself (on a constructed low-correlation problem, ``bench/fidelity_budget.py``'s
+``lowcorr``, promoted configurations gave 0.59-0.75 where the rung's true Spearman is -0.08).
+So the first :data:`AUTO_MIN_PAIRS` new configurations of the search (by trial number; not
+references, not trials skipped before launch, an interrupted one's re-run standing for it) are
+trained through to the top rung whatever they measure (their promotions are charged like any
+other and pass the same :meth:`StepBudget.admits_promotion`), and the distrusted rungs of a
+fixed-rung study are judged on these calibration configurations alone, once every one of them
+has reached the top rung or stopped (failed, or its promotion refused by the budget). As with
+``rungs: auto``, the lowest rungs that are distrusted are then skipped: new configurations start
+at the first rung above them. The calibration configurations are read from the stored trials,
+so a resumed study neither repeats nor forgets them.
+
+Calibration is the default promotion rule's (``promotion: asha``) only. ``promotion: quota`` is
+an explicit cap on how many of a rung's trials move up, and calibration would exceed it (six
+configurations forced to the top where a rung of six may promote two): under it fixed rungs do
+not calibrate, and a rung is distrusted, as before calibration existed, on every configuration
+that reached the top rung (the promoted, biased sample); a distrusted rung then promotes up to
+its quota in trial order instead of by rank (:mod:`autopeft.search.promotion`), and no rung is
+skipped. ``rungs: auto`` under ``quota`` measures its rungs the same way: an unmeasured rung
+promotes up to its quota in trial order, so its pairs are not selected by its own ranking but
+accumulate only as fast as the quota lets configurations through to the top.
 """
 
 from __future__ import annotations
@@ -123,19 +147,67 @@ def unmeasured_rungs(pairs: dict[int, int], rungs: int) -> frozenset[int]:
     return frozenset(k for k in range(rungs - 1) if pairs.get(k, 0) < AUTO_MIN_PAIRS)
 
 
-def entry_rung(pairs: dict[int, int], distrusted: frozenset[int], rungs: int) -> int:
-    """``rungs: auto``: the rung new configurations start at: above the lowest rungs that are
-    measured (:data:`AUTO_MIN_PAIRS` pairs) and distrusted (the top rung itself when every
-    rung below is)."""
+def entry_rung(
+    pairs: dict[int, int], distrusted: frozenset[int], rungs: int, min_pairs: int = AUTO_MIN_PAIRS
+) -> int:
+    """The rung new configurations start at: above the lowest rungs that are measured
+    (``min_pairs`` pairs: :data:`AUTO_MIN_PAIRS` under ``rungs: auto``) and distrusted (the top
+    rung itself when every rung below is)."""
     entry = 0
-    while entry < rungs - 1 and entry in distrusted and pairs.get(entry, 0) >= AUTO_MIN_PAIRS:
+    while entry < rungs - 1 and entry in distrusted and pairs.get(entry, 0) >= min_pairs:
         entry += 1
     return entry
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A fixed-rung study's calibration configurations (see the module docstring).
+
+    Attributes:
+        roots: Trial numbers of the calibration configurations at their entry rung.
+        pending: Calibration trials finished below the top rung with results and not yet
+            promoted: promoted whatever their rank, highest rung first.
+        done: Every calibration configuration has been started and none runs or waits for a
+            promotion: the rungs can be judged on them.
+    """
+
+    roots: frozenset[int]
+    pending: tuple[int, ...]
+    done: bool
+
+
+def chain_root(by_number: dict[int, TrialRecord], record: TrialRecord) -> int:
+    """The number of the new-configuration trial ``record``'s promotion chain started from."""
+    while record.promoted_from is not None and record.promoted_from in by_number:
+        record = by_number[record.promoted_from]
+    return record.number
+
+
+def calibration(records: Sequence[TrialRecord], rungs: int, k: int = AUTO_MIN_PAIRS) -> Calibration:
+    """The calibration state of a fixed-rung study with ``rungs`` rungs, from its trials."""
+    by_number = {r.number: r for r in records}
+    new = sorted(r.number for r in records if r.searched_new and r.ranked_for_promotion)
+    roots = frozenset(new[:k])
+    promoted = {r.promoted_from for r in records if r.promoted_from is not None}
+    pending: list[tuple[int, int]] = []
+    running = False
+    for r in records:
+        if not r.ranked_for_promotion or chain_root(by_number, r) not in roots:
+            continue
+        if not r.state.is_finished():
+            running = True
+        elif r.rung_values and (r.rung or 0) < rungs - 1 and r.number not in promoted:
+            pending.append((-(r.rung or 0), r.number))
+    done = len(roots) == k and not running and not pending
+    return Calibration(roots, tuple(n for _, n in sorted(pending)), done)
+
+
 __all__ = [
     "AUTO_MIN_PAIRS",
+    "Calibration",
     "StepBudget",
+    "calibration",
+    "chain_root",
     "charged_steps",
     "entry_rung",
     "owed_steps",

@@ -35,7 +35,11 @@ sampler that keeps improving most new trials are, so a rung can end with far mor
 4 rungs, factor 3: 1.4-3.2 times the expected steps under ``mobo``). ``cap=True`` (the spec's
 ``fidelity.promotion: quota``) never lets a rung have more than ``floor(m / reduction_factor)``
 trials promoted, so the steps are what the schedule promises, at the price of fewer
-top-rung trials for the front. ``fidelity.budget_steps`` (:mod:`autopeft.search.budget`) bounds
+top-rung trials for the front. Nothing overrides the cap: a rung that selects nothing
+(``distrusted``: its ranking is not trusted, or ``rungs: auto`` has not measured it yet)
+promotes every complete trial without it, but under it only up to its quota, in trial order
+(not by its rank, which is what is not trusted); and fixed rungs do not calibrate under it
+(:mod:`autopeft.search.budget`). ``fidelity.budget_steps`` (:mod:`autopeft.search.budget`) bounds
 the steps under either rule: the driver starts nothing the budget cannot pay for.
 
 Once no new configuration will be started (the study's trial budget is spent), a rung whose
@@ -108,7 +112,8 @@ def promotions(
         cap: At most ``floor(m / reduction_factor)`` promoted per rung (see the module
             docstring); plain ASHA without it.
         distrusted: Rungs that do not rank configurations as the top rung does
-            (the driver measures them): no selection there, every complete trial moves up.
+            (the driver measures them): no selection there, every complete trial moves up
+            (with ``cap``: up to the rung's quota, in trial order).
         order: ``crowding`` or ``metric`` (see the module docstring).
     """
     out: list[list[int]] = []
@@ -116,11 +121,12 @@ def promotions(
     for rung in range(rungs - 1):
         here = [e for e in entries if e.rung == rung]
         moving_up = moving_up or any(not e.finished for e in here)
-        if rung in distrusted:
+        settled = draining and not moving_up
+        if rung in distrusted and not cap:
             chosen = [e.number for e in here if e.finished and e.values and not e.promoted]
         else:
-            settled = draining and not moving_up
-            chosen = _best(here, objectives, reduction_factor, settled, cap, order)
+            by_rank = rung not in distrusted
+            chosen = _best(here, objectives, reduction_factor, settled, cap, order, by_rank)
         out.append(chosen)
         moving_up = moving_up or bool(chosen)
     return [number for chosen in reversed(out) for number in chosen]
@@ -133,8 +139,10 @@ def _best(
     settled: bool,
     cap: bool,
     order: str = "crowding",
+    by_rank: bool = True,
 ) -> list[int]:
-    """Numbers of the not-yet-promoted complete trials among the best of one rung."""
+    """Numbers of the not-yet-promoted complete trials among the best of one rung
+    (``by_rank`` False: the first by trial number, up to what the quota leaves)."""
     finished = [e for e in entries if e.finished]
     quota = math.floor(len(finished) / reduction_factor + 1e-9)
     complete = [e for e in finished if e.values]
@@ -143,6 +151,8 @@ def _best(
     left = quota - sum(1 for e in entries if e.promoted) if cap else quota
     if left <= 0 or not complete:
         return []
+    if not by_rank:
+        return sorted(e.number for e in complete if not e.promoted)[:left]
     ranked = (
         rung_order(complete, objectives) if order == "metric" else _crowded(complete, objectives)
     )

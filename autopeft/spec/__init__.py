@@ -204,7 +204,10 @@ class FidelitySpec(StrictModel):
     rungs when ``rungs`` is a count."""
     promotion: Literal["asha", "quota"] = "asha"
     """Multi-fidelity promotion rule: ``asha`` promotes any trial in its rung's best fraction when
-    a worker is free; ``quota`` also caps each rung's promotions at that fraction of its trials."""
+    a worker is free; ``quota`` also caps each rung's promotions at that fraction of its trials,
+    and nothing overrides the cap: fixed rungs do not calibrate under it, and a rung that selects
+    nothing (distrusted, or not yet measured under ``rungs: auto``) promotes up to its quota in
+    trial order (:mod:`autopeft.search.budget`)."""
     budget_steps: int | None = Field(default=None, ge=1)
     """The study's budget in training steps (:mod:`autopeft.search.budget`); unset: no step
     budget (``n_trials`` alone ends the study). A trial is charged the steps it trains: a
