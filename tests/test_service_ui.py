@@ -120,8 +120,22 @@ def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -
             assert box is not None and box["width"] > 100 and box["height"] > 100
             href = page.locator("#download").get_attribute("href")
             assert href is not None and "/api/studies/tiny/export?trial=" in href
+            expect(page.locator("#shown")).to_be_hidden()  # every trial is drawn
             shot = tmp_path / "study_page.png"
             page.screenshot(path=str(shot), full_page=True)
+            # a cap below the study's trials: the front drawn, the others left out, and said
+            page.evaluate("localStorage.setItem('autopeft-max-points', '0')")
+            page.reload()
+            expect(page.locator("#study-summary")).to_contain_text("complete 3", timeout=20_000)
+            if front_size < 3:
+                expect(page.locator("#shown")).to_contain_text(
+                    f"{front_size} of 3 trials shown: the Pareto front", timeout=10_000
+                )
+            else:  # nothing to leave out
+                expect(page.locator("#shown")).to_be_hidden()
+            expect(page.locator("#trials tbody tr")).to_have_count(front_size)
+            assert page.locator("#front .scatterlayer .point").count() == front_size
+            page.evaluate("localStorage.removeItem('autopeft-max-points')")
             assert not errors, errors
         finally:
             browser.close()
