@@ -88,6 +88,10 @@ def test_sample_is_the_front_and_a_bounded_share_of_the_rest(
     hv = [[r.number, r.hypervolume] for r in view.complete() if r.hypervolume is not None]
     assert body["hypervolume"][-1] == hv[-1] and body["hypervolume"][0] == hv[0]
     assert _get(client, served, "/api/studies/tiny/sample").json() == body  # default 500
+    # a poll of a page that has this version: told so, with no trials
+    unchanged = _get(client, served, f"/api/studies/tiny/sample?unless={version}").json()
+    assert unchanged == {"version": version, "unchanged": True}
+    assert _get(client, served, "/api/studies/tiny/sample?unless=older").json() == body
     assert _get(client, served, "/api/studies/tiny/sample?limit=-1").status_code == 422
     assert _get(client, served, "/api/studies/nope/sample").status_code == 404
     assert _get(client, served, "/api/studies/tiny/sample", token=None).status_code == 401

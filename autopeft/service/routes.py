@@ -146,20 +146,26 @@ def get_sample(
     limit: Annotated[
         int, Query(ge=0, le=100_000, description="Other trials to keep, at most.")
     ] = DEFAULT_LIMIT,
+    unless: Annotated[
+        str | None, Query(max_length=64, description="A version the caller has already.")
+    ] = None,
 ) -> Response:
     """What the web UI draws of a study: the Pareto front, the references and the running
     trials, plus at most ``limit`` of the other trials chosen evenly over trial numbers
     (:mod:`autopeft.results.sample`; the same for the same study and limit). Body:
     ``{version, total, shown, others, limit, trials: [rows as /trials gives them],
     hypervolume: [[trial, value], ...]}`` (``others``: the trials that may be left out; the
-    hypervolume only where it changed, and after the last trial)."""
+    hypervolume only where it changed, and after the last trial). With ``unless`` naming the
+    study's current version: ``{version, unchanged: true}`` alone (a poll of a page that has
+    it)."""
     service = _service(request)
     view = _view(service, name)
+    version = service.views.version(view)
+    if unless is not None and unless == version:
+        return SafeJSONResponse({"version": version, "unchanged": True})
 
     def body() -> bytes:
-        return bytes(
-            SafeJSONResponse(summary.sample(view, limit, service.views.version(view))).body
-        )
+        return bytes(SafeJSONResponse(summary.sample(view, limit, version)).body)
 
     # the default limit (the page's) rendered once per version of the study
     if limit == DEFAULT_LIMIT:

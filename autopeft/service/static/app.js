@@ -86,21 +86,27 @@ async function showStudy(name) {
   document.getElementById("crumb").textContent = "/ " + name;
   if (!current || current.name !== name) current = { name, selected: null, version: null };
   const enc = encodeURIComponent(name);
-  const samplePath = `/api/studies/${enc}/sample?limit=${maxPoints()}`;
-  // the first load asks for both at once; a poll asks for the trials only when the study moved
-  const first = current.version === null ? api(samplePath) : null;
-  if (first) first.catch(() => {}); // awaited below; the summary's error is the one to show
+  // the summary and the trials at once; once the page has a version of the study, the server
+  // answers {unchanged: true} while it is still the current one
+  const unless = current.version === null ? "" : `&unless=${encodeURIComponent(current.version)}`;
+  const pending = api(`/api/studies/${enc}/sample?limit=${maxPoints()}${unless}`);
+  pending.catch(() => {}); // awaited below; the summary's error is the one to show
   const summary = await api(`/api/studies/${enc}`);
   current.summary = summary;
   renderSummary(summary);
-  if (first || summary.version === null || summary.version !== current.version) {
-    const sample = await (first || api(samplePath));
+  const sample = await pending;
+  if (!sample.unchanged) {
+    performance.mark("autopeft-fetched");
     Object.assign(current, { sample, trials: sample.trials, version: sample.version });
     renderFront(summary, sample.trials);
     renderShown(sample);
+    performance.mark("autopeft-front");
+    await new Promise((resolve) => setTimeout(resolve, 0)); // let the front show first
     renderHypervolume(sample.hypervolume);
     renderTrials(summary, sample.trials);
+    performance.mark("autopeft-table");
     if (window.autopeftInsight) window.autopeftInsight.draw(current);
+    performance.mark("autopeft-drawn");
     if (current.selected !== null) await select(current.selected, false);
   }
   // beside the poll: slow to make the first time per version of a large study on the server
