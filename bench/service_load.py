@@ -207,6 +207,10 @@ def ui(base: str, token: str, study: str) -> dict[str, Any]:
                 return {"first_paint_ms": _paint(page), "front_drawn_ms": -1.0, "points": 0}
             drawn = (time.perf_counter() - start) * 1000
             paint = _paint(page)
+            loaded = page.evaluate(  # the first load's marks, ms after the page's navigation
+                "(names) => names.map((n) => performance.getEntriesByName(n)[0]?.startTime ?? -1)",
+                list(MARKS),
+            )
             # the page's own poll (route()), timed in the page: while the study is unchanged
             # (the summary fetched, the trials kept), and as if it had moved (the summary, then
             # the trials the page draws fetched and everything redrawn; the server's bodies for
@@ -245,6 +249,7 @@ def ui(base: str, token: str, study: str) -> dict[str, Any]:
         "points": points,
         "shown": shown.split(":")[0],
         "steps": steps,
+        "loaded": loaded,
     }
 
 
@@ -309,7 +314,7 @@ def main() -> None:
                 print("UI: not measured (--no-ui or no Chromium at /usr/bin/chromium)")
             else:
                 points, shown = measured.pop("points"), measured.pop("shown")
-                steps = measured.pop("steps")
+                steps, loaded = measured.pop("steps"), measured.pop("loaded")
                 print(f"UI during the load, {points:.0f} points drawn ({shown or 'all shown'}):")
                 for key, value in measured.items():
                     if key in BOUNDS:
@@ -322,6 +327,10 @@ def main() -> None:
                     f"{what} {ms:.0f}" for what, ms in zip(MARKS.values(), steps, strict=True)
                 )
                 print(f"  the moved poll, ms after it began (-1: no mark): {marked}")
+                marked = ", ".join(
+                    f"{what} {ms:.0f}" for what, ms in zip(MARKS.values(), loaded, strict=True)
+                )
+                print(f"  the first load, ms after the page's navigation: {marked}")
 
 
 if __name__ == "__main__":
