@@ -121,6 +121,8 @@ def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -
             href = page.locator("#download").get_attribute("href")
             assert href is not None and "/api/studies/tiny/export?trial=" in href
             expect(page.locator("#shown")).to_be_hidden()  # every trial is drawn
+            # the insight panel loads beside the poll: there before the screenshot
+            expect(page.locator("#health li").first).to_be_visible(timeout=20_000)
             shot = tmp_path / "study_page.png"
             page.screenshot(path=str(shot), full_page=True)
             # a cap below the study's trials: the front drawn, the others left out, and said

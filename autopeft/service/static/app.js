@@ -101,7 +101,7 @@ async function showStudy(name) {
     renderFront(summary, sample.trials);
     renderShown(sample);
     performance.mark("autopeft-front");
-    await new Promise((resolve) => setTimeout(resolve, 0)); // let the front show first
+    await nextFrame(); // the front on screen before the table and the other plots are built
     renderHypervolume(sample.hypervolume);
     renderTrials(summary, sample.trials);
     performance.mark("autopeft-table");
@@ -113,6 +113,14 @@ async function showStudy(name) {
   if (window.autopeftInsight) window.autopeftInsight.study(current).catch((e) => showError(e.message));
   if (window.autopeftCurves) window.autopeftCurves.study(current).catch((e) => showError(e.message));
   return summary.state === "running";
+}
+
+// after the browser has painted (or 100 ms: a background tab paints no frames)
+function nextFrame() {
+  return new Promise((resolve) => {
+    requestAnimationFrame(() => setTimeout(resolve, 0));
+    setTimeout(resolve, 100);
+  });
 }
 
 function renderShown(sample) {
