@@ -187,6 +187,7 @@ def test_cockpit_submit_run_export_and_insight_in_chromium(
                 timeout=20_000
             )
             expect(page.locator("#importance .plot").first).to_be_visible()
+            page.locator("#parcoords").scroll_into_view_if_needed()  # drawn once in view
             expect(page.locator("#parcoords .parcoords").first).to_be_attached(timeout=10_000)
             rows = page.locator("#trials tbody tr")
             rows.nth(0).click()

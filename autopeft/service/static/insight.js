@@ -8,10 +8,36 @@ window.autopeftInsight = (function () {
   let compared = null;
   const config = { displaylogo: false, responsive: true };
 
+  // the parallel coordinates once they come into view (WebGL: seconds to build without a GPU,
+  // which would keep the page busy right after it drew the front)
+  let parcoordsSeen = false, parcoordsPending = null, parcoordsObserver = null;
+
+  function renderParcoordsWhenSeen(s, trials) {
+    parcoordsPending = [s, trials];
+    if (!("IntersectionObserver" in window)) {
+      renderParcoords(s, trials);
+      return;
+    }
+    if (!parcoordsObserver) {
+      parcoordsObserver = new IntersectionObserver((entries) => {
+        parcoordsSeen = entries[entries.length - 1].isIntersecting;
+        if (parcoordsSeen && parcoordsPending) {
+          const [summary, rows] = parcoordsPending;
+          parcoordsPending = null;
+          renderParcoords(summary, rows);
+        }
+      }, { rootMargin: "200px" });
+      parcoordsObserver.observe(document.getElementById("parcoords"));
+    } else if (parcoordsSeen) {
+      parcoordsPending = null;
+      renderParcoords(s, trials);
+    }
+  }
+
   // the trials the page shows, drawn again when they change
   function draw(current) {
     renderMemoryFront(current.summary, current.trials);
-    renderParcoords(current.summary, current.trials);
+    renderParcoordsWhenSeen(current.summary, current.trials);
     document.getElementById("report-link").href = `/api/studies/${encodeURIComponent(current.name)}/report`;
   }
 
