@@ -55,7 +55,7 @@ MARKS = {
     "autopeft-fetched": "summary and trials fetched",
     "autopeft-front": "front drawn",
     "autopeft-table": "hypervolume and table drawn",
-    "autopeft-drawn": "memory front and parallel coordinates drawn",
+    "autopeft-drawn": "memory front drawn (parallel coordinates: once in view)",
 }
 #: UI bounds (milliseconds): first paint, front drawn, one poll cycle (the page polls every 3 s
 #: while a study runs, so a cycle must end well within that), unchanged study or moved. The
