@@ -65,6 +65,38 @@ def test_study_summary_trials_and_front(client: TestClient, served: Served) -> N
 
 
 @pytest.mark.slow
+def test_sample_is_the_front_and_a_bounded_share_of_the_rest(
+    client: TestClient, served: Served
+) -> None:
+    """``/sample``: the front always, at most ``limit`` others, the total, the same rows as
+    ``/trials``, the summary's version (the page refetches only when it moved)."""
+    view = load_view("tiny", served.url)
+    front = {r.number for r in view.front()}
+    rows = {t["trial"]: t for t in _get(client, served, "/api/studies/tiny/trials").json()}
+    version = _get(client, served, "/api/studies/tiny").json()["version"]
+    assert isinstance(version, str) and version
+    assert _get(client, served, "/api/studies/tiny").json()["version"] == version  # unchanged
+    for limit in (0, 1, 500):
+        body = _get(client, served, f"/api/studies/tiny/sample?limit={limit}").json()
+        shown = [t["trial"] for t in body["trials"]]
+        assert front <= set(shown) and shown == sorted(shown)
+        assert body["total"] == 3 and body["others"] == 3 - len(front)
+        assert body["shown"] == len(shown) == len(front) + min(limit, 3 - len(front))
+        assert body["limit"] == limit and body["version"] == version
+        assert all(t == rows[t["trial"]] for t in body["trials"])
+        assert body == _get(client, served, f"/api/studies/tiny/sample?limit={limit}").json()
+    hv = [[r.number, r.hypervolume] for r in view.complete() if r.hypervolume is not None]
+    assert body["hypervolume"][-1] == hv[-1] and body["hypervolume"][0] == hv[0]
+    assert _get(client, served, "/api/studies/tiny/sample").json() == body  # default 500
+    # a poll of a page that has this version: told so, with no trials
+    unchanged = _get(client, served, f"/api/studies/tiny/sample?unless={version}").json()
+    assert unchanged == {"version": version, "unchanged": True}
+    assert _get(client, served, "/api/studies/tiny/sample?unless=older").json() == body
+    assert _get(client, served, "/api/studies/tiny/sample?limit=-1").status_code == 422
+    assert _get(client, served, "/api/studies/nope/sample").status_code == 404
+    assert _get(client, served, "/api/studies/tiny/sample", token=None).status_code == 401
+
+
 def test_front_plot_png(client: TestClient, served: Served) -> None:
     png = _get(client, served, "/api/studies/tiny/plot.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"

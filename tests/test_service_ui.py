@@ -120,8 +120,24 @@ def test_study_page_in_chromium(served: Served, base_url: str, tmp_path: Path) -
             assert box is not None and box["width"] > 100 and box["height"] > 100
             href = page.locator("#download").get_attribute("href")
             assert href is not None and "/api/studies/tiny/export?trial=" in href
+            expect(page.locator("#shown")).to_be_hidden()  # every trial is drawn
+            # the insight panel loads beside the poll: there before the screenshot
+            expect(page.locator("#health li").first).to_be_visible(timeout=20_000)
             shot = tmp_path / "study_page.png"
             page.screenshot(path=str(shot), full_page=True)
+            # a cap below the study's trials: the front drawn, the others left out, and said
+            page.evaluate("localStorage.setItem('autopeft-max-points', '0')")
+            page.reload()
+            expect(page.locator("#study-summary")).to_contain_text("complete 3", timeout=20_000)
+            if front_size < 3:
+                expect(page.locator("#shown")).to_contain_text(
+                    f"{front_size} of 3 trials shown: the Pareto front", timeout=10_000
+                )
+            else:  # nothing to leave out
+                expect(page.locator("#shown")).to_be_hidden()
+            expect(page.locator("#trials tbody tr")).to_have_count(front_size)
+            assert page.locator("#front .scatterlayer .point").count() == front_size
+            page.evaluate("localStorage.removeItem('autopeft-max-points')")
             assert not errors, errors
         finally:
             browser.close()
@@ -171,6 +187,7 @@ def test_cockpit_submit_run_export_and_insight_in_chromium(
                 timeout=20_000
             )
             expect(page.locator("#importance .plot").first).to_be_visible()
+            page.locator("#parcoords").scroll_into_view_if_needed()  # drawn once in view
             expect(page.locator("#parcoords .parcoords").first).to_be_attached(timeout=10_000)
             rows = page.locator("#trials tbody tr")
             rows.nth(0).click()

@@ -99,3 +99,43 @@ def test_cache_reloads_after_every_kind_of_write(seeded) -> None:
     with pytest.raises(StudyError, match="no study named 'nope'"):
         cache.view(store, "nope")
     assert cache.loads == 8
+
+
+def test_version_names_the_state_and_derived_values_are_made_once(served, tmp_path) -> None:
+    """A view's version is the same until the study changes; callers asking for a derived
+    value at once wait for one computation."""
+    import shutil
+    import threading
+    import time
+
+    from autopeft.results.view_cache import ViewCache
+    from autopeft.storage.store import Store
+
+    shutil.copy(served.root / "studies.db", tmp_path / "studies.db")  # written to below
+    store, cache = Store(f"sqlite:///{tmp_path / 'studies.db'}"), ViewCache()
+    view = cache.view(store, "tiny")
+    version = cache.version(view)
+    assert version and cache.version(cache.view(store, "tiny")) == version
+    assert ViewCache().version(view) is None  # a view another cache loaded
+    made: list[int] = []
+
+    def slow() -> int:
+        made.append(1)
+        time.sleep(0.3)
+        return len(made)
+
+    got: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(cache.derived(view, "slow", slow)))
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [1, 1, 1, 1] and made == [1]
+    study_id = store.optuna.get_study_id_from_name("tiny")
+    store.optuna.set_study_user_attr(study_id, "note", "moved")  # any write moves the marker
+    moved = cache.view(store, "tiny")
+    assert moved is not view and cache.version(moved) not in (None, version)
+    assert cache.version(view) is None  # replaced

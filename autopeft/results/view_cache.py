@@ -11,6 +11,7 @@ study, by any driver anywhere, makes the next read load it again. Like Optuna's
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class ViewCache:
         self.loads = 0  # views loaded from the database (a miss), for tests and benchmarks
         self._views: OrderedDict[str, tuple[Marker, StudyView, dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
+        self._computing: dict[tuple[int, str], threading.Lock] = {}
 
     def view(self, store: Store, name: str) -> StudyView:
         """Study ``name`` as :func:`view_of` reads it now; from memory when nothing changed."""
@@ -58,19 +60,42 @@ class ViewCache:
                 self._views.popitem(last=False)
         return view
 
+    def version(self, view: StudyView) -> str | None:
+        """A short text naming the state of the study ``view`` was loaded at (a digest of its
+        change marker: the same on every server reading the same database, and different
+        whenever the study changed); None for a view this cache no longer holds."""
+        with self._lock:
+            kept = self._views.get(view.name)
+        if kept is None or kept[1] is not view:
+            return None
+        return hashlib.sha256(repr(kept[0]).encode()).hexdigest()[:16]
+
     def derived(self, view: StudyView, key: str, compute: Callable[[], T]) -> T:
         """``compute()`` (something made from ``view`` alone: a response body, a digest) once
         per cached view under ``key``, kept until the view is replaced; computed afresh and
-        not kept for a view this cache no longer holds. Callers must not change what it
-        returns."""
+        not kept for a view this cache no longer holds. Callers asking for the same key of
+        the same view meanwhile wait for the one computation instead of repeating it. Callers
+        must not change what it returns."""
+        kept = self._held(view)
+        if kept is None:
+            return compute()
+        if key in kept[2]:
+            return cast(T, kept[2][key])
+        with self._lock:
+            computing = self._computing.setdefault((id(kept[2]), key), threading.Lock())
+        with computing:
+            if key in kept[2]:  # made by the caller this one waited for
+                return cast(T, kept[2][key])
+            try:
+                value = compute()
+                with self._lock:
+                    kept[2][key] = value
+            finally:
+                with self._lock:
+                    self._computing.pop((id(kept[2]), key), None)
+        return value
+
+    def _held(self, view: StudyView) -> tuple[Marker, StudyView, dict[str, Any]] | None:
         with self._lock:
             kept = self._views.get(view.name)
-            if kept is None or kept[1] is not view:
-                kept = None
-            elif key in kept[2]:
-                return cast(T, kept[2][key])
-        value = compute()
-        if kept is not None:
-            with self._lock:
-                kept[2][key] = value
-        return value
+            return kept if kept is not None and kept[1] is view else None

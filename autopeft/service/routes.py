@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from autopeft.core.objectives import Pick
 from autopeft.results.digest import study_digest
+from autopeft.results.sample import DEFAULT_LIMIT
 from autopeft.results.views import StudyView
 from autopeft.service import summary
 from autopeft.service.auth import Read, Write
@@ -76,9 +77,13 @@ def _state(service: ServiceState, view: StudyView) -> str:
 
 
 def _summary(service: ServiceState, view: StudyView) -> dict[str, Any]:
-    """A study's summary; all but its state made once per version of the study."""
+    """A study's summary; all but its state made once per version of the study, which it
+    names (``version``: a page redraws the study's trials only when it moved)."""
     digest = service.views.derived(view, "digest", lambda: study_digest(view))
-    return summary.summary(view, _state(service, view), digest)
+    return {
+        **summary.summary(view, _state(service, view), digest),
+        "version": service.views.version(view),
+    }
 
 
 def _driver_lease(service: ServiceState, name: str) -> LeaseInfo | None:
@@ -126,6 +131,46 @@ def get_trials(request: Request, name: StudyName) -> Response:
         view, "trials", lambda: SafeJSONResponse(summary.trials(view)).body
     )
     return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/api/studies/{name}/sample",
+    tags=["studies"],
+    dependencies=[Read],
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
+def get_sample(
+    request: Request,
+    name: StudyName,
+    limit: Annotated[
+        int, Query(ge=0, le=100_000, description="Other trials to keep, at most.")
+    ] = DEFAULT_LIMIT,
+    unless: Annotated[
+        str | None, Query(max_length=64, description="A version the caller has already.")
+    ] = None,
+) -> Response:
+    """What the web UI draws of a study: the Pareto front, the references and the running
+    trials, plus at most ``limit`` of the other trials chosen evenly over trial numbers
+    (:mod:`autopeft.results.sample`; the same for the same study and limit). Body:
+    ``{version, total, shown, others, limit, trials: [rows as /trials gives them],
+    hypervolume: [[trial, value], ...]}`` (``others``: the trials that may be left out; the
+    hypervolume only where it changed, and after the last trial). With ``unless`` naming the
+    study's current version: ``{version, unchanged: true}`` alone (a poll of a page that has
+    it)."""
+    service = _service(request)
+    view = _view(service, name)
+    version = service.views.version(view)
+    if unless is not None and unless == version:
+        return SafeJSONResponse({"version": version, "unchanged": True})
+
+    def body() -> bytes:
+        return bytes(SafeJSONResponse(summary.sample(view, limit, version)).body)
+
+    # the default limit (the page's) rendered once per version of the study
+    if limit == DEFAULT_LIMIT:
+        return Response(service.views.derived(view, "sample", body), media_type="application/json")
+    return Response(body(), media_type="application/json")
 
 
 @router.get("/api/studies/{name}/trials/{number}", tags=["studies"], dependencies=[Read])

@@ -7,7 +7,9 @@ from typing import Any
 
 from autopeft.results import front_rows
 from autopeft.results.digest import study_digest, target
+from autopeft.results.sample import hypervolume_steps, sample_trials
 from autopeft.results.views import StudyView
+from autopeft.storage.records import TrialRecord
 
 STATES = ("running", "complete", "stopped", "failed")
 """A study's ``state``: a driver runs it (its lease is live); it has its budget of finished
@@ -52,12 +54,13 @@ def summary(view: StudyView, state: str, digest: dict[str, Any] | None = None) -
     }
 
 
-def trials(view: StudyView) -> list[dict[str, Any]]:
-    """Every trial as a flat row (:func:`~autopeft.results.front_rows`) plus its state, failure
-    reason, hypervolume and whether it is on the front."""
+def trials(view: StudyView, records: list[TrialRecord] | None = None) -> list[dict[str, Any]]:
+    """Every trial (or those of ``records``) as a flat row (:func:`~autopeft.results.
+    front_rows`) plus its state, failure reason, hypervolume and whether it is on the front."""
     on_front = {r.number for r in view.front()}
-    rows = front_rows(view.records, view.objectives)
-    for row, record in zip(rows, view.records, strict=True):
+    records = view.records if records is None else records
+    rows = front_rows(records, view.objectives)
+    for row, record in zip(rows, records, strict=True):
         row.update(
             state=str(record.state),
             interrupted=record.interrupted,
@@ -66,6 +69,21 @@ def trials(view: StudyView) -> list[dict[str, Any]]:
             on_front=record.number in on_front,
         )
     return rows
+
+
+def sample(view: StudyView, limit: int, version: str | None) -> dict[str, Any]:
+    """The body of ``GET /api/studies/{name}/sample``: :func:`~autopeft.results.sample.
+    sample_trials` as :func:`trials` rows, with the counts and the hypervolume's steps."""
+    chosen = sample_trials(view, limit)
+    return {
+        "version": version,
+        "total": chosen.total,
+        "shown": len(chosen.records),
+        "others": chosen.others,
+        "limit": limit,
+        "trials": trials(view, chosen.records),
+        "hypervolume": [list(step) for step in hypervolume_steps(view.records)],
+    }
 
 
 def trial_detail(view: StudyView, number: int) -> dict[str, Any] | None:

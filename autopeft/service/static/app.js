@@ -72,22 +72,65 @@ async function showList() {
 }
 
 // -- one study -----------------------------------------------------------------------------------
+// The page draws the front, the references and running trials, and at most maxPoints() of the
+// other trials (the server picks them evenly over trial numbers); it fetches them again only
+// when the summary's version moved. The insight panel and the curves load beside the poll.
+function maxPoints() {
+  const kept = localStorage.getItem("autopeft-max-points"); // a smaller cap, for tests
+  return kept !== null && /^[0-9]+$/.test(kept) ? Number(kept) : 500;
+}
+
 async function showStudy(name) {
   document.getElementById("list-page").hidden = true;
   document.getElementById("study-page").hidden = false;
   document.getElementById("crumb").textContent = "/ " + name;
-  if (!current || current.name !== name) current = { name, selected: null };
+  if (!current || current.name !== name) current = { name, selected: null, version: null };
   const enc = encodeURIComponent(name);
-  const [summary, trials] = await Promise.all([api(`/api/studies/${enc}`), api(`/api/studies/${enc}/trials`)]);
-  Object.assign(current, { summary, trials });
+  // the summary and the trials at once; once the page has a version of the study, the server
+  // answers {unchanged: true} while it is still the current one
+  const unless = current.version === null ? "" : `&unless=${encodeURIComponent(current.version)}`;
+  const pending = api(`/api/studies/${enc}/sample?limit=${maxPoints()}${unless}`);
+  pending.catch(() => {}); // awaited below; the summary's error is the one to show
+  const summary = await api(`/api/studies/${enc}`);
+  current.summary = summary;
   renderSummary(summary);
-  renderFront(summary, trials);
-  renderHypervolume(trials);
-  renderTrials(summary, trials);
-  if (window.autopeftInsight) await window.autopeftInsight.study(current);
-  if (window.autopeftCurves) await window.autopeftCurves.study(current);
-  if (current.selected !== null) await select(current.selected, false);
+  const sample = await pending;
+  if (!sample.unchanged) {
+    performance.mark("autopeft-fetched");
+    Object.assign(current, { sample, trials: sample.trials, version: sample.version });
+    renderFront(summary, sample.trials);
+    renderShown(sample);
+    performance.mark("autopeft-front");
+    await nextFrame(); // the front on screen before the table and the other plots are built
+    renderHypervolume(sample.hypervolume);
+    renderTrials(summary, sample.trials);
+    performance.mark("autopeft-table");
+    if (window.autopeftInsight) window.autopeftInsight.draw(current);
+    performance.mark("autopeft-drawn");
+    if (current.selected !== null) await select(current.selected, false);
+  }
+  // beside the poll: slow to make the first time per version of a large study on the server
+  if (window.autopeftInsight) window.autopeftInsight.study(current).catch((e) => showError(e.message));
+  if (window.autopeftCurves) window.autopeftCurves.study(current).catch((e) => showError(e.message));
   return summary.state === "running";
+}
+
+// after the browser has painted (or 100 ms: a background tab paints no frames)
+function nextFrame() {
+  return new Promise((resolve) => {
+    requestAnimationFrame(() => setTimeout(resolve, 0));
+    setTimeout(resolve, 100);
+  });
+}
+
+function renderShown(sample) {
+  const node = document.getElementById("shown");
+  node.hidden = sample.shown === sample.total;
+  const n = (v) => v.toLocaleString("en-US");
+  const sampled = sample.shown - (sample.total - sample.others);
+  node.textContent = node.hidden ? "" : `${n(sample.shown)} of ${n(sample.total)} trials shown: ` +
+    `the Pareto front, the references, running trials and ${n(sampled)} of the other ` +
+    `${n(sample.others)} evenly over trial numbers.`;
 }
 
 function renderSummary(s) {
@@ -146,10 +189,10 @@ function renderFront(s, trials) {
   }
 }
 
-function renderHypervolume(trials) {
-  const done = trials.filter((t) => t.state === "COMPLETE" && t.hypervolume !== null);
+function renderHypervolume(steps) {
+  // [[trial, hypervolume]] where it changed: the same step line, a marker per improvement
   Plotly.react(document.getElementById("hv"), [{
-    x: done.map((t) => t.trial), y: done.map((t) => t.hypervolume), mode: "lines+markers", type: "scatter",
+    x: steps.map((p) => p[0]), y: steps.map((p) => p[1]), mode: "lines+markers", type: "scatter",
     line: { shape: "hv" }, hovertemplate: "after trial %{x}: %{y:.4f}<extra></extra>",
   }], {
     title: { text: "Hypervolume (normalised)" }, xaxis: { title: { text: "trial" } },

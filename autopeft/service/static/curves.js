@@ -10,7 +10,7 @@ window.autopeftCurves = (function () {
   let R = 56; // the right margin: room for the rung axis when there is one
   const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-  let frontKey = null; // study name + complete count of the last front fetch
+  let frontKey = null; // study name + version of the last front fetch (or the one in flight)
 
   function svg(tag, attrs, text) {
     const node = document.createElementNS(NS, tag);
@@ -92,10 +92,17 @@ window.autopeftCurves = (function () {
   }
 
   async function study(current) {
-    const key = `${current.name}/${current.summary.counts.complete}`;
+    const key = `${current.name}/${current.version}`;
     if (key === frontKey) return;
-    const body = await api(`/api/studies/${encodeURIComponent(current.name)}/curves`);
     frontKey = key;
+    let body;
+    try {
+      body = await api(`/api/studies/${encodeURIComponent(current.name)}/curves`);
+    } catch (error) {
+      if (frontKey === key) frontKey = null; // try again on the next poll
+      throw error;
+    }
+    if (key !== frontKey) return; // the study moved meanwhile: a newer fetch draws it
     draw(document.getElementById("front-curves"), body, "the Pareto front's trials");
   }
 

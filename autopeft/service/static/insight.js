@@ -4,19 +4,56 @@
 "use strict";
 
 window.autopeftInsight = (function () {
-  let insightKey = null; // study name + complete count of the last /insight fetch
+  let insightKey = null; // study name + version of the last /insight fetch (or the one in flight)
   let compared = null;
   const config = { displaylogo: false, responsive: true };
 
-  async function study(current) {
+  // the parallel coordinates once they come into view (WebGL: seconds to build without a GPU,
+  // which would keep the page busy right after it drew the front)
+  let parcoordsSeen = false, parcoordsPending = null, parcoordsObserver = null;
+
+  function renderParcoordsWhenSeen(s, trials) {
+    parcoordsPending = [s, trials];
+    if (!("IntersectionObserver" in window)) {
+      renderParcoords(s, trials);
+      return;
+    }
+    if (!parcoordsObserver) {
+      parcoordsObserver = new IntersectionObserver((entries) => {
+        parcoordsSeen = entries[entries.length - 1].isIntersecting;
+        if (parcoordsSeen && parcoordsPending) {
+          const [summary, rows] = parcoordsPending;
+          parcoordsPending = null;
+          renderParcoords(summary, rows);
+        }
+      }, { rootMargin: "200px" });
+      parcoordsObserver.observe(document.getElementById("parcoords"));
+    } else if (parcoordsSeen) {
+      parcoordsPending = null;
+      renderParcoords(s, trials);
+    }
+  }
+
+  // the trials the page shows, drawn again when they change
+  function draw(current) {
     renderMemoryFront(current.summary, current.trials);
-    renderParcoords(current.summary, current.trials);
-    const enc = encodeURIComponent(current.name);
-    document.getElementById("report-link").href = `/api/studies/${enc}/report`;
-    const key = `${current.name}/${current.summary.counts.complete}`;
+    renderParcoordsWhenSeen(current.summary, current.trials);
+    document.getElementById("report-link").href = `/api/studies/${encodeURIComponent(current.name)}/report`;
+  }
+
+  // the server's findings: once per version of the study, one fetch at a time
+  async function study(current) {
+    const key = `${current.name}/${current.version}`;
     if (key === insightKey) return;
-    const insight = await api(`/api/studies/${enc}/insight`);
     insightKey = key;
+    let insight;
+    try {
+      insight = await api(`/api/studies/${encodeURIComponent(current.name)}/insight`);
+    } catch (error) {
+      if (insightKey === key) insightKey = null; // try again on the next poll
+      throw error;
+    }
+    if (key !== insightKey) return; // the study moved meanwhile: a newer fetch draws it
     renderHealth(insight.health);
     heatmap("usage", insight.front_usage.share);
     renderImportance(insight.importance);
@@ -124,5 +161,5 @@ window.autopeftInsight = (function () {
     }], { margin: { t: 40, l: 60, r: 60 } }, config);
   }
 
-  return { study, select, compare, compared: () => compared };
+  return { draw, study, select, compare, compared: () => compared };
 })();
