@@ -238,6 +238,7 @@ class StructuredDesign:
         yield self._profile_stream(rng)
 
     def _profile_stream(self, rng: np.random.Generator) -> list[Recipe]:
+        """The profile recipes, the kinds taken in turn, each kind's in a seeded order."""
         by_kind: dict[str, list[Recipe]] = {}
         for kind, recipe in self._profile_recipes():
             by_kind.setdefault(kind, []).append(recipe)
@@ -250,23 +251,28 @@ class StructuredDesign:
     def _profile_recipes(self) -> list[tuple[str, Recipe]]:
         """(kind, recipe) of every profile, group, module set and size (computed once)."""
         if self._patterns is None:
-            self._patterns = []
-            template = {d.name: from_unit(d.spec, 0.5) for d in self.bound.dimensions}
-            for kind, scores in self.profiles.items():
-                for group in self.groups:
-                    for target in _target_values(group):
-                        point = self._overlay(
-                            template, group, target, [template[n] for n in group.names]
-                        )
-                        targeted = self.bound.target_modules(point)
-                        cell_scores = profile_patterns.group_scores(
-                            scores, group.layers, group.modules, targeted
-                        )
-                        for size in profile_patterns.sizes(group.ladder):
-                            values = profile_patterns.follow(cell_scores, group.ladder, size)
-                            if values is not None:
-                                self._patterns.append((kind, (group, target, values)))
+            self._patterns = [
+                (kind, (group, target, values))
+                for kind, scores in self.profiles.items()
+                for group in self.groups
+                for target in _target_values(group)
+                for values in self._follow(scores, group, target)
+            ]
         return self._patterns
+
+    def _follow(
+        self, scores: Mapping[tuple[int, str], float], group: Group, target: Any
+    ) -> list[list[Any]]:
+        """``group``'s values following ``scores`` on the module set ``target``, per size."""
+        template = {d.name: from_unit(d.spec, 0.5) for d in self.bound.dimensions}
+        point = self._overlay(template, group, target, [template[n] for n in group.names])
+        targeted = self.bound.target_modules(point)  # reads only the module set and method
+        cells = profile_patterns.group_scores(scores, group.layers, group.modules, targeted)
+        patterns = [
+            profile_patterns.follow(cells, group.ladder, size)
+            for size in profile_patterns.sizes(group.ladder)
+        ]
+        return [values for values in patterns if values is not None]
 
     def _ranged(self) -> list[Group]:
         """The groups that can switch layers off (their lowest value is 0)."""
