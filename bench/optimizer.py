@@ -21,7 +21,11 @@ and mobo > tpe (medians), and the CPU / wall seconds of one warm mobo and gp pro
 observations on a 32-layer all-linear space (torch on one thread).
 ``mobo-structured`` / ``mobo-flat`` are mobo with structured candidates on / off
 (``structured: true|false``, over ``--mobo-options``); with mobo in ``--samplers`` a paired
-table compares mobo with each. Not a test: nothing here asserts.
+table compares mobo with each. ``mobo-profiled`` is ``mobo-structured`` given a synthetic
+sensitivity profile (the problem's true cell weights times lognormal noise of scale
+``profile_noise``: :meth:`ClassProblem.profile`), so its structured design adds the profile
+family; with ``mobo-structured`` in ``--samplers`` a paired table compares the two.
+Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ QUICK = {"classes": "base,loose20x,two_obj,method_choice", "seeds": 1, "trials":
 VARIANTS = {
     "mobo-flat": ("mobo", {"structured": False}),
     "mobo-structured": ("mobo", {"structured": True}),
+    "mobo-profiled": ("mobo", {"structured": True, "profile_noise": 0.5}),
 }
 LATENCY_CLASS = ProblemClass("latency32", layers=32, targets=("all_linear",))
 Results = list[dict[str, float] | None]
@@ -76,7 +81,11 @@ def run(name: str, cls: str, seed: int, trials: int, options: dict) -> Results:
     """``trials`` sequential proposals of sampler ``name`` on problem ``seed`` of ``cls``."""
     _one_thread()
     problem = make_problem(cls, seed)  # rebuilt: a fresh noise stream per run
+    options = dict(options)
+    noise = options.pop("profile_noise", None)  # a bench option (part of the cache key)
     sampler = make_sampler(_base(name), problem.bound, problem.objectives, seed, options)
+    if noise is not None:
+        sampler.set_profiles({"sensitivity": problem.profile(noise)})
     return [h.values or None for h in study(problem, sampler, trials)]
 
 
@@ -212,6 +221,7 @@ def hv_table(classes: list[str], names: list[str], args: argparse.Namespace) -> 
     )
     for other in ("gp", "mobo-flat", "mobo-structured"):
         paired_table(by_seed, classes, args, other)
+    paired_table(by_seed, classes, args, "mobo-structured", left="mobo-profiled")
 
 
 def paired_table(
@@ -219,30 +229,31 @@ def paired_table(
     classes: list[str],
     args: argparse.Namespace,
     other: str,
+    left: str = "mobo",
 ) -> None:
-    """mobo against ``other`` on the same problems: every (class, seed) both ran; with
-    per-class medians of both and of the differences when there are several seeds."""
+    """``left`` (mobo) against ``other`` on the same problems: every (class, seed) both ran;
+    with per-class medians of both and of the differences when there are several seeds, and
+    the median of the differences over all pairs."""
     pairs = [
-        (c, s)
-        for c in classes
-        for s in args.seeds
-        if {("mobo", c, s), (other, c, s)} <= set(by_seed)
+        (c, s) for c in classes for s in args.seeds if {(left, c, s), (other, c, s)} <= set(by_seed)
     ]
     if not pairs:
         return
     k = args.trials
-    print(f"\nmobo@{k} vs {other}@{k} paired on the same problem (class, seed)")
+    print(f"\n{left}@{k} vs {other}@{k} paired on the same problem (class, seed)")
     for c, s in pairs:
-        m, g = by_seed["mobo", c, s], by_seed[other, c, s]
-        print(f"  {c:14} seed {s}  mobo {m:.3f}  {other} {g:.3f}  {m - g:+.3f}")
-    ahead = sum(by_seed["mobo", c, s] >= by_seed[other, c, s] for c, s in pairs)
-    print(f"mobo >= {other} in {ahead} of {len(pairs)} pairs")
-    print(f"per class, medians over the paired seeds: mobo | {other} | paired difference")
+        m, g = by_seed[left, c, s], by_seed[other, c, s]
+        print(f"  {c:14} seed {s}  {left} {m:.3f}  {other} {g:.3f}  {m - g:+.3f}")
+    ahead = sum(by_seed[left, c, s] >= by_seed[other, c, s] for c, s in pairs)
+    print(f"{left} >= {other} in {ahead} of {len(pairs)} pairs")
+    overall = statistics.median(by_seed[left, c, s] - by_seed[other, c, s] for c, s in pairs)
+    print(f"median paired difference over the {len(pairs)} pairs: {overall:+.3f}")
+    print(f"per class, medians over the paired seeds: {left} | {other} | paired difference")
     for c in classes:
         seeds = [s for cc, s in pairs if cc == c]
         if not seeds:
             continue
-        m = [by_seed["mobo", c, s] for s in seeds]
+        m = [by_seed[left, c, s] for s in seeds]
         g = [by_seed[other, c, s] for s in seeds]
         diff = statistics.median(a - b for a, b in zip(m, g, strict=True))
         print(

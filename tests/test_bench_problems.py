@@ -51,3 +51,16 @@ def test_failure_regions_and_lr_optimum():
     spec = problem.bound.space.parameters["learning_rate"]
     assert spec.low <= problem.lr_opt["lora"] <= spec.high
     assert spec.high / spec.low == pytest.approx(1e4, rel=1e-3)
+
+
+def test_synthetic_profile_follows_the_true_weights_without_touching_the_noise_stream():
+    problem, twin = make_problem("sparse", 0), make_problem("sparse", 0)
+    exact = problem.profile(noise=0.0)
+    assert sum(exact.values()) == pytest.approx(1.0)
+    weights = {c: problem._weight(*c) for c in exact}
+    top = max(weights, key=weights.__getitem__)
+    assert max(exact, key=exact.__getitem__) == top
+    noisy = problem.profile(noise=0.5)
+    assert noisy == problem.profile(noise=0.5) and noisy != exact  # seeded, noisy
+    point = make_sampler("random", problem.bound, problem.objectives, 0, {}).propose([], 1)[0]
+    assert problem.evaluate(point) == twin.evaluate(point)  # same accuracy noise draw

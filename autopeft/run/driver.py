@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ from autopeft.storage.records import TrialRecord, placement_summary
 from autopeft.storage.store import Store
 
 if TYPE_CHECKING:
+    from autopeft.allocation.profiles import Profile
     from autopeft.core.compiled import CompiledConfig
     from autopeft.executors.base import Executor
     from autopeft.search.references import Reference
@@ -107,6 +108,7 @@ def run_study(
     check_gpus(executor_spec)  # --gpus N beyond what torch sees: refused before anything is written
     store = Store(prepared.url)
     profiles = _allocation_profiles(prepared, store, reporter)
+    new = prepared.name not in store.study_names()
     register_study(store, prepared)
     lease = StudyLease(
         store,
@@ -126,8 +128,11 @@ def run_study(
             from autopeft.run.profiling import attach_to_study
 
             attach_to_study(store, prepared.name, profiles)
+        followed = _design_profiles(prepared, store, new)
         store.set_driver_error(prepared.name, None)
-        runner = StudyRunner(prepared, store, reporter or Reporter(), executor, executor_spec)
+        runner = StudyRunner(
+            prepared, store, reporter or Reporter(), executor, executor_spec, followed
+        )
         runner.lease = lease
         try:
             return runner.run(trials or prepared.files.spec.n_trials)
@@ -181,6 +186,15 @@ def _allocation_profiles(p: PreparedStudy, store: Store, reporter: Reporter | No
     return ensure_profiles(p, store, reporter)
 
 
+def _design_profiles(p: PreparedStudy, store: Store, new: bool) -> dict[str, Profile]:
+    """Stored profiles for a structured sampler (``structured: true``) to follow."""
+    if not p.files.spec.sampler.options.get("structured"):
+        return {}
+    from autopeft.run.profiling import design_profiles
+
+    return design_profiles(p, store, new)
+
+
 class StudyRunner:
     """The driver loop; the only writer to the database.
 
@@ -212,6 +226,7 @@ class StudyRunner:
         reporter: Reporter,
         executor: Executor | None,
         executor_spec: ExecutorSpec | None = None,
+        profiles: Mapping[str, Profile] | None = None,
     ) -> None:
         spec = prepared.files.spec
         self.p, self.store, self.reporter = prepared, store, reporter
@@ -227,6 +242,12 @@ class StudyRunner:
         sampler = make_sampler(
             spec.sampler.name, bound, prepared.objectives, spec.seed, spec.sampler.options
         )
+        if profiles:  # the structured design's profile family (see _design_profiles)
+            sampler.set_profiles({kind: p.scores for kind, p in profiles.items()})
+            reporter.message(
+                f"structured design: rank patterns of the stored {', '.join(profiles)} "
+                "profile(s) of this model and data"
+            )
         self.sampler = with_warm_start(sampler, store, prepared.name)
         self._beats: dict[int, float] = {}
         self._last_beat = time.monotonic()

@@ -1,4 +1,5 @@
-"""Measure (once) and load the allocation profiles a study's ``allocation:`` block needs.
+"""Measure (once) and load the allocation profiles a study's ``allocation:`` block needs, and
+read back the stored ones a structured sampler's profile family uses (never measured for it).
 
 Profiles are stored in the database under a :class:`~autopeft.storage.profiles.ProfileKey`, so
 every study with the same model, data, split and calibration batches reads them back instead of
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING
 from autopeft.allocation.profiles import GRADIENT_KINDS, calibration_batches, gradient_profiles
 from autopeft.exceptions import StudyError, UnsupportedError
 from autopeft.run.prepare import prepare_study, worker_setup
-from autopeft.storage.profiles import ProfileKey, get_or_compute, link_study, study_profiles
+from autopeft.storage.profiles import (
+    ProfileKey,
+    get_or_compute,
+    link_study,
+    load_profile,
+    study_profiles,
+)
 from autopeft.storage.store import Store
 from autopeft.storage.urls import resolve_storage
 
@@ -88,6 +95,30 @@ def ensure_profiles(
     found = get_or_compute(store, key, kinds, compute)
     prepared.bound.profiles.update({kind: p for kind, (_, p) in found.items()})
     return found
+
+
+def design_profiles(prepared: PreparedStudy, store: Store, new: bool) -> dict[str, Profile]:
+    """The stored profiles a structured sampler follows (the profile family of
+    :mod:`autopeft.search.samplers.structured`); nothing is measured.
+
+    A new study takes every kind stored under its :func:`profile_key` (by ``autopeft profile``
+    or an allocation study on the same model and data) and links them to itself; an existing
+    study keeps the ones linked to it, so a resumed study proposes what it would have without
+    the interruption even if profiles were stored since.
+
+    Returns:
+        kind -> profile; empty when none are stored (the family is then empty).
+    """
+    if not new:
+        return {kind: p for kind, (_, p) in study_profiles(store, prepared.name).items()}
+    key = profile_key(prepared)
+    found = {}
+    for kind in (*GRADIENT_KINDS, "adalora"):
+        hit = load_profile(store, kind, key)
+        if hit is not None:
+            found[kind] = hit
+    attach_to_study(store, prepared.name, found)
+    return {kind: p for kind, (_, p) in found.items()}
 
 
 def attach_to_study(store: Store, study: str, found: dict[str, tuple[int, Profile]]) -> None:

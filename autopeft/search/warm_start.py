@@ -24,7 +24,7 @@ existed have none, and their studies resume as they ran.)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +105,9 @@ class WarmStartSampler(Sampler):
 
     def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
         self.inner.set_prior(groups)
+
+    def set_profiles(self, profiles: Mapping[str, Mapping[tuple[int, str], float]]) -> None:
+        self.inner.set_profiles(profiles)
 
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:
         seen = {point_key(h.point) for h in history}

@@ -178,6 +178,16 @@ class ClassProblem:
         }
         return {o.name: values[o.name] for o in self.objectives}
 
+    def profile(self, noise: float = 0.5) -> dict[tuple[int, str], float]:
+        """A stand-in for a measured sensitivity profile: every (layer, module) cell's true
+        weight in the accuracy model times lognormal noise of scale ``noise`` (drawn from a
+        stream of its own, so the problem's noise stream is untouched), summing to 1."""
+        rng = np.random.default_rng([self.seed, 7919])
+        cells = [(s.layer, s.module) for s in self.bound.layout.sites]
+        raw = {c: self._weight(*c) * float(rng.lognormal(0.0, noise)) for c in cells}
+        total = sum(raw.values())
+        return {c: v / total for c, v in raw.items()}
+
     def _weight(self, layer: int, module: str) -> float:
         if module == "prompt":  # a soft prompt reaches every layer: half the layers' worth
             return 0.5 * self.cls.layers

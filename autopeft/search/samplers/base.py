@@ -9,7 +9,7 @@ and within ``max_trainable_params`` (:meth:`BoundSpace.is_feasible`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,14 @@ class Sampler(ABC):
         study. A sampler that can learn from them (``mobo``: a transfer prior on its surrogate)
         does; the default ignores them."""
         del groups
+
+    def set_profiles(self, profiles: Mapping[str, Mapping[tuple[int, str], float]]) -> None:
+        """Stored sensitivity / importance profiles of the study's model and data: kind ->
+        (layer, module type) -> score (:attr:`autopeft.allocation.profiles.Profile.scores`),
+        given before the first proposal and fixed for the life of the study. A sampler with
+        structured candidates adds rank patterns that follow them
+        (:mod:`autopeft.search.samplers.structured`); the default ignores them."""
+        del profiles
 
     @abstractmethod
     def propose(self, history: Sequence[Observation], n: int) -> list[Point]:

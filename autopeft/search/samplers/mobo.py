@@ -10,7 +10,8 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   ``MixedSingleTaskGP``), floats are unit-scaled; dimensions a point does not use are
   canonicalised. The acquisition is maximised by discrete search over a pool of seeded
   feasible draws, mutations of the current Pareto set and, with ``structured: true``,
-  structured candidates (uniform ranks, layer ranges, coarse moves of observed points:
+  structured candidates (uniform ranks, layer ranges, rank patterns of the study's stored
+  sensitivity / importance profiles, coarse moves of observed points:
   :mod:`autopeft.search.samplers.structured`), refined by a few rounds of local
   search around the best candidates, with moves to neighbouring values and jumps anywhere in
   a dimension's domain (BoTorch's ``optimize_acqf_mixed_alternating`` took 60-130 s per
@@ -46,7 +47,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,9 +102,11 @@ class MoboSampler(Sampler):
             ladder in one move).
         structured: Structured configurations in the initial design and the candidate pool
             (:mod:`autopeft.search.samplers.structured`): every other point of the initial
-            design is a uniform rank per module set or a contiguous layer range, and the pool
-            and the local search add such configurations and coarse moves of the observed
-            points (ranks x2 / x1/2, a module type dropped or added, layers shifted). Off by
+            design is a uniform rank per module set, a contiguous layer range or (when the
+            study has stored profiles of its model and data: :meth:`set_profiles`, called by
+            the driver) a rank pattern that follows a profile, and the pool and the local
+            search add such configurations and coarse moves of the observed points (ranks x2
+            / x1/2, a module type dropped or added, layers shifted). Off by
             default: on the synthetic classes it cost hypervolume on 10 of 16 (paired medians
             over seeds 0-1, or seed 0; worst two_obj -0.055, ladder3 -0.040) and gained on
             deep32 (+0.177, one seed) and ladder8 (+0.029): ``bench/results/
@@ -163,6 +166,11 @@ class MoboSampler(Sampler):
         #: ``prior_start`` once :meth:`set_prior` gave usable rows (the earlier studies' trials
         #: already shape the surrogate, so it needs fewer of the study's own).
         self._start = n_initial
+
+    def set_profiles(self, profiles: Mapping[str, Mapping[tuple[int, str], float]]) -> None:
+        if self._structured is not None:
+            self._structured = StructuredDesign(self.bound, self.seed, profiles)
+            self._initial.set_profiles(profiles)
 
     def set_prior(self, groups: Sequence[Sequence[Observation]]) -> None:
         """A transfer prior on the surrogate (:mod:`autopeft.search.samplers.transfer`, which keeps

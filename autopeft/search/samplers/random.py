@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -53,7 +53,8 @@ class SobolSampler(RandomSampler):
     Args:
         structured: The first ``structured`` trials alternate Sobol points (even ``k``) with
             structured configurations (odd ``k``: uniform ranks per module set, contiguous
-            layer ranges; :class:`~autopeft.search.samplers.structured.StructuredDesign`), whose
+            layer ranges, rank patterns of the stored profiles given by :meth:`set_profiles`;
+            :class:`~autopeft.search.samplers.structured.StructuredDesign`), whose
             other dimensions (learning rate, ...) are those of the k-th Sobol point. 0 (the
             default of the ``sobol`` sampler): Sobol points only.
     """
@@ -71,6 +72,11 @@ class SobolSampler(RandomSampler):
             raise TypeError("structured must be >= 0")
         self.structured = structured
         self._structured: dict[int, Point] | None = None
+        self._profiles: dict[str, Mapping[tuple[int, str], float]] = {}
+
+    def set_profiles(self, profiles: Mapping[str, Mapping[tuple[int, str], float]]) -> None:
+        self._profiles = dict(profiles)
+        self._structured = None  # the design is rebuilt with the profiles' patterns
 
     def draw(self, index: int) -> Point:
         if index < self.structured and index % 2 == 1:
@@ -84,7 +90,7 @@ class SobolSampler(RandomSampler):
         if self._structured is None:
             from autopeft.search.samplers.structured import StructuredDesign
 
-            design = StructuredDesign(self.bound, self.seed)
+            design = StructuredDesign(self.bound, self.seed, self._profiles)
             slots = list(range(1, self.structured, 2))
             dims = self.bound.dimensions
             bases = []

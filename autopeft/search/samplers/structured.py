@@ -4,12 +4,17 @@ Independent per-cell draws almost never land on a uniform configuration ("LoRA r
 every layer": on a 6-layer model with a 4-rung ladder, one draw in ``4 ** 36``), yet such
 configurations are what practitioners start from and are often strong. This module generates,
 in the space's own encoding (points of :class:`~autopeft.space.bound.BoundSpace`, names from its
-:class:`~autopeft.space.view.Dimension`), three families of candidates:
+:class:`~autopeft.space.view.Dimension`), four families of candidates:
 
 * **uniform**: one ladder value for every cell of a layered parameter (``rank.<layer>.<module>``,
   ``ia3.active.<layer>``), for each choice of its ``target_modules`` (module set);
 * **layer ranges**: a uniform value on a contiguous range of layers (bottom, top or middle
   quarter / half / three quarters), the lowest value ("off" on a ladder with 0) elsewhere;
+* **profile patterns**, when the study has stored sensitivity / importance profiles of its model
+  and data (measured by ``autopeft profile`` or an allocation study; the driver passes them in,
+  it never measures them): per-cell values that follow each profile, the best-scored cells on
+  the highest rungs and the lowest-scored ones off, at the sizes of the uniform configurations
+  (:mod:`autopeft.search.samplers.profile_patterns`);
 * **moves** of a given point (observed points, the Pareto set): every rank scaled by 2 or by
   1/2, one module type dropped or added everywhere, the module set switched, the layer pattern
   shifted by one layer, the active cells made uniform.
@@ -18,26 +23,29 @@ The other dimensions (learning rate, ...) come from a base point the caller supp
 point of the design, a seeded draw), and ``method`` is set to the method a layered parameter
 belongs to in a method-choice space (``lora.rank`` -> ``lora``). Every candidate returned is
 canonical and feasible (:meth:`BoundSpace.is_feasible`: budget, memory rule); the order is a
-function of the seed only. Allocation profiles (:mod:`autopeft.allocation`) are not used: they
-reach a bound space only for ``allocation:`` spaces, whose ranks come from the profile already.
+function of the seed (and the profiles) only. Without profiles the profile family is empty
+and the other families are exactly what they are with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from autopeft.search.samplers import profile_patterns
 from autopeft.search.samplers.base import point_key
 from autopeft.space.bound import BoundSpace, Point
-from autopeft.space.encode import finite_values
+from autopeft.space.encode import finite_values, from_unit
 
 __all__ = ["Group", "StructuredDesign"]
 
 #: A structured point before it meets a base: (group, module set or None, cell values).
 Recipe = tuple["Group", Any, list[Any]]
+#: Profile scores by kind: kind -> (layer, module type) -> score (``Profile.scores``).
+Profiles = Mapping[str, Mapping[tuple[int, str], float]]
 
 #: Fractions of the layers a layer range covers.
 RANGE_FRACTIONS = (0.25, 0.5, 0.75)
@@ -84,13 +92,18 @@ class StructuredDesign:
     Args:
         bound: The space bound to the model (a method-choice space too).
         seed: Orders the candidates; the same seed gives the same candidates in the same order.
+        profiles: Per-cell scores by profile kind (``sensitivity``, ``importance``,
+            ``adalora``: :attr:`Profile.scores <autopeft.allocation.profiles.Profile>`) for the
+            profile family; None or empty: no profile candidates.
     """
 
-    def __init__(self, bound: Any, seed: int) -> None:
+    def __init__(self, bound: Any, seed: int, profiles: Profiles | None = None) -> None:
         self.bound: BoundSpace = bound
         self.seed = seed
         self.groups = _groups(bound)
         self._layers = sorted({layer for g in self.groups for layer in g.layers})
+        self.profiles = {k: dict(v) for k, v in sorted((profiles or {}).items()) if v}
+        self._patterns: list[tuple[str, Recipe]] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.groups)
@@ -114,6 +127,10 @@ class StructuredDesign:
             for target in _target_values(group)
             for value in group.active
         ]
+
+    def profiled(self, base: Point) -> list[Point]:
+        """Per-cell values following each profile (kind), for each module set and size."""
+        return [self._overlay(base, *recipe) for _, recipe in self._profile_recipes()]
 
     def moves(self, point: Point) -> list[Point]:
         """Coarse moves of ``point``: ranks x2 and x1/2, a module type dropped or added
@@ -180,11 +197,11 @@ class StructuredDesign:
     def pool(
         self, bases: Sequence[Point], parents: Sequence[Point], rng: np.random.Generator
     ) -> list[Point]:
-        """Candidates for an acquisition pool: uniform and layer-range configurations on the
-        seeded ``bases`` (each base serves a few), and the moves of ``parents``."""
+        """Candidates for an acquisition pool: uniform, layer-range and profile configurations
+        on the seeded ``bases`` (each base serves a few), and the moves of ``parents``."""
         structured = []
         for base in bases:
-            candidates = self.uniform(base) + self.layer_ranges(base)
+            candidates = self.uniform(base) + self.layer_ranges(base) + self.profiled(base)
             if not candidates:
                 break
             take = rng.choice(len(candidates), size=min(len(candidates), PER_BASE), replace=False)
@@ -204,7 +221,8 @@ class StructuredDesign:
     # -- helpers ------------------------------------------------------------------------
     def _streams(self, rng: np.random.Generator) -> Iterator[list[Recipe]]:
         """Recipes per (group, module set): its uniform values in a seeded order, then its
-        layer ranges in a seeded order."""
+        layer ranges in a seeded order; last, one stream of the profile patterns, taking the
+        kinds in turn, each kind's patterns in a seeded order."""
         ranged = self._ranged()
         for group in self.groups:
             for target in _target_values(group):
@@ -217,6 +235,44 @@ class StructuredDesign:
                         span, v = spans[int(j) // len(values)], values[int(j) % len(values)]
                         recipes.append((group, target, _on_range(group, v, span)))
                 yield recipes
+        yield self._profile_stream(rng)
+
+    def _profile_stream(self, rng: np.random.Generator) -> list[Recipe]:
+        """The profile recipes, the kinds taken in turn, each kind's in a seeded order."""
+        by_kind: dict[str, list[Recipe]] = {}
+        for kind, recipe in self._profile_recipes():
+            by_kind.setdefault(kind, []).append(recipe)
+        for recipes in by_kind.values():
+            order = rng.permutation(len(recipes))
+            recipes[:] = [recipes[int(i)] for i in order]
+        longest = max((len(r) for r in by_kind.values()), default=0)
+        return [r[i] for i in range(longest) for r in by_kind.values() if i < len(r)]
+
+    def _profile_recipes(self) -> list[tuple[str, Recipe]]:
+        """(kind, recipe) of every profile, group, module set and size (computed once)."""
+        if self._patterns is None:
+            self._patterns = [
+                (kind, (group, target, values))
+                for kind, scores in self.profiles.items()
+                for group in self.groups
+                for target in _target_values(group)
+                for values in self._follow(scores, group, target)
+            ]
+        return self._patterns
+
+    def _follow(
+        self, scores: Mapping[tuple[int, str], float], group: Group, target: Any
+    ) -> list[list[Any]]:
+        """``group``'s values following ``scores`` on the module set ``target``, per size."""
+        template = {d.name: from_unit(d.spec, 0.5) for d in self.bound.dimensions}
+        point = self._overlay(template, group, target, [template[n] for n in group.names])
+        targeted = self.bound.target_modules(point)  # reads only the module set and method
+        cells = profile_patterns.group_scores(scores, group.layers, group.modules, targeted)
+        patterns = [
+            profile_patterns.follow(cells, group.ladder, size)
+            for size in profile_patterns.sizes(group.ladder)
+        ]
+        return [values for values in patterns if values is not None]
 
     def _ranged(self) -> list[Group]:
         """The groups that can switch layers off (their lowest value is 0)."""
