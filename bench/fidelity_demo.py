@@ -32,7 +32,10 @@ cumulative steps (an arm that stopped short of S: its final HV).
 The targets (autopeft issue 28), for ``mobo+mf`` and ``mobo+auto`` against ``mobo``: HV at
 N/2 x 50 (600) and N x 50 (1,200) cumulative steps at least plain mobo's, and plain mobo's
 600-step HV reached within 60 % of 600 steps. Each arm's studies live in its own SQLite file
-under ``--workdir``; a rerun resumes them. Not a test.
+under ``--workdir``; a rerun resumes them. ``--report-only`` reports what is stored: an
+unfinished arm (a trial running, or fewer configurations than asked) is marked PARTIAL, its HV
+at step counts it has not spent yet is '.', the targets it decides are "not measured yet", and
+the HV of every arm at the steps all have spent is printed. Not a test.
 """
 
 from __future__ import annotations
@@ -169,8 +172,31 @@ def hv_within(points: list[tuple[int, float]], steps: int) -> float:
     return max((hv for s, hv in points if s <= steps), default=0.0)
 
 
-def report(args: argparse.Namespace, seed: int) -> dict[str, bool]:
-    """Print one seed's table; target -> met, for each step-budget arm that ran."""
+def hv_by(points: list[tuple[int, float]], steps: int, done: bool) -> float | None:
+    """:func:`hv_within`, or None while an unfinished arm has not spent ``steps`` yet."""
+    if not done and (not points or points[-1][0] < steps):
+        return None
+    return hv_within(points, steps)
+
+
+def cell(value: float | None, width: int) -> str:
+    return f"{'.' if value is None else f'{value:.3f}':>{width}s}"
+
+
+def finished(view, configs: int | None) -> bool:
+    """No trial running (a killed run leaves its trials RUNNING until resumed) and, for an arm
+    with a configuration count, that many configurations finished."""
+    records = [r for r in view.records if r.reference is None]
+    if any(r.state == "RUNNING" for r in records):
+        return False
+    done = sum(r.state.is_finished() and r.promoted_from is None for r in records)
+    return configs is None or done >= configs
+
+
+def report(args: argparse.Namespace, seed: int) -> dict[str, bool | None]:
+    """Print one seed's table; target -> met (None: not measurable yet, a study is unfinished),
+    for each step-budget arm that started. Unfinished arms are marked PARTIAL; their HV at a
+    step count they have not spent yet is '.'."""
     from autopeft.core.hypervolume import Frame
     from autopeft.exceptions import StudyError
     from autopeft.results.views import load_view
@@ -190,7 +216,8 @@ def report(args: argparse.Namespace, seed: int) -> dict[str, bool]:
     walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     half, full = args.n * args.steps // 2, args.n * args.steps
     curves = {arm: curve(view, frame) for arm, view in views.items()}
-    goal = hv_within(curves[PLAIN][0], half)
+    done = {arm: finished(view, specs[arm][1]) for arm, view in views.items()}
+    goal = hv_by(curves[PLAIN][0], half, done[PLAIN])
     print(f"\n== seed {seed}: frame = {len(top)} top-rung trials of {len(views)} arms ==")
     print(f"{'arm':10s} {'configs':>7s} {'per rung':>12s} {'failed':>6s} {'steps':>6s} "
           f"{f'HV@{half}':>7s} {f'HV@{full}':>8s} {'reach':>6s} {'frac':>5s} {'wall s':>7s} "
@@ -201,36 +228,55 @@ def report(args: argparse.Namespace, seed: int) -> dict[str, bool]:
             sum(r.metrics.get(k, 0.0) for k in ("setup_seconds", "train_seconds", "eval_seconds"))
             for r in view.records
         )
-        hit = first_reach(points, goal)
+        hit = None if goal is None else first_reach(points, goal)
         reach = f"{hit:6d} {hit / half:5.2f}" if hit is not None else f"{'-':>6s} {'-':>5s}"
         wall = walls.get(study_name(arm, seed), float("nan"))
         print(f"{arm:10s} {configs:7d} {'/'.join(map(str, per_rung)):>12s} {failed:6d} "
-              f"{points[-1][0] if points else 0:6d} {hv_within(points, half):7.3f} "
-              f"{hv_within(points, full):8.3f} {reach} {wall:7.0f} {trial_s:7.0f}")  # fmt: skip
+              f"{points[-1][0] if points else 0:6d} {cell(hv_by(points, half, done[arm]), 7)} "
+              f"{cell(hv_by(points, full, done[arm]), 8)} {reach} {wall:7.0f} {trial_s:7.0f}"
+              + ("" if done[arm] else "  PARTIAL (unfinished)"))  # fmt: skip
     print(f"(configs: new configurations; steps: charged in all; reach: cumulative steps at which "
-          f"the arm first had mobo's {half}-step HV {goal:.3f}, frac: that / {half})")  # fmt: skip
-    met = {}
+          f"the arm first had mobo's {half}-step HV "
+          f"{'(not measured yet)' if goal is None else f'{goal:.3f}'}, frac: that / {half}; "
+          "wall s: the arm's wall seconds, summed over runs)")  # fmt: skip
+    met: dict[str, bool | None] = {}
     for arm in STEP_ARMS:
         if arm not in curves:
             continue
         points = curves[arm][0]
-        hit = first_reach(points, goal)
         for steps in (half, full):
-            ok = hv_within(points, steps) >= hv_within(curves[PLAIN][0], steps) - 1e-12
+            mine = hv_by(points, steps, done[arm])
+            plain = hv_by(curves[PLAIN][0], steps, done[PLAIN])
+            ok = None if mine is None or plain is None else mine >= plain - 1e-12
             met[f"{arm}: HV@{steps} >= mobo's"] = ok
-        met[f"{arm}: reaches mobo's {half}-step HV within {REACH:.0%} of {half}"] = (
-            hit is not None and hit <= REACH * half
+        hit = None if goal is None else first_reach(points, goal)
+        ok = None if goal is None else hit is not None and hit <= REACH * half
+        if ok is False and not done[arm] and points and points[-1][0] < REACH * half:
+            ok = None  # may still reach it within the steps
+        met[f"{arm}: reaches mobo's {half}-step HV within {REACH:.0%} of {half}"] = ok
+    if not all(done.values()):
+        common = min(c[0][-1][0] if c[0] else 0 for c in curves.values())
+        print(
+            f"PARTIAL: HV at the {common} cumulative steps every arm has spent: "
+            + ", ".join(f"{a} {hv_within(c[0], common):.3f}" for a, c in curves.items())
         )
     for target, ok in met.items():
-        print(f"target {target}: {'met' if ok else 'MISSED'}")
+        verdict = "not measured yet (PARTIAL)" if ok is None else "met" if ok else "MISSED"
+        print(f"target {target}: {verdict}")
     step = max(1, min(args.checkpoint, full // 8))
     print(
-        f"\nHV against cumulative training steps ('-': the arm had finished)\n{'steps':>6s} "
-        + " ".join(f"{a:>10s}" for a in curves)
+        f"\nHV against cumulative training steps ('-': the arm had finished; '.': not there yet)"
+        f"\n{'steps':>6s} " + " ".join(f"{a:>10s}" for a in curves)
     )
     for m in range(step, full + step, step):
-        cells = [at(c[0], m) for c in curves.values()]
-        print(f"{m:6d} " + " ".join(f"{'-' if c is None else f'{c:.3f}':>10s}" for c in cells))
+        cells = [at(c[0], m) if done[a] else hv_by(c[0], m, False) for a, c in curves.items()]
+        marks = ["-" if done[a] else "." for a in curves]
+        print(
+            f"{m:6d} "
+            + " ".join(
+                f"{k if c is None else f'{c:.3f}':>10s}" for c, k in zip(cells, marks, strict=True)
+            )
+        )
     return met
 
 
@@ -264,7 +310,7 @@ def main() -> None:
     print(f"# arms {','.join(args.arms)}; mobo: N={args.n} at {args.steps} steps; step-budget "
           f"arms: budget_steps {args.n * args.steps}, rungs {args.rungs} / auto, factor "
           f"{args.factor:g}; workdir {args.workdir}", flush=True)  # fmt: skip
-    met: list[dict[str, bool]] = []
+    met: list[dict[str, bool | None]] = []
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         if not args.report_only:
@@ -272,9 +318,8 @@ def main() -> None:
         met.append(report(args, seed))
     print(f"\n{time.perf_counter() - t0:.0f} s wall")
     for target in dict.fromkeys(t for m in met for t in m):
-        print(
-            f"target {target}: met in {sum(m.get(target, False) for m in met)} of {len(met)} seeds"
-        )
+        measured = [m[target] for m in met if m.get(target) is not None]
+        print(f"target {target}: met in {sum(measured)} of {len(measured)} seeds measured")
 
 
 if __name__ == "__main__":
