@@ -64,6 +64,7 @@ def test_schema_1_database_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "old.db") as db:
         db.execute("UPDATE autopeft_schema SET version = 1")
         db.execute("DROP TABLE autopeft_profiles")
+        db.execute("DROP INDEX ix_autopeft_trials_marker")  # schema 9's, on the column below
         db.execute("ALTER TABLE autopeft_trials DROP COLUMN hypervolume")
     store = Store(url)
     get_or_compute(store, KEY, ["importance"], lambda ks: {k: _profile(k) for k in ks})

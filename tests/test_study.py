@@ -57,6 +57,7 @@ def test_a_schema_2_database_gains_the_hypervolume_column(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path / 'old.db'}"
     Store(url)
     with sqlite3.connect(tmp_path / "old.db") as db:  # make it look like schema 2
+        db.execute("DROP INDEX ix_autopeft_trials_marker")  # schema 9's, on the column below
         db.execute("ALTER TABLE autopeft_trials DROP COLUMN hypervolume")
         db.execute("UPDATE autopeft_schema SET version = 2")
     Store(url)

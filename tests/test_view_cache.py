@@ -139,3 +139,35 @@ def test_version_names_the_state_and_derived_values_are_made_once(served, tmp_pa
     moved = cache.view(store, "tiny")
     assert moved is not view and cache.version(moved) not in (None, version)
     assert cache.version(view) is None  # replaced
+
+
+def test_the_marker_reads_index_entries_and_a_schema_8_database_gains_them(tmp_path) -> None:
+    """Schema 9's indexes cover the marker's aggregates (SQLite reads index entries, not the
+    trials' wide rows), and a schema 8 database gains them when opened."""
+    import sqlite3
+
+    from autopeft.storage.marker import _queries
+    from autopeft.storage.store import Store
+    from autopeft.storage.tables import SCHEMA_VERSION
+    from autopeft.testing.load_study import seed_study
+
+    path = tmp_path / "old.db"
+    seed_study(f"sqlite:///{path}", 12, name="load")
+    names = {"ix_autopeft_trials_marker", "ix_autopeft_trials_states"}
+    with sqlite3.connect(path) as db:  # make it look like schema 8
+        for name in names:
+            db.execute(f"DROP INDEX {name}")
+        db.execute("UPDATE autopeft_schema SET version = 8")
+    store = Store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert names <= indexes
+        assert db.execute("SELECT version FROM autopeft_schema").fetchall() == [(SCHEMA_VERSION,)]
+    reader = _queries()
+    for query, params in ((reader.trials, {"study_id": 1}), (reader.ours, {"name": "load"})):
+        compiled = query.compile(store.engine)
+        sql, values = str(compiled), compiled.construct_params(params)
+        ordered = [values[k] for k in compiled.positiontup or ()]
+        with sqlite3.connect(path) as db:
+            plan = " ".join(str(r[-1]) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", ordered))
+        assert "COVERING INDEX ix_autopeft_trials_" in plan, plan

@@ -66,6 +66,10 @@ class StudyView:
         """Finished trials as the budget counts them (what the driver runs until it has
         ``n_trials`` of): interrupted trials, those skipped before launch and a multi-fidelity
         study's promotions are left out."""
+        return self._finished
+
+    @cached_property
+    def _finished(self) -> int:  # once per view: the service's status reads it per request
         return sum(1 for r in self.records if r.counts_for_budget)
 
     def rung_steps(self) -> list[int]:
@@ -84,6 +88,10 @@ class StudyView:
 
     def steps_spent(self) -> int:
         """Training steps charged against ``budget_steps`` (:mod:`autopeft.search.budget`)."""
+        return self._steps_spent
+
+    @cached_property
+    def _steps_spent(self) -> int:
         rungs = self.rung_steps() or [int(self.spec.get("fidelity", {}).get("max_steps", 100))]
         return sum(r.charged_steps(rungs) for r in self.records)
 
@@ -105,7 +113,11 @@ class StudyView:
         )  # a promotion that continued its source trained only the steps above it
 
     def complete(self) -> list[TrialRecord]:
-        return [r for r in self.records if r.state == TrialState.COMPLETE]
+        return list(self._complete)
+
+    @cached_property
+    def _complete(self) -> tuple[TrialRecord, ...]:
+        return tuple(r for r in self.records if r.state == TrialState.COMPLETE)
 
     def searched(self) -> list[TrialRecord]:
         """Every trial but the references: what the search proposed."""

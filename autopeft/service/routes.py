@@ -201,8 +201,9 @@ def get_front(request: Request, name: StudyName, format: FrontFormat = FrontForm
         "front",
         lambda: front_rows(view.front() + view.references(), view.objectives, view.budget),
     )
-    if format is FrontFormat.json:
-        return rows
+    if format is FrontFormat.json:  # rendered once per version, like the trials
+        body = service.views.derived(view, "front.json", lambda: SafeJSONResponse(rows).body)
+        return Response(body, media_type="application/json")
     out = io.StringIO()
     write_csv(rows, out)
     return Response(out.getvalue(), media_type="text/csv")

@@ -2,15 +2,15 @@
 :meth:`~autopeft.storage.store.Store.records` or
 :meth:`~autopeft.storage.store.Store.driver_error` returns for the study changes.
 
-Read in three small queries (index lookups and aggregates over one study's rows), it lets a
-reader that keeps a study in memory (the service) tell "nothing changed" from "read it again"
-without loading every trial. What the writers of :class:`~autopeft.storage.store.Store` change,
-and what covers it:
+Read in three small queries (aggregates over index entries of one study's trials: the indexes
+of schema 9 cover them, so the wide rows are not read), it lets a reader that keeps a study in
+memory (the service) tell "nothing changed" from "read it again" without loading every trial.
+What the writers of :class:`~autopeft.storage.store.Store` change, and what covers it:
 
 * a new trial (Optuna's and ours): the trial counts and the largest trial id;
 * a trial finishing (our row's measurements, failure reason and flags, then Optuna's values
   and user attributes, then its state, last): the counts per state (and, for good measure, the
-  failure reasons and interrupted flags counted);
+  interrupted flags counted);
 * hypervolumes stored after a trial (earlier ones rewritten while the frame is set): their
   count and sum;
 * an interrupted trial re-run (``retried_by``): its count;
@@ -58,7 +58,6 @@ class _Queries:
             func.count(ours.c.hypervolume),
             func.sum(ours.c.hypervolume),
             func.count(ours.c.retried_by),
-            func.count(ours.c.fail_reason),
             func.count(case((ours.c.interrupted, 1))),
             func.max(ours.c.trial_id),
         ).where(ours.c.study_name == _param("name"))

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # 2: autopeft_profiles, autopeft_study_profiles (allocation profiles)
@@ -22,7 +31,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 # 6: autopeft_confirmations (`autopeft confirm`)
 # 7: autopeft_leases.stop_requested_at (a stop asked of the driver through the database)
 # 8: autopeft_trials.rung, autopeft_trials.promoted_from (multi-fidelity studies)
-SCHEMA_VERSION = 8
+# 9: indexes covering the change marker's queries (:mod:`autopeft.storage.marker`)
+SCHEMA_VERSION = 9
 
 
 class Base(DeclarativeBase):
@@ -74,6 +84,18 @@ class TrialRow(Base):
     rung: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: The trial at the rung below whose configuration this one trains further (schema 8).
     promoted_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        # the change marker's aggregate reads only this index, not the wide rows (schema 9)
+        Index(
+            "ix_autopeft_trials_marker",
+            "study_name",
+            "trial_id",
+            "hypervolume",
+            "retried_by",
+            "interrupted",
+        ),
+    )
 
 
 class ProfileRow(Base):
