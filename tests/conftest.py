@@ -327,3 +327,25 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path):
     from tests.service_support import make_served
 
     return make_served(tmp_path_factory.mktemp("service"), tiny_bert_dir)
+
+
+@pytest.fixture(scope="session")
+def bound():
+    """lora_layerwise (rank per cell in [0, 2, 4, 8], qv | attn | all_linear) bound to a
+    6-layer BERT layout on the meta device (no weights)."""
+    import transformers
+
+    from autopeft.methods.binding import bind_space, load_space
+    from autopeft.models.layout import layout_on_meta
+
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+    )
+    root = Path(__file__).resolve().parent.parent
+    return bind_space(
+        load_space(root / "search_spaces" / "lora_layerwise.yaml"), layout_on_meta(config, 6)
+    )

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
-import transformers
 
 from autopeft.core.objectives import Objective
 from autopeft.exceptions import SearchSpaceError, UserInputError
-from autopeft.methods.binding import bind_space, load_space
-from autopeft.models.layout import layout_on_meta
+from autopeft.methods.binding import bind_space
 from autopeft.search.samplers import Observation, make_sampler
 
-ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
-
-
-@pytest.fixture(scope="module")
-def bound():
-    config = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-    )
-    return bind_space(
-        load_space(ROOT / "search_spaces" / "lora_layerwise.yaml"), layout_on_meta(config, 6)
-    )
 
 
 @pytest.mark.parametrize("name", ["random", "sobol"])

@@ -7,33 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import transformers
 
 from autopeft.core.objectives import Objective
-from autopeft.methods.binding import bind_space, load_space
-from autopeft.models.layout import layout_on_meta
 from autopeft.search.samplers import make_sampler
 from autopeft.search.samplers.base import point_key
 from autopeft.search.samplers.profile_patterns import follow, sizes, snap
 from autopeft.search.samplers.structured import StructuredDesign
 
-ROOT = Path(__file__).resolve().parent.parent
 OBJECTIVES = [Objective("accuracy", "maximize"), Objective("trainable_params", "minimize")]
-
-
-@pytest.fixture(scope="module")
-def bound():
-    """lora_layerwise (rank per cell in [0, 2, 4, 8], qv | attn | all_linear) on 6 layers."""
-    config = transformers.BertConfig(
-        vocab_size=100,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-    )
-    return bind_space(
-        load_space(ROOT / "search_spaces" / "lora_layerwise.yaml"), layout_on_meta(config, 6)
-    )
 
 
 def _skewed(bound) -> dict[tuple[int, str], float]:
