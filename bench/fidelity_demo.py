@@ -35,14 +35,17 @@ N/2 x 50 (600) and N x 50 (1,200) cumulative steps at least plain mobo's, and pl
 under ``--workdir``; a rerun resumes them. ``--report-only`` reports what is stored: an
 unfinished arm (a trial running, or fewer configurations than asked) is marked PARTIAL, its HV
 at step counts it has not spent yet is '.', the targets it decides are "not measured yet", and
-the HV of every arm at the steps all have spent is printed. Not a test.
+the HV of every arm at the steps all have spent is printed. After the seeds, the medians over
+them and the targets on the medians (the issue's reading: 3 seeds, medians). Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -193,9 +196,13 @@ def finished(view, configs: int | None) -> bool:
     return configs is None or done >= configs
 
 
-def report(args: argparse.Namespace, seed: int) -> dict[str, bool | None]:
-    """Print one seed's table; target -> met (None: not measurable yet, a study is unfinished),
-    for each step-budget arm that started. Unfinished arms are marked PARTIAL; their HV at a
+def report(
+    args: argparse.Namespace, seed: int
+) -> tuple[dict[str, bool | None], dict[str, tuple[float | None, float | None, float | None]]]:
+    """Print one seed's table; return target -> met (None: not measurable yet, a study is
+    unfinished), for each step-budget arm that started, and arm -> (HV at half the steps, HV
+    at all of them, the fraction of half at which it reached mobo's half-step HV: inf if it
+    did not; None where not measured yet). Unfinished arms are marked PARTIAL; their HV at a
     step count they have not spent yet is '.'."""
     from autopeft.core.hypervolume import Frame
     from autopeft.exceptions import StudyError
@@ -209,7 +216,7 @@ def report(args: argparse.Namespace, seed: int) -> dict[str, bool | None]:
         except StudyError:  # --report-only before the arm started
             print(f"# {arm}: study {study_name(arm, seed)} not started yet")
     if PLAIN not in views:
-        return {}
+        return {}, {}
     top = [r for v in views.values() for r in v.complete() if r.values and r.reference is None]
     frame = Frame.from_observations(views[PLAIN].objectives, top)
     walls_file = args.workdir / "walls.json"
@@ -239,6 +246,13 @@ def report(args: argparse.Namespace, seed: int) -> dict[str, bool | None]:
           f"the arm first had mobo's {half}-step HV "
           f"{'(not measured yet)' if goal is None else f'{goal:.3f}'}, frac: that / {half}; "
           "wall s: the arm's wall seconds, summed over runs)")  # fmt: skip
+    figures = {}
+    for arm, (points, *_) in curves.items():
+        hit = None if goal is None else first_reach(points, goal)
+        frac = None if goal is None else math.inf if hit is None else hit / half
+        if frac == math.inf and not done[arm]:
+            frac = None
+        figures[arm] = (hv_by(points, half, done[arm]), hv_by(points, full, done[arm]), frac)
     met: dict[str, bool | None] = {}
     for arm in STEP_ARMS:
         if arm not in curves:
@@ -277,7 +291,47 @@ def report(args: argparse.Namespace, seed: int) -> dict[str, bool | None]:
                 f"{k if c is None else f'{c:.3f}':>10s}" for c, k in zip(cells, marks, strict=True)
             )
         )
-    return met
+    return met, figures
+
+
+def medians(
+    args: argparse.Namespace,
+    figures: list[dict[str, tuple[float | None, float | None, float | None]]],
+) -> None:
+    """The issue's targets on the medians over the seeds measured (each figure's median over the
+    seeds where it was measured; a reach fraction of inf: mobo's half-step HV never reached)."""
+    half, full = args.n * args.steps // 2, args.n * args.steps
+    columns = (f"HV@{half}", f"HV@{full}", "reach frac")
+
+    def median(arm: str, k: int) -> float | None:
+        values = [v for f in figures if arm in f and (v := f[arm][k]) is not None]
+        return statistics.median(values) if values else None
+
+    arms = list(dict.fromkeys(a for f in figures for a in f))
+    print(f"\nmedians over {len(figures)} seeds (n: seeds where measured)")
+    print(f"{'arm':10s} " + " ".join(f"{c:>14s}" for c in columns))
+    for arm in arms:
+        cells = []
+        for k in range(3):
+            n = sum(1 for f in figures if arm in f and f[arm][k] is not None)
+            m = median(arm, k)
+            cells.append(f"{'-' if m is None else f'{m:.3f}'} (n={n})")
+        print(f"{arm:10s} " + " ".join(f"{c:>14s}" for c in cells))
+    for arm in arms:
+        if arm == PLAIN:
+            continue
+        for k, label in ((0, f"HV@{half} >= mobo's"), (1, f"HV@{full} >= mobo's")):
+            mine, plain = median(arm, k), median(PLAIN, k)
+            ok = None if mine is None or plain is None else mine >= plain - 1e-12
+            print(f"target on medians {arm}: {label}: {_verdict(ok)}")
+        frac = median(arm, 2)
+        ok = None if frac is None else frac <= REACH
+        label = f"reaches mobo's {half}-step HV within {REACH:.0%} of {half}"
+        print(f"target on medians {arm}: {label}: {_verdict(ok)}")
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured yet" if ok is None else "met" if ok else "MISSED"
 
 
 def main() -> None:
@@ -311,15 +365,19 @@ def main() -> None:
           f"arms: budget_steps {args.n * args.steps}, rungs {args.rungs} / auto, factor "
           f"{args.factor:g}; workdir {args.workdir}", flush=True)  # fmt: skip
     met: list[dict[str, bool | None]] = []
+    figures = []
     t0 = time.perf_counter()
     for seed in range(args.seeds):
         if not args.report_only:
             run_arms(args, seed)
-        met.append(report(args, seed))
+        seed_met, seed_figures = report(args, seed)
+        met.append(seed_met)
+        figures.append(seed_figures)
     print(f"\n{time.perf_counter() - t0:.0f} s wall")
     for target in dict.fromkeys(t for m in met for t in m):
-        measured = [m[target] for m in met if m.get(target) is not None]
+        measured = [ok for m in met if (ok := m.get(target)) is not None]
         print(f"target {target}: met in {sum(measured)} of {len(measured)} seeds measured")
+    medians(args, figures)
 
 
 if __name__ == "__main__":
