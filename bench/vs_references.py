@@ -21,7 +21,8 @@ Runs are cached: each (task, trials) study and its confirmations live in ``--dir
 ``--grow``, a larger ``--trials`` budget continues the study of the smallest one instead of
 starting afresh (the same first trials, more of them: how the answer improves with budget, at
 the cost of the larger budget alone), and confirmations made at the smaller budget are reused.
-Not a test: nothing asserts.
+Once grown, the study no longer shows the smaller budget: a later run's table for it is the
+grown study's (keep the first run's output). Not a test: nothing asserts.
 """
 
 from __future__ import annotations
