@@ -408,6 +408,10 @@ def _parse() -> argparse.Namespace:
         "(--configs x top steps): mobo, mobo+rungs, mobo+auto; classes may include lowcorr "
         "(bench/fidelity_budget.py)"
     )  # fmt: skip
+    parser.add_argument(
+        "--show-distrusted", action="store_true", help="with --budget: the sampler sees the "
+        "results at distrusted rungs too (the rule before they were hidden), for comparison"
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help=f"defaults become {QUICK}")
     if "--quick" in sys.argv:
         parser.set_defaults(**QUICK)  # explicit options still win

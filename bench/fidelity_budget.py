@@ -13,7 +13,8 @@ equivalents by default):
   promotions continuing their source (cost: the steps between the rungs), the first
   configurations trained to the top rung and the rungs judged on them
   (:func:`autopeft.search.budget.calibration`), distrusted rungs (:mod:`autopeft.results.rungs`)
-  selecting nothing and the lowest of them skipped, new configurations and promotions started
+  selecting nothing, their results hidden from the sampler (``--show-distrusted``: shown, the
+  rule before) and the lowest of them skipped, new configurations and promotions started
   under :class:`autopeft.search.budget.StepBudget`: the driver's rules, replayed here;
 * ``mobo+auto``: as ``mobo+rungs`` with ``rungs: auto`` (the ladder ``max_steps / eta ** k``,
   ``4, 11, 33, 100`` at eta 3; :func:`autopeft.search.budget.entry_rung`).
@@ -117,8 +118,13 @@ class Trial:
 
 
 def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int], eta: float,
-                    workers: int, options: dict, auto: bool = False) -> dict:  # fmt: skip
-    """One multi-fidelity arm under ``budget`` steps, with the driver's start rules."""
+                    workers: int, options: dict, auto: bool = False,
+                    hide_distrusted: bool = True) -> dict:  # fmt: skip
+    """One multi-fidelity arm under ``budget`` steps, with the driver's start rules.
+
+    ``hide_distrusted``: the sampler does not see results at the measured, distrusted rungs
+    (:meth:`autopeft.run.mirror.TrialMirror.history`'s ``hidden``); False replays the rule
+    before it (every rung's results in the surrogate)."""
     _one_thread()
     model = fidelity_model(cls, seed)
     problem = model.problem
@@ -133,12 +139,15 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
     front: list[dict[str, float]] = []
     curve: list[tuple[int, float]] = []
     entries_log: list[int] = []
+    hidden: frozenset[int] = frozenset()  # measured, distrusted rungs
 
     def history() -> list[Observation]:
         out = []
         for t in trials:
             state = TrialState.COMPLETE if t.values else TrialState.FAIL
             state = state if t.finished else TrialState.RUNNING
+            if state == TrialState.COMPLETE and t.rung in hidden:
+                continue
             fid = rungs[t.rung] / rungs[top]
             failed = state == TrialState.FAIL
             out.append(Observation(t.point, state, t.values, failed, fidelity=fid))
@@ -160,6 +169,7 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
                 measured = frozenset(k for k in distrusted if pairs.get(k, 0) >= AUTO_MIN_PAIRS)
                 entry = entry_rung(pairs, measured, len(rungs))
                 distrusted = measured | unmeasured_rungs(pairs, len(rungs))
+                hidden = measured if hide_distrusted else frozenset()
             else:  # fixed rungs: judged on the calibration configurations (the driver's rule)
                 calib = calibration([t.record(top) for t in trials], len(rungs))
                 distrusted = frozenset()
@@ -168,6 +178,7 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
                     distrusted = frozenset(c.rung for c in judged if c.distrusted)
                     pairs = {c.rung: c.pairs for c in judged}
                     entry = entry_rung(pairs, distrusted, len(rungs), min_pairs=1)
+                hidden = distrusted if hide_distrusted else frozenset()
             entries = [
                 RungEntry(t.number, t.rung, t.finished, t.values, t.promoted) for t in trials
             ]
@@ -290,9 +301,12 @@ def _run(arm: str, c: str, s: int, args: argparse.Namespace, budget: int, rungs:
     job = {"arm": arm, "cls": c, "seed": s, "budget": budget, "eta": args.eta,
            "workers": args.workers, "options": options, "auto": arm == "mobo+auto",
            "rungs": arm_rungs}  # fmt: skip
-    return cached(  # budget_run 2: fixed rungs calibrate
-        args.cache, job, args.cached_only, simulate_budget, prefix="fidb", salt={"budget_run": 2}
-    )
+    if getattr(args, "show_distrusted", False):  # the rule before distrusted rungs were hidden
+        job["hide_distrusted"] = False
+        salt = {"budget_run": 2}  # fixed rungs calibrate
+    else:  # budget_run 3: the sampler does not see the distrusted rungs' results
+        salt = {"budget_run": 3}
+    return cached(args.cache, job, args.cached_only, simulate_budget, prefix="fidb", salt=salt)
 
 
 def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],

@@ -363,6 +363,44 @@ def test_fixed_rungs_judged_on_calibration_skip_a_rung_that_ranks_backwards() ->
     assert "rung 0 (4 steps) Spearman -1.00 over 6" in line
 
 
+def test_the_sampler_does_not_see_the_results_of_a_distrusted_rung() -> None:
+    """Once calibration distrusts rung 0, the sampler's history leaves out the results
+    measured there (they rank configurations unlike the top rung and would mislead the
+    surrogate); failures and running trials there, and every top-rung result, stay."""
+    from types import SimpleNamespace
+
+    from autopeft.core.objectives import Objective
+    from autopeft.run.mirror import TrialMirror
+
+    k = AUTO_MIN_PAIRS
+    low = [0.5 + 0.05 * i for i in range(k)]
+    records = [
+        *_chains(low, low[::-1]),
+        TrialRecord(100, TrialState.FAIL, rung=0),
+        TrialRecord(101, TrialState.RUNNING, rung=0),
+    ]
+    store = SimpleNamespace(records=lambda name: records, retry_queue=lambda name: [])
+    objectives = [Objective("accuracy", "maximize")]
+    mirror = TrialMirror(store, "s", objectives, 100, rungs=(4, 8))  # type: ignore[arg-type]
+    everything = mirror.history()
+    assert len(everything) == 2 * k + 2
+    shown = mirror.history(True, frozenset({0}))
+    assert [(h.state, h.fidelity) for h in shown] == [("COMPLETE", 1.0)] * k + [
+        ("FAIL", 0.5),
+        ("RUNNING", 0.5),
+    ]
+    assert mirror.history(False, frozenset({0})) == mirror.history(False)  # lowest rung only
+
+    seen: list[frozenset[int]] = []
+    for top, hidden in ((low[::-1], {0}), ([v + 0.2 for v in low], set())):
+        runner_ = _fixed_runner(_chains(low, top))
+        runner_.multi_fidelity = True
+        runner_.mirror.history = lambda fidelity, hidden: seen.append(hidden) or []
+        runner_.sampler = SimpleNamespace(multi_fidelity=True, propose=lambda h, n: [{}] * n)
+        assert runner_._propose(1) == [{}]
+        assert seen[-1] == hidden
+
+
 def _later_chains(start: int, values: list[float]) -> list[TrialRecord]:
     """Configurations numbered from ``start`` that agree between the rungs."""
     out = []

@@ -660,7 +660,17 @@ class StudyRunner:
         return TrialRequest(number, compiled, self.p.files.spec.seed, steps, continuation)
 
     def _propose(self, n: int) -> list[Point]:
-        return self.sampler.propose(self.mirror.history(self.sampler.multi_fidelity), n)
+        """``n`` new configurations from the sampler; in a multi-fidelity study it does not see
+        the results at the rungs measured to rank configurations unlike the top rung."""
+        hidden = self._measured_distrust() if self.multi_fidelity else frozenset()
+        history = self.mirror.history(self.sampler.multi_fidelity, hidden)
+        return self.sampler.propose(history, n)
+
+    def _measured_distrust(self) -> frozenset[int]:
+        """The rungs measured to rank configurations unlike the top rung (not those ``rungs:
+        auto`` has not measured yet), as of the last :meth:`_distrusted`."""
+        self._distrusted()
+        return self._noted_distrust
 
     def _on_step(self, number: int, step: int, total: int) -> None:
         self.reporter.step(number, step, total)

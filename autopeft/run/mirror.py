@@ -88,15 +88,25 @@ class TrialMirror:
         """Every trial, by number (what :meth:`Store.records` returns)."""
         return list(self._records.values())
 
-    def history(self, fidelity: bool = True) -> list[Observation]:
+    def history(
+        self, fidelity: bool = True, hidden: frozenset[int] = frozenset()
+    ) -> list[Observation]:
         """What the sampler sees: complete, failed and running trials, not interrupted ones.
 
-        In a multi-fidelity study, every rung's trials with their fidelity; with ``fidelity``
-        False (a sampler that does not model it) the lowest rung's only, each configuration
-        once.
+        In a multi-fidelity study, every rung's trials with their fidelity, except the results
+        at the rungs in ``hidden`` (measured to rank configurations unlike the top rung:
+        :mod:`autopeft.results.rungs`), which would only mislead the surrogate; failures and
+        running trials there are still shown. With ``fidelity`` False (a sampler that does not
+        model it) the lowest rung's only, each configuration once.
         """
-        if fidelity or len(self.rungs) < 2:
+        if len(self.rungs) < 2:
             return list(self._history.values())
+        if fidelity:
+            return [
+                h
+                for n, h in self._history.items()
+                if not (h.state == TrialState.COMPLETE and self._records[n].rung in hidden)
+            ]
         return [h for n, h in self._history.items() if self._records[n].new_configuration]
 
     @property

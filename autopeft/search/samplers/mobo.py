@@ -23,7 +23,9 @@ Compared with the AutoPEFT reference (one SAAS GP per objective fitted by NUTS, 
   points are chosen jointly (sequential greedy), so parallel workers get distinct points.
 * **Multi-fidelity.** In a study with rungs of training length, every rung's results train
   the GPs, with the fidelity as one more input (:mod:`autopeft.search.samplers.surrogate`); the
-  acquisition reads candidates, the baseline and pending trials at the top fidelity.
+  acquisition reads candidates, the baseline and pending trials at the top fidelity. The
+  driver leaves out the results of rungs measured to rank configurations unlike the top rung
+  (:meth:`autopeft.run.mirror.TrialMirror.history`).
 * **Transfer from earlier studies.** A warm-started study's GPs also learn from the earlier
   studies' trials, with the task as one more input (:mod:`autopeft.search.samplers.transfer`).
 * **Cheap proposals.** All measured objectives share one batched GP; fits warm-start with a
