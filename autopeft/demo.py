@@ -40,7 +40,8 @@ SHOWN_ANSWERS = 4
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autopeft.cli import _console, _print_front
+    from autopeft.cli.common import make_console
+    from autopeft.cli.front import print_front
     from autopeft.results.export import export_config
     from autopeft.results.views import load_view
     from autopeft.run.driver import run_study
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm", action="store_true", help="run the decoder-LLM demo")
     llm = parser.parse_args(argv).llm
     study = LLM_STUDY if llm else STUDY
-    console = _console()
+    console = make_console()
     RUNS.mkdir(exist_ok=True)
     console.rule(f"1. search: autopeft run {study.relative_to(ROOT)}")
     reporter = RichReporter()
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.close()
     name = outcome.name
     console.rule(f"2. Pareto front: autopeft front {name} --plot runs/{name}_front.png")
-    _print_front(name, outcome.url, RUNS / f"{name}_front.png")
+    print_front(name, outcome.url, RUNS / f"{name}_front.png")
     _compare_references(console, name, outcome.url)
     console.rule(f"3. export: autopeft export {name} --pick knee --out runs/{name}_knee")
     path, record = export_config(outcome.url, name, RUNS / f"{name}_knee", pick="knee")
@@ -74,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 def _compare_references(console: Console, name: str, url: str) -> None:
     """Did the search beat the defaults the spec lists (``references:``)? On validation;
     ``autopeft confirm`` then compares them on the test split."""
-    from autopeft.cli import _show_references
+    from autopeft.cli.show import show_references
     from autopeft.results.views import load_view
 
     view = load_view(name, url)
     if view.references():
         console.rule(f"did it beat the defaults? (autopeft show {name}; confirm for the test)")
-        _show_references(console, view)
+        show_references(console, view)
 
 
 def _reload_classifier_export(

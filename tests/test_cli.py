@@ -191,10 +191,10 @@ def test_export_needs_exactly_one_selector(ran: Path, tmp_path: Path) -> None:
 
 
 def test_tables_written_to_a_pipe_are_not_wrapped_at_80_columns(monkeypatch):
-    from autopeft import cli
+    from autopeft.cli.common import PIPE_WIDTH, make_console
 
     monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
-    assert cli._console().width == cli.PIPE_WIDTH
+    assert make_console().width == PIPE_WIDTH
     monkeypatch.setenv("COLUMNS", "100")
-    assert cli._console().width == 100  # the user's width wins
+    assert make_console().width == 100  # the user's width wins
