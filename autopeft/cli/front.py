@@ -101,7 +101,7 @@ def print_front(
             typer.echo(f"curves: {out}", err=fmt is not Format.table)
 
 
-@app.command()
+@app.command(short_help="Write a self-contained HTML report: front, placement, importance, health.")
 @friendly
 def report(
     name: Annotated[str, typer.Argument(help="Study name.")],
@@ -136,7 +136,7 @@ def report(
         typer.echo(f"wrote {png}")
 
 
-@app.command()
+@app.command(short_help="Write a trial's config for peft, TRL, Axolotl or LLaMA-Factory.")
 @friendly
 def export(
     name: StudyArg,

@@ -99,7 +99,9 @@ def init(
     )
 
 
-@app.command()
+@app.command(
+    short_help="Show a model's layers and module roles, and which presets and methods apply to it."
+)
 @friendly
 def inspect(
     model: Annotated[
