@@ -350,7 +350,7 @@ def main() -> None:
     args = parser.parse_args()
     args.rungs = [int(s) for s in args.rungs.split(",")]
     args.arms = [a for a in args.arms.split(",") if a]
-    if unknown := [a for a in args.arms if a not in ARMS] or PLAIN not in args.arms:
+    if (unknown := [a for a in args.arms if a not in ARMS]) or PLAIN not in args.arms:
         parser.error(f"unknown arms {unknown}" if unknown else f"--arms needs {PLAIN}")
     if args.quick:
         args.n, args.steps = max(2, args.n // 10), max(2, args.steps // 10)
