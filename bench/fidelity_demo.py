@@ -72,9 +72,16 @@ def url(workdir: Path, arm: str) -> str:
     return f"sqlite:///{workdir / (study_name(arm, 0)[:-3] + '.db')}"
 
 
-def arm_specs(args: argparse.Namespace, seed: int) -> dict[str, tuple[Path, int | None]]:
-    """Write the specs of one seed; arm -> (spec path, configurations; None: the step budget
-    ends the study)."""
+def arm_configs(args: argparse.Namespace, arm: str) -> int | None:
+    """The configurations an arm runs; None: its step budget ends the study."""
+    return {PLAIN: args.n, "random@3x": 3 * args.n}.get(arm)
+
+
+def arm_specs(
+    args: argparse.Namespace, seed: int, arms: list[str]
+) -> dict[str, tuple[Path, int | None]]:
+    """Write the specs of ``arms`` for one seed; arm -> (spec path, configurations; None: the
+    step budget ends the study)."""
     base = _spec(args.workdir / "base", "trec6", seed, args.n, args.steps, None, SPACE)
     spec = yaml.safe_load(base.read_text())
     spec.pop("references", None)  # trained beside the search, not part of the comparison
@@ -83,15 +90,15 @@ def arm_specs(args: argparse.Namespace, seed: int) -> dict[str, tuple[Path, int 
     budget = args.n * args.steps
     mobo, rand = spec["sampler"], {"name": "random"}
     table = {
-        PLAIN: (mobo, args.n, None),
-        "mobo+mf": (mobo, None, list(args.rungs)),
-        "mobo+auto": (mobo, None, "auto"),
-        "random@3x": (rand, 3 * args.n, None),
-        "random+sh": (rand, None, list(args.rungs)),
+        PLAIN: (mobo, None),
+        "mobo+mf": (mobo, list(args.rungs)),
+        "mobo+auto": (mobo, "auto"),
+        "random@3x": (rand, None),
+        "random+sh": (rand, list(args.rungs)),
     }
     out: dict[str, tuple[Path, int | None]] = {}
-    for arm in args.arms:
-        sampler, configs, rungs = table[arm]
+    for arm in arms:
+        (sampler, rungs), configs = table[arm], arm_configs(args, arm)
         name = study_name(arm, seed)
         fidelity = dict(spec["fidelity"])
         derived = {**spec, "name": name, "sampler": sampler}
@@ -124,7 +131,7 @@ def run_arm(workdir: Path, arm: str, path: Path, configs: int | None) -> float:
 
 def run_arms(args: argparse.Namespace, seed: int) -> None:
     """Run (or resume) the studies of one seed, ``--jobs`` at a time."""
-    specs = {a: s for a, s in arm_specs(args, seed).items() if a in args.run}
+    specs = arm_specs(args, seed, args.run)
     walls_file = args.workdir / "walls.json"
     walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -210,9 +217,8 @@ def report(
     from autopeft.exceptions import StudyError
     from autopeft.results.views import load_view
 
-    specs = arm_specs(args, seed)
     views = {}
-    for arm in specs:
+    for arm in args.arms:
         try:
             views[arm] = load_view(study_name(arm, seed), url(args.workdir, arm))
         except StudyError:  # --report-only before the arm started
@@ -225,7 +231,7 @@ def report(
     walls = json.loads(walls_file.read_text()) if walls_file.exists() else {}
     half, full = args.n * args.steps // 2, args.n * args.steps
     curves = {arm: curve(view, frame) for arm, view in views.items()}
-    done = {arm: finished(view, specs[arm][1]) for arm, view in views.items()}
+    done = {arm: finished(view, arm_configs(args, arm)) for arm, view in views.items()}
     goal = hv_by(curves[PLAIN][0], half, done[PLAIN])
     print(f"\n== seed {seed}: frame = {len(top)} top-rung trials of {len(views)} arms ==")
     print(f"{'arm':10s} {'configs':>7s} {'per rung':>12s} {'failed':>6s} {'steps':>6s} "
