@@ -549,3 +549,37 @@ def test_under_the_quota_fixed_rungs_are_judged_as_without_calibration() -> None
     quota = _fixed_runner(half)
     quota.p.files.spec.fidelity = runner_.p.files.spec.fidelity
     assert quota._promotions(None) == []  # the stub rule chose none, and nothing is forced
+
+
+def test_the_noise_free_reading_leaves_the_runs_noise_stream_alone() -> None:
+    """``bench/fidelity.py``'s noise-free values (the benchmark's second reading of a noisy
+    class) are the problem's model without accuracy noise, and reading them does not change what
+    the run measures next."""
+    from autopeft.testing.synthetic_classes import make_problem
+    from bench.fidelity import FidelityProblem
+    from bench.fidelity_budget import simulate_budget
+
+    def model() -> FidelityProblem:
+        return FidelityProblem(make_problem("noisy", 0))
+
+    plain, read = model(), model()
+    points = [dict(p) for p in _random_points(plain, 6)]
+    measured = [plain.evaluate_at(p, 100, 100) for p in points]
+    clean, remeasured = [], []
+    for p in points:
+        clean.append(read.noise_free(p))
+        remeasured.append(read.evaluate_at(p, 100, 100))
+    assert remeasured == measured  # the stream is where it was
+    pairs = [(m, c) for m, c in zip(measured, clean, strict=True) if m and c]
+    gaps = [m["accuracy"] - c["accuracy"] for m, c in pairs]
+    assert gaps and all(abs(g) < 0.2 for g in gaps) and any(abs(g) > 1e-4 for g in gaps)
+    assert all(m["trainable_params"] == c["trainable_params"] for m, c in pairs)
+    result = simulate_budget("random+rungs", "noisy", 0, 1000, [25, 50, 100], 3.0, 2, {})
+    assert 0.0 < result["hv_noise_free"] <= 1.0
+
+
+def _random_points(model: object, n: int) -> list:
+    from autopeft.search.samplers import make_sampler
+
+    problem = model.problem  # type: ignore[attr-defined]
+    return make_sampler("random", problem.bound, problem.objectives, 0, {}).propose([], n)
