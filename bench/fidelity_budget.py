@@ -35,7 +35,9 @@ overspend check: at most 10 % over). Medians over seeds. Column ``noise-free``: 
 difference (``mobo+rungs - mobo``) on the HV of the same top-rung trials' noise-free values (the
 problem's model without accuracy noise): the measured HV of a noisy metric grows with the number
 of top-rung draws, which plain mobo has more of (``nan`` for runs cached before it was
-recorded). Not a test: nothing here asserts.
+recorded). Column ``paired (ahead)``: the median over seeds of ``mobo+rungs - mobo`` on the same
+seed, and on how many seeds it is >= 0 (the verdict reads the difference of the medians, as the
+issue does). Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -327,7 +329,7 @@ def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
     print(f"\nHV at {budget} steps, median [IQR] over seeds (* = fewer seeds); steps spent")
     print(
         f"{'class':13} " + " ".join(f"{a:>30}" for a in arms) + "  rungs-mobo   auto-mobo  "
-        "noise-free  verdict (mobo+rungs)"
+        "noise-free  paired (ahead)  verdict (mobo+rungs)"
     )
     wins, close = 0, 0
     measured = 0
@@ -353,6 +355,18 @@ def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
         # rungs - mobo on the top-rung trials' noise-free values: a noisy metric's measured HV
         # grows with the number of top-rung draws (the luckiest ones make the front)
         nf = clean.get("mobo+rungs", math.nan) - clean.get("mobo", math.nan)
+        # per seed: the median of rungs - mobo on the same seed, and on how many it is >= 0
+        paired = [
+            hv_at(results["mobo+rungs", c, s]["curve"], budget)
+            - hv_at(results["mobo", c, s]["curve"], budget)
+            for s in seeds
+            if ("mobo+rungs", c, s) in results and ("mobo", c, s) in results
+        ]
+        pair = (
+            f"{statistics.median(paired):+.3f} ({sum(d >= 0 for d in paired)}/{len(paired)})"
+            if paired
+            else "-"
+        )
         verdict = "-"
         if not math.isnan(delta):
             if c == LOWCORR:
@@ -366,7 +380,7 @@ def table(classes: list[str], arms: list[str], results: dict, seeds: list[int],
                 )
         print(
             f"{c:13} " + " ".join(cells) + f"  {delta:+10.3f}  {auto:+10.3f}  {nf:+10.3f}  "
-            f"{verdict}"
+            f"{pair:>14}  {verdict}"
         )
     if measured:
         print(
