@@ -216,11 +216,11 @@ def simulate(arm: str, cls: str, seed: int, configs: int, rungs: list[int], eta:
         steps += cost(trial.rung)
         if trial.rung == top and trial.values:
             front.append(trial.values)
-            clean.append(model.noise_free(trial.point) or {})
+            clean += [v for v in [model.noise_free(trial.point)] if v]
             hv = hypervolume(frame, front)
         curve.append((steps, hv))
     counts = [sum(t.rung == r for t in trials) for r in range(len(rungs))]
-    noise_free = hypervolume(frame, [v for v in clean if v])
+    noise_free = hypervolume(frame, clean)
     return {"curve": curve, "per_rung": counts, "time": clock, "hv_noise_free": noise_free}
 
 

@@ -218,7 +218,7 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
         )
         if trial.rung == top and trial.values:
             front.append(trial.values)
-            clean.append(model.noise_free(trial.point) or {})
+            clean += [v for v in [model.noise_free(trial.point)] if v]
             hv = hypervolume(frame, front)
         curve.append((finished_steps, hv))
     counts = [sum(t.rung == r for t in trials) for r in range(len(rungs))]
@@ -232,7 +232,7 @@ def simulate_budget(arm: str, cls: str, seed: int, budget: int, rungs: list[int]
         "time": clock,
         "entry": max(entries_log, default=0),
         "correlations": correlations,
-        "hv_noise_free": hypervolume(frame, [v for v in clean if v]),
+        "hv_noise_free": hypervolume(frame, clean),
     }
 
 

@@ -555,6 +555,7 @@ def test_the_noise_free_reading_leaves_the_runs_noise_stream_alone() -> None:
     """``bench/fidelity.py``'s noise-free values (the benchmark's second reading of a noisy
     class) are the problem's model without accuracy noise, and reading them does not change what
     the run measures next."""
+    from autopeft.search.samplers import make_sampler
     from autopeft.testing.synthetic_classes import make_problem
     from bench.fidelity import FidelityProblem
     from bench.fidelity_budget import simulate_budget
@@ -563,7 +564,9 @@ def test_the_noise_free_reading_leaves_the_runs_noise_stream_alone() -> None:
         return FidelityProblem(make_problem("noisy", 0))
 
     plain, read = model(), model()
-    points = [dict(p) for p in _random_points(plain, 6)]
+    problem = plain.problem
+    sampler = make_sampler("random", problem.bound, problem.objectives, 0, {})
+    points = [dict(p) for p in sampler.propose([], 6)]
     measured = [plain.evaluate_at(p, 100, 100) for p in points]
     clean, remeasured = [], []
     for p in points:
@@ -576,10 +579,3 @@ def test_the_noise_free_reading_leaves_the_runs_noise_stream_alone() -> None:
     assert all(m["trainable_params"] == c["trainable_params"] for m, c in pairs)
     result = simulate_budget("random+rungs", "noisy", 0, 1000, [25, 50, 100], 3.0, 2, {})
     assert 0.0 < result["hv_noise_free"] <= 1.0
-
-
-def _random_points(model: object, n: int) -> list:
-    from autopeft.search.samplers import make_sampler
-
-    problem = model.problem  # type: ignore[attr-defined]
-    return make_sampler("random", problem.bound, problem.objectives, 0, {}).propose([], n)
